@@ -39,7 +39,7 @@ class BatchConfig:
     learning_rate: float = 1e-2
     batch_size: int = 256
     max_epochs: int = 40
-    patience: int = 4
+    patience: int = 3
     min_improvement_bits: float = 1e-3
     monitor_samples: int = 4096
     sinkhorn_tol: float = 1e-5

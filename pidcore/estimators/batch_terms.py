@@ -27,7 +27,10 @@ def conditional_terms(
     """Per-anchor I_q(X2; Y | X1 = x1_a) in nats, with q(a, b, y) = p(y|x1_a) q(b|a, y) / n.
 
     Iq = I(X1;Y) + mean_a of these terms, so the anchor terms give pointwise atoms directly.
+    The projection runs in float64 whatever the network's dtype: float32 cannot resolve the
+    small column residuals that keep q inside the constraint set.
     """
+    logits, p1, p2 = logits.double(), p1.double(), p2.double()
     log_rows, log_cols = balanced_log_targets(p1, p2)
     plan = sinkhorn_log(logits, log_rows, log_cols, tol=tol, max_iter=max_iter)
     log_q_b_given_ay = logits + plan.f[:, None, :] + plan.g[None, :, :] - log_rows[:, None, :]

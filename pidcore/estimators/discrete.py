@@ -222,4 +222,17 @@ def _primal_from_dual(joint, lam, mu, t) -> torch.Tensor:
     lse = _pair_lse(theta, active)
     pi = torch.softmax(theta.masked_fill(~active[..., None], 0.0), -1) * allowed
     weight = torch.where(active, 1.0 / (t * -lse), torch.zeros_like(lse))
-    return pi * weight[..., None]
+    return _fit_marginals(pi * weight[..., None], joint.sum(2), joint.sum(1))
+
+
+def _fit_marginals(q: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, steps: int = 200) -> torch.Tensor:
+    """Iterative proportional fitting of q[b, x1, x2, y] to the (x1, y) and (x2, y) marginals."""
+    for _ in range(steps):
+        q = q * _safe_ratio(p1, q.sum(2))[:, :, None, :]
+        q = q * _safe_ratio(p2, q.sum(1))[:, None, :, :]
+    return q
+
+
+def _safe_ratio(target: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """target / current, with 0 where current is 0."""
+    return torch.where(current > 0, target / current.clamp(min=1e-300), torch.zeros_like(current))

@@ -42,8 +42,13 @@ def planted_samples(joint: np.ndarray, n: int, dim: int = 16, noise: float = 0.1
     x1 = _embed(a, rotation1, noise, rng)
     x2 = _embed(b, rotation2, noise, rng)
     p_a, p_b = joint.sum(1), joint.sum(0)
-    posterior = lambda table: table / table.sum(-1, keepdims=True)  # noqa: E731
-    return x1, x2, posterior(p_a)[a], posterior(p_b)[b], posterior(joint)[a, b]
+    return x1, x2, _posterior(p_a)[a], _posterior(p_b)[b], _posterior(joint)[a, b]
+
+
+def _posterior(table: np.ndarray) -> np.ndarray:
+    """Normalise the last axis; rows with no mass (never sampled) become uniform."""
+    total = table.sum(-1, keepdims=True)
+    return np.divide(table, total, out=np.full_like(table, 1.0 / table.shape[-1]), where=total > 0)
 
 
 def _embed(values: np.ndarray, rotation: np.ndarray, noise: float, rng) -> np.ndarray:
