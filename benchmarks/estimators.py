@@ -1,0 +1,124 @@
+"""Benchmark the estimators against baselines measured in the same run.
+
+  python benchmarks/estimators.py            # everything (about 10 minutes on 2 CPU cores)
+  python benchmarks/estimators.py --quick    # skips n = 200k and the published-BATCH baseline
+
+1. discrete_pid on 1,000 random distributions (shapes up to 5x5x4, zero-padded into one stack)
+   in one call, against dit's exact cone solver on a sample of them: time per distribution.
+2. batch_pid on the planted AND task (2 x 2,048 samples) against the published BATCH algorithm
+   re-implemented in benchmarks/published_batch.py: wall time and accuracy against the exact PID.
+3. batch_pid wall time for n = 2k, 20k, 200k samples (half fitting, half held out), k = 2 and 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pidcore.estimators import batch_pid, discrete_pid  # noqa: E402
+from pidcore.estimators.planted import planted_samples, smoothed_joint  # noqa: E402
+
+ATOMS = ("r", "u1", "u2", "s")
+
+
+def random_stack(count: int, seed: int = 0) -> np.ndarray:
+    """Random distributions of shapes m x n x k (m, n <= 5, k <= 4), zero-padded into [count, 5, 5, 4]."""
+    rng = np.random.default_rng(seed)
+    stack = np.zeros((count, 5, 5, 4))
+    for i in range(count):
+        m, n, k = rng.integers(2, 6), rng.integers(2, 6), rng.integers(2, 5)
+        stack[i, :m, :n, :k] = rng.dirichlet(np.full(m * n * k, 0.5)).reshape(m, n, k)
+    return stack
+
+
+def dit_atoms(joint: np.ndarray) -> list[float]:
+    import dit
+    from dit.pid import PID_BROJA
+
+    cells = [(index, joint[index]) for index in np.ndindex(*joint.shape) if joint[index] > 0]
+    pid = PID_BROJA(dit.Distribution([c[0] for c in cells], [c[1] for c in cells]), method="cone")
+    return [pid.get_pi(((0,), (1,))), pid.get_pi(((0,),)), pid.get_pi(((1,),)), pid.get_pi(((0, 1),))]
+
+
+def bench_discrete(sample: int) -> None:
+    stack = random_stack(1000)
+    started = time.perf_counter()
+    result = discrete_pid(stack, device="cpu")
+    ours = (time.perf_counter() - started) / len(stack)
+    atoms = torch.stack([result.r, result.u1, result.u2, result.s], 1).numpy()
+    started = time.perf_counter()
+    reference = [dit_atoms(stack[i]) for i in range(sample)]
+    theirs = (time.perf_counter() - started) / sample
+    worst = float(np.abs(np.array(reference) - atoms[:sample]).max())
+    print(f"discrete_pid: 1000 distributions in one call, {ours * 1e3:.2f} ms each; "
+          f"dit cone on {sample} of them: {theirs * 1e3:.1f} ms each; "
+          f"speed ratio {theirs / ours:.1f}x; max |difference| {worst:.1e} bits")
+
+
+def planted(gate: str, n_fit: int, n_held: int):
+    joint = smoothed_joint(gate, 1e-3)
+    return joint, planted_samples(joint, n_fit, seed=1), planted_samples(joint, n_held, seed=2)
+
+
+def describe(atoms: dict[str, float]) -> str:
+    return ", ".join(f"{a}={atoms[a]:.3f}" for a in ATOMS)
+
+
+def bench_and_case(with_baseline: bool) -> None:
+    joint, fit, held = planted("AND", 2048, 2048)
+    exact = discrete_pid(joint).as_dict()
+    started = time.perf_counter()
+    ours = batch_pid(*fit, held_out=held, device="cpu").atoms
+    ours_time = time.perf_counter() - started
+    print(f"AND, 2 x 2048 samples; exact PID: {describe(exact)}")
+    print(f"  batch_pid:           {ours_time:6.1f} s   {describe(ours)}   "
+          f"max error {max(abs(ours[a] - exact[a]) for a in ATOMS):.3f} bits")
+    if with_baseline:
+        from published_batch import published_batch_pid
+
+        started = time.perf_counter()
+        theirs = published_batch_pid(fit, held)
+        theirs_time = time.perf_counter() - started
+        print(f"  published BATCH:     {theirs_time:6.1f} s   {describe(theirs)}   "
+              f"max error {max(abs(theirs[a] - exact[a]) for a in ATOMS):.3f} bits")
+        print(f"  speed ratio {theirs_time / ours_time:.1f}x")
+
+
+def bench_scaling(sizes: list[int]) -> None:
+    for gate, k in (("AND", 2), ("COPY", 4)):
+        baseline = None
+        for n in sizes:
+            _, fit, held = planted(gate, n // 2, n // 2)
+            started = time.perf_counter()
+            result = batch_pid(*fit, held_out=held, device="cpu")
+            seconds = time.perf_counter() - started
+            baseline = baseline or seconds
+            print(f"batch_pid k={k} n={n:>7,}: {seconds:7.1f} s ({seconds / baseline:5.1f}x the n={sizes[0]:,} time), "
+                  f"{result.diagnostics['epochs']} epochs, S={result.atoms['s']:.3f} bits", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="skip n = 200k and the published baseline")
+    parser.add_argument("--dit-sample", type=int, default=50, help="distributions solved by dit")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    bench_discrete(args.dit_sample)
+    bench_and_case(with_baseline=not args.quick)
+    bench_scaling([2_000, 20_000] if args.quick else [2_000, 20_000, 200_000])
+
+
+if __name__ == "__main__":
+    main()
