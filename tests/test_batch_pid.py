@@ -172,3 +172,23 @@ def test_cluster_cross_check_recovers_redundancy():
     exact = discrete_pid(joint)
     assert abs(float(result.r) - float(exact.r)) < 0.02
     assert abs(float(result.s)) < 0.02
+
+
+def test_a_non_finite_objective_keeps_the_last_good_weights_and_says_so(monkeypatch):
+    import pidcore.estimators.batch as batch_module
+
+    real_epoch, calls = batch_module._epoch, []
+
+    def epoch_that_diverges_second(*args):
+        calls.append(1)
+        return real_epoch(*args) if len(calls) == 1 else float("nan")
+
+    monkeypatch.setattr(batch_module, "_epoch", epoch_that_diverges_second)
+    _, fit, held = _planted("AND", 256, 128)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = batch_pid(*fit, held_out=held, max_epochs=5)
+    assert result.diagnostics["stopped_because"] == "non-finite objective"
+    assert result.diagnostics["epochs"] == 2
+    assert any("non-finite" in str(w.message) for w in caught)
+    assert all(np.isfinite(value) for value in result.atoms.values())

@@ -8,7 +8,9 @@ to minimise I_q(X1,X2;Y). Fitted on one split, evaluated on a held-out split, in
 from __future__ import annotations
 
 import copy
+import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -56,12 +58,13 @@ def batch_pid(x1, x2, p_y_x1, p_y_x2, p_y_x1x2, *, held_out=None, mode: str = "p
     fit, fit_cal = _prepared(fit, config.mode)
     held, held_cal = _prepared(held, config.mode)
     dev = resolve_device(device)
-    net, curve = _train(fit, held, config, dev, progress)
+    net, curve, stop = _train(fit, held, config, dev, progress)
     estimator = BatchPIDEstimator(net, config, held_cal, _reference(held, config))
     pointwise, sinkhorn = estimator.score(held, dev)
     atoms = {name: float(values.mean()) for name, values in pointwise.items()}
     diagnostics = _diagnostics(atoms, pointwise, sinkhorn, curve, fit_cal, held_cal, fit, held, dev)
     diagnostics["mode"] = config.mode
+    diagnostics["stopped_because"] = stop
     diagnostics["seconds"] = time.perf_counter() - started
     return BatchPIDResult(atoms, pointwise, diagnostics, estimator, held_index)
 
@@ -127,7 +130,7 @@ def _train(fit: SampleSet, held: SampleSet, config: BatchConfig, device, progres
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     best = _objective_bits(net, monitor, config, device)
     curve = [{"epoch": 0, "fit_bits": None, "held_out_bits": best, "kept": True}]
-    best_state, stale = copy.deepcopy(net.state_dict()), 0
+    best_state, stale, stop = copy.deepcopy(net.state_dict()), 0, "max_epochs reached"
     for epoch in range(1, config.max_epochs + 1):
         fit_bits = _epoch(net, optimizer, fit32, config, generator)
         held_bits = _objective_bits(net, monitor, config, device)
@@ -135,14 +138,20 @@ def _train(fit: SampleSet, held: SampleSet, config: BatchConfig, device, progres
         curve.append({"epoch": epoch, "fit_bits": fit_bits, "held_out_bits": held_bits, "kept": improved})
         if progress is not None:
             progress(epoch, config.max_epochs, held_bits)
+        if not (math.isfinite(fit_bits) and math.isfinite(held_bits)):
+            warnings.warn(f"BATCH objective became non-finite at epoch {epoch}; keeping epoch "
+                          f"{[row['epoch'] for row in curve if row['kept']][-1]}")
+            stop = "non-finite objective"
+            break
         if improved:
             best, best_state, stale = held_bits, copy.deepcopy(net.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:
+                stop = "early stopping"
                 break
     net.load_state_dict(best_state)
-    return net, curve
+    return net, curve, stop
 
 
 def _epoch(net, optimizer, fit: SampleSet, config: BatchConfig, generator) -> float:
@@ -154,6 +163,8 @@ def _epoch(net, optimizer, fit: SampleSet, config: BatchConfig, generator) -> fl
         terms, _ = conditional_terms(net(batch.x1, batch.x2), batch.p1, batch.p2,
                                      config.sinkhorn_tol, config.sinkhorn_max_iter)
         loss = terms.mean()
+        if not torch.isfinite(loss):
+            return float("nan")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
