@@ -1,0 +1,42 @@
+"""The sample and dataset types every loader produces, and the two errors loaders raise."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be used at all: unknown kind, missing or unreadable file, or no usable row."""
+
+
+class SkipRow(Exception):
+    """One row is unusable; the message is the reason recorded in `LoadedDataset.skipped`."""
+
+
+@dataclass
+class Sample:
+    """One multiple-choice item: an RGB image, a question, lettered options and the optional gold letter."""
+
+    id: str
+    image: Image.Image
+    question: str
+    options: list[str]
+    answer: str | None
+    hint: str | None
+
+    @property
+    def letters(self) -> list[str]:
+        """The option letters, A, B, ... in order, one per option."""
+        return list(string.ascii_uppercase[: len(self.options)])
+
+
+@dataclass
+class LoadedDataset:
+    """The usable samples of a dataset file and the (row id, reason) of every row that was skipped."""
+
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
