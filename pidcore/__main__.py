@@ -1,0 +1,7 @@
+"""Entry point for `python -m pidcore`."""
+
+import sys
+
+from pidcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""The one table of model-family differences, keyed by the config's model_type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """What the probing engine must know about a family beyond get_decoder() and get_output_embeddings()."""
+
+    family: str
+    image_token_attr: str
+    final_norm_attr: str = "norm"
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "llava": Adapter("llava", image_token_attr="image_token_index"),
+}
+
+
+def adapter_for(model_type: str) -> Adapter:
+    """The adapter of a family, or an error naming what is missing for an unsupported one."""
+    if model_type not in ADAPTERS:
+        raise ValueError(f"model type {model_type!r} has no adapter: add an entry to pidcore.models.adapters.ADAPTERS "
+                         f"saying which config field holds the image token id and where the decoder's final norm "
+                         f"is; supported: {sorted(ADAPTERS)}")
+    return ADAPTERS[model_type]
+
+
+def image_token_id(config, adapter: Adapter) -> int:
+    """The id of the image placeholder token, read from the config field the adapter names."""
+    value = getattr(config, adapter.image_token_attr, None)
+    if value is None:
+        raise ValueError(f"{adapter.family} config has no {adapter.image_token_attr!r}; cannot locate image tokens")
+    return int(value)

@@ -1,0 +1,27 @@
+"""A small byte-level BPE tokenizer trained locally, so tiny models need no download."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+CORPUS = [
+    "USER: ASSISTANT: Answer with the option's letter from the given choices directly.",
+    "What colour is the shape? What shape is shown? Is there a circle in the image? Which side is the square on?",
+    "A. red B. green C. blue D. yellow E. circle F. square yes no left right top bottom",
+    "Options: A B C D E F Hint: Question: Answer: The answer is",
+]
+
+
+def train_tokenizer(extra_text: list[str] | None = None, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on a fixed prompt corpus (plus `extra_text`); deterministic."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(CORPUS * 4 + list(extra_text or []), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>",
+                                   extra_special_tokens={"image_token": "<image>"})

@@ -1,0 +1,1 @@
+"""Masked probes, features and the logit lens for one VLM."""

@@ -1,0 +1,144 @@
+"""The three probe passes in one batched forward, features, and a logit lens at every decoder layer.
+
+Row 0 is the full pass p(y|x1,x2); row 1 the image-only probe p(y|x1), whose user-text embeddings
+are replaced by noise; row 2 the text-only probe p(y|x2), whose image embeddings are replaced by
+noise. The replacement happens in a forward pre-hook on model.get_decoder(), i.e. after the image
+has been merged into the input embeddings, so it works the same for every family.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from pidcore.models.loading import LoadedVLM
+from pidcore.probes.encoding import Encoded
+from pidcore.probes.prompt import letters
+
+PASSES = ("full", "image_only", "text_only")
+
+
+@dataclass
+class EmbeddingStats:
+    """Per-dimension mean and std of image-token and user-text embeddings over a calibration split."""
+
+    image_mean: torch.Tensor
+    image_std: torch.Tensor
+    text_mean: torch.Tensor
+    text_std: torch.Tensor
+
+
+@dataclass
+class ProbeResult:
+    """Features, letter distributions [pass, layer, k] (layer 0 = embeddings) and final letter mass [pass]."""
+
+    x1: torch.Tensor
+    x2: torch.Tensor
+    probs: torch.Tensor
+    letter_mass: torch.Tensor
+
+
+def letter_token_ids(tokenizer, count: int) -> list[int]:
+    """One token id per option letter; an error if a letter is not a single token."""
+    ids = []
+    for letter in letters(count):
+        encoded = tokenizer.encode(letter, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(f"option letter {letter!r} is not a single token for this tokenizer: {encoded}")
+        ids.append(encoded[0])
+    return ids
+
+
+@contextmanager
+def _decoder_input_hook(vlm: LoadedVLM, edit):
+    """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward."""
+    def hook(module, args, kwargs):
+        kwargs["inputs_embeds"] = edit(kwargs["inputs_embeds"])
+        return args, kwargs
+
+    handle = vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
+    """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
+    captured = []
+    with _decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
+        vlm.model(**_on_device(encoded.inputs, vlm))
+    return captured[0][0].float().cpu()
+
+
+def embedding_stats(vlm: LoadedVLM, calibration: list[Encoded]) -> EmbeddingStats:
+    """Mean and std of image and user-text embeddings over the calibration samples."""
+    images, texts = [], []
+    for encoded in calibration:
+        embeds = merged_embeddings(vlm, encoded)
+        images.append(embeds[encoded.image_mask])
+        texts.append(embeds[encoded.text_mask])
+    image, text = torch.cat(images), torch.cat(texts)
+    return EmbeddingStats(image.mean(0), image.std(0), text.mean(0), text.std(0))
+
+
+@torch.no_grad()
+def run_probes(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: int) -> ProbeResult:
+    """Run the full pass and both masked probes together; read every layer through the logit lens."""
+    generator = torch.Generator().manual_seed(seed)
+    image_noise = stats.image_mean + stats.image_std * torch.randn(
+        int(encoded.image_mask.sum()), len(stats.image_mean), generator=generator)
+    text_noise = stats.text_mean + stats.text_std * torch.randn(
+        int(encoded.text_mask.sum()), len(stats.text_mean), generator=generator)
+    captured = []
+
+    def mask(embeds):
+        captured.append(embeds[0].float().cpu())
+        embeds = embeds.clone()
+        embeds[1, encoded.text_mask.to(embeds.device)] = text_noise.to(embeds.device, embeds.dtype)
+        embeds[2, encoded.image_mask.to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
+        return embeds
+
+    inputs = {name: _repeat(value, len(PASSES)) for name, value in _on_device(encoded.inputs, vlm).items()}
+    with _decoder_input_hook(vlm, mask):
+        output = vlm.model(**inputs, output_hidden_states=True)
+    letter_ids = letter_token_ids(vlm.processor.tokenizer, encoded.n_options)
+    probs, mass = logit_lens(vlm, output.hidden_states, letter_ids)
+    embeds = captured[0]
+    return ProbeResult(embeds[encoded.image_mask].mean(0), embeds[encoded.text_mask].mean(0), probs, mass)
+
+
+def logit_lens(vlm: LoadedVLM, hidden_states, letter_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
+
+    hidden_states[-1] is already normalised by the decoder (transformers 5), so the final norm is
+    applied to the earlier layers only.
+    """
+    norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
+    head = vlm.model.get_output_embeddings()
+    last = len(hidden_states) - 1
+    layers, masses = [], None
+    for index, hidden in enumerate(hidden_states):
+        state = hidden[:, -1]
+        logits = head(state if index == last else norm(state)).float()
+        layers.append(torch.softmax(logits[:, letter_ids], -1))
+        if index == last:
+            masses = torch.softmax(logits, -1)[:, letter_ids].sum(-1)
+    return torch.stack(layers, 1).cpu(), masses.cpu()
+
+
+def _on_device(inputs: dict, vlm: LoadedVLM) -> dict:
+    moved = {}
+    for name, value in inputs.items():
+        if torch.is_floating_point(value):
+            moved[name] = value.to(vlm.device, vlm.dtype)
+        else:
+            moved[name] = value.to(vlm.device)
+    return moved
+
+
+def _repeat(value: torch.Tensor, times: int) -> torch.Tensor:
+    return value.repeat(times, *([1] * (value.ndim - 1)))

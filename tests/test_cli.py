@@ -1,0 +1,26 @@
+"""The command line, run as a user would: `python -m pidcore ...` in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+from transformers import AutoConfig
+
+
+def _run(*args):
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "pidcore", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_tiny_model_builds_a_loadable_llava(tmp_path):
+    done = _run("tiny-model", "--family", "llava", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert AutoConfig.from_pretrained(str(tmp_path / "m")).model_type == "llava"
+
+
+def test_tiny_model_rejects_an_unknown_family(tmp_path):
+    done = _run("tiny-model", "--family", "nope", "--out", str(tmp_path / "m"))
+    assert done.returncode == 2
+    assert "no tiny-model builder for family 'nope'" in done.stderr

@@ -1,0 +1,79 @@
+"""Masked probes and the logit lens on a tiny LLaVA built offline and loaded through from_pretrained."""
+
+import pytest
+import torch
+from PIL import Image
+
+from pidcore.models.adapters import adapter_for
+from pidcore.models.loading import load_vlm
+from pidcore.models.tiny import build_tiny_model
+from pidcore.probes.encoding import encode_sample
+from pidcore.probes.engine import embedding_stats, letter_token_ids, run_probes
+
+QUESTION = "What colour is the shape?"
+
+
+@pytest.fixture(scope="module")
+def vlm(tmp_path_factory):
+    folder = build_tiny_model("llava", tmp_path_factory.mktemp("tiny-llava"))
+    loaded = load_vlm(str(folder), device="cpu")
+    norm = loaded.model.get_decoder().norm
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, norm.weight.numel()))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def images():
+    return Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (48, 40), (0, 0, 255))
+
+
+def test_lens_at_the_last_layer_is_the_real_output(vlm, images):
+    encoded = encode_sample(vlm, images[0], QUESTION, ["red", "blue", "green"])
+    stats = embedding_stats(vlm, [encoded])
+    result = run_probes(vlm, encoded, stats, seed=0)
+    with torch.no_grad():
+        logits = vlm.model(**encoded.inputs).logits[0, -1]
+    letters = letter_token_ids(vlm.processor.tokenizer, 3)
+    real = torch.softmax(logits[letters], -1)
+    assert torch.allclose(result.probs[0, -1], real, atol=1e-6)
+    assert result.probs.shape == (3, vlm.model.config.text_config.num_hidden_layers + 1, 3)
+    assert torch.allclose(result.probs.sum(-1), torch.ones(3, result.probs.shape[1]), atol=1e-6)
+
+
+def test_text_only_probe_ignores_the_image(vlm, images):
+    first = encode_sample(vlm, images[0], QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, images[1], QUESTION, ["red", "blue"])
+    stats = embedding_stats(vlm, [first, second])
+    a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
+    assert torch.equal(a.probs[2], b.probs[2])
+    assert not torch.allclose(a.probs[0], b.probs[0])
+    assert not torch.allclose(a.x1, b.x1) and torch.allclose(a.x2, b.x2)
+
+
+def test_image_only_probe_ignores_the_question(vlm, images):
+    first = encode_sample(vlm, images[0], QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, images[0], QUESTION, ["blue", "red"])
+    assert int(first.text_mask.sum()) == int(second.text_mask.sum())
+    stats = embedding_stats(vlm, [first, second])
+    a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
+    assert torch.equal(a.probs[1], b.probs[1])
+    assert not torch.allclose(a.probs[0], b.probs[0])
+
+
+def test_user_text_positions_exclude_the_scaffolding(vlm, images):
+    encoded = encode_sample(vlm, images[0], QUESTION, ["red", "blue"])
+    tokenizer = vlm.processor.tokenizer
+    text = tokenizer.decode(encoded.inputs["input_ids"][0][encoded.text_mask])
+    assert text.startswith(QUESTION) and text.rstrip().endswith("B. blue")
+    assert not (encoded.text_mask & encoded.image_mask).any()
+
+
+def test_unsupported_family_names_what_is_missing():
+    with pytest.raises(ValueError, match="no adapter.*image token"):
+        adapter_for("made_up_vlm")
+
+
+def test_bad_option_count_is_rejected(vlm, images):
+    with pytest.raises(ValueError, match="between 2 and 26"):
+        encode_sample(vlm, images[0], QUESTION, ["only one"])
