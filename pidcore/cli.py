@@ -14,6 +14,21 @@ def _tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from pidcore.profile import ProfileSettings, profile
+
+    settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
+                               device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed,
+                               estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
+                               step=args.checkpoint_step, stage=args.stage, trust_remote_code=args.trust_remote_code)
+    rows = profile(settings)
+    print("layer        R       U1       U2        S  accuracy (bits; last layer = the model's output)")
+    for row in rows:
+        accuracy = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        print(f"{row['layer']:5d} {row['r']:8.4f} {row['u1']:8.4f} {row['u2']:8.4f} {row['s']:8.4f}  {accuracy}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(prog="python -m pidcore", description="Information Spectrum Explorer")
@@ -25,6 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--layers", type=int, default=2, help="decoder layers")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_tiny_model)
+    run = commands.add_parser("profile", help="probe a model on a dataset and store atoms for every layer")
+    run.add_argument("--model", required=True, help="hub id or local folder of a VLM (safetensors)")
+    run.add_argument("--dataset", required=True, help="KIND:PATH, KIND one of mmbench, pope, pmc-vqa, jsonl, paper")
+    run.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
+    run.add_argument("--layers", default="all", help="all, last, or a comma list (0 = embeddings)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--dtype", default="auto")
+    run.add_argument("--limit", type=int, default=None, help="use at most this many samples")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--estimator-mode", default="published", choices=["published", "calibrated"])
+    run.add_argument("--checkpoint", default="final", help="checkpoint name")
+    run.add_argument("--checkpoint-step", type=int, default=None, help="training step of the checkpoint")
+    run.add_argument("--stage", default=None, help="training stage of the checkpoint")
+    run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
+    run.set_defaults(run=_profile)
     return parser
 
 

@@ -1,0 +1,174 @@
+"""`profile`: one model x one dataset -> probe outputs for every sample, then atoms for every layer, resumably."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pidcore.datasets import LoadedDataset, load_dataset
+from pidcore.estimators import batch_pid
+from pidcore.models.loading import LoadedVLM, load_vlm
+from pidcore.probes.encoding import encode_sample
+from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes
+from pidcore.store_writer import array_to_blob, blob_to_array, read_unit, settings_json, write_unit
+
+logger = logging.getLogger("pidcore.profile")
+ATOMS = ("r", "u1", "u2", "s")
+
+
+@dataclass
+class ProfileSettings:
+    """Everything a profile run depends on; the run id hashes the fields that change results."""
+
+    model: str
+    dataset: str
+    db: str
+    layers: str = "all"
+    device: str = "auto"
+    dtype: str = "auto"
+    limit: int | None = None
+    seed: int = 0
+    estimator_mode: str = "published"
+    checkpoint: str = "final"
+    step: int | None = None
+    stage: str | None = None
+    calibration_samples: int = 32
+    chunk: int = 8
+    trust_remote_code: bool = False
+
+    def run_id(self) -> str:
+        keys = ("model", "dataset", "dtype", "limit", "seed", "checkpoint", "calibration_samples")
+        return hashlib.sha1(settings_json({k: getattr(self, k) for k in keys}).encode()).hexdigest()[:16]
+
+    @property
+    def estimator(self) -> str:
+        return f"batch-{self.estimator_mode}"
+
+
+def profile(settings: ProfileSettings) -> list[dict]:
+    """Probe every sample, then estimate atoms per layer; returns the atoms of the last layer."""
+    dataset = load_dataset(settings.dataset, limit=settings.limit)
+    vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
+    run_id = settings.run_id()
+    with write_unit(settings.db):
+        pass
+    stats = _calibration(settings, vlm, dataset, run_id)
+    _probe_samples(settings, vlm, dataset, stats, run_id)
+    return _estimate_layers(settings, run_id)
+
+
+def _register_run(settings: ProfileSettings, vlm: LoadedVLM, run_id: str, n_layers: int) -> None:
+    task = settings.dataset.split(":", 1)[0] + ":" + settings.dataset.rsplit("/", 1)[-1]
+    with write_unit(settings.db) as db:
+        db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, epoch(now()))",
+                   [run_id, settings.model.rstrip("/").rsplit("/", 1)[-1], vlm.adapter.family, task,
+                    settings.checkpoint, settings.step, settings.stage, n_layers, json.dumps(asdict(settings))])
+
+
+def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str) -> EmbeddingStats:
+    """Embedding statistics of the first calibration samples, computed once per run and stored with it."""
+    stored = read_unit(settings.db, "SELECT stats FROM calibration WHERE run_id = ?", [run_id])
+    if stored:
+        return EmbeddingStats(*(torch.from_numpy(a) for a in blob_to_array(stored[0][0])))
+    encoded = [encode_sample(vlm, s.image, s.question, s.options, s.hint)
+               for s in dataset.samples[: settings.calibration_samples]]
+    stats = embedding_stats(vlm, encoded)
+    first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
+    _register_run(settings, vlm, run_id, first.probs.shape[1] - 1)
+    blob = array_to_blob(np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
+    with write_unit(settings.db) as db:
+        db.execute("INSERT OR IGNORE INTO calibration VALUES (?, ?)", [run_id, blob])
+    return stats
+
+
+def _probe_samples(settings, vlm, dataset: LoadedDataset, stats: EmbeddingStats, run_id: str) -> None:
+    """Run the probes on every sample not yet stored, writing a chunk of samples per short transaction."""
+    done = {row[0] for row in read_unit(settings.db, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
+    todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
+    rows = []
+    for position, sample in tqdm(todo, desc="probing", unit="sample", initial=len(done), total=len(dataset.samples)):
+        encoded = encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint)
+        result = run_probes(vlm, encoded, stats, seed=settings.seed * 1_000_003 + position)
+        gold = sample.letters.index(sample.answer) if sample.answer else None
+        rows.append([run_id, sample.id, position, gold, len(sample.options), array_to_blob(result.x1.numpy()),
+                     array_to_blob(result.x2.numpy()), array_to_blob(result.probs.numpy()),
+                     array_to_blob(result.letter_mass.numpy())])
+        if len(rows) == settings.chunk:
+            _write_samples(settings.db, rows)
+            rows = []
+    if rows:
+        _write_samples(settings.db, rows)
+
+
+def _write_samples(db: str, rows: list[list]) -> None:
+    with write_unit(db) as connection:
+        connection.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _load_samples(db: str, run_id: str):
+    """Features, probe outputs and gold answers of a run, for the most common option count."""
+    rows = read_unit(db, "SELECT sample_id, gold, n_options, x1, x2, probs FROM samples WHERE run_id = ? "
+                         "ORDER BY position", [run_id])
+    k = Counter(row[2] for row in rows).most_common(1)[0][0]
+    kept = [row for row in rows if row[2] == k]
+    if len(kept) < len(rows):
+        logger.warning("estimating on the %d samples with %d options; %d others left out", len(kept), k,
+                       len(rows) - len(kept))
+    ids = [row[0] for row in kept]
+    gold = np.array([-1 if row[1] is None else row[1] for row in kept])
+    x1 = np.stack([blob_to_array(row[3]) for row in kept])
+    x2 = np.stack([blob_to_array(row[4]) for row in kept])
+    probs = np.stack([blob_to_array(row[5]) for row in kept]).astype(np.float64)
+    return ids, gold, x1, x2, probs
+
+
+def _selected_layers(spec: str, n_layers: int) -> list[int]:
+    """"all", "last", or a comma list of layer numbers (0 = embeddings, n_layers = the real output)."""
+    if spec == "all":
+        return list(range(n_layers + 1))
+    if spec == "last":
+        return [n_layers]
+    layers = sorted({int(part) for part in spec.split(",")})
+    bad = [layer for layer in layers if not 0 <= layer <= n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} are outside 0..{n_layers}")
+    return layers
+
+
+def _estimate_layers(settings: ProfileSettings, run_id: str) -> list[dict]:
+    """Fit BATCH per layer not yet stored; store dataset atoms, pointwise atoms and the fitted estimator."""
+    n_layers = read_unit(settings.db, "SELECT n_layers FROM runs WHERE run_id = ?", [run_id])[0][0]
+    ids, gold, x1, x2, probs = _load_samples(settings.db, run_id)
+    done = {row[0] for row in read_unit(settings.db, "SELECT layer FROM layer_atoms WHERE run_id = ? AND "
+                                        "estimator = ?", [run_id, settings.estimator])}
+    layers = [layer for layer in _selected_layers(settings.layers, n_layers) if layer not in done]
+    for layer in tqdm(layers, desc="estimating", unit="layer"):
+        full, image_only, text_only = probs[:, 0, layer], probs[:, 1, layer], probs[:, 2, layer]
+        result = batch_pid(x1, x2, image_only, text_only, full, mode=settings.estimator_mode,
+                           device=settings.device, seed=settings.seed)
+        _write_layer(settings, run_id, layer, ids, gold, full, result)
+    rows = read_unit(settings.db, "SELECT layer, r, u1, u2, s, accuracy FROM layer_atoms WHERE run_id = ? AND "
+                                  "estimator = ? AND layer = ?", [run_id, settings.estimator, n_layers])
+    return [dict(zip(("layer", "r", "u1", "u2", "s", "accuracy"), row)) for row in rows]
+
+
+def _write_layer(settings, run_id, layer, ids, gold, full, result) -> None:
+    has_gold = gold >= 0
+    accuracy = float((full.argmax(1)[has_gold] == gold[has_gold]).mean()) if has_gold.any() else None
+    diagnostics = {k: v for k, v in result.diagnostics.items() if k != "objective_curve"}
+    held = result.held_out_index.tolist()
+    pointwise = [[run_id, layer, settings.estimator, ids[i], *(float(result.pointwise[a][j]) for a in ATOMS)]
+                 for j, i in enumerate(held)]
+    with write_unit(settings.db) as db:
+        db.execute("INSERT OR IGNORE INTO layer_atoms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [run_id, layer, settings.estimator, result.atoms["r"], result.atoms["u1"], result.atoms["u2"],
+                    result.atoms["s"], len(held), accuracy, json.dumps(diagnostics, default=str),
+                    result.estimator.to_bytes()])
+        db.executemany("INSERT OR IGNORE INTO pointwise_atoms VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pointwise)

@@ -1,0 +1,112 @@
+"""`python -m pidcore profile` on a tiny LLaVA: every layer stored, resumable after SIGKILL, readable meanwhile."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from PIL import Image
+
+from pidcore.models.tiny import build_tiny_model
+from pidcore.store import StoreError, connect_read_only, read_atoms
+
+COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 200, 0)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("profile")
+    model = build_tiny_model("llava", root / "tiny-llava")
+    with open(root / "shapes.jsonl", "w") as handle:
+        for i in range(160):
+            name = list(COLOURS)[i % 3]
+            Image.new("RGB", (36, 36), COLOURS[name]).save(root / f"img{i}.png")
+            handle.write(json.dumps({"image": f"img{i}.png", "question": "What colour is the shape?",
+                                     "options": list(COLOURS), "answer": name}) + "\n")
+    return root, model
+
+
+def _command(setup, db, limit):
+    root, model = setup
+    return [sys.executable, "-m", "pidcore", "profile", "--model", str(model), "--dataset",
+            f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", str(limit)]
+
+
+def _env():
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _rows(db):
+    connection = connect_read_only(db)
+    try:
+        samples = connection.execute("SELECT sample_id, probs FROM samples ORDER BY sample_id").fetchall()
+        atoms = connection.execute("SELECT layer, r, u1, u2, s FROM layer_atoms ORDER BY layer").fetchall()
+        pointwise = connection.execute("SELECT count(*) FROM pointwise_atoms").fetchone()[0]
+    finally:
+        connection.close()
+    return samples, atoms, pointwise
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(setup):
+    db = setup[0] / "clean.duckdb"
+    done = subprocess.run(_command(setup, db, 160), capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return db, done.stdout
+
+
+def test_profile_stores_an_atoms_row_for_every_layer(uninterrupted):
+    db, stdout = uninterrupted
+    atoms = read_atoms(db)
+    assert sorted(atoms["layer"]) == [0, 1, 2]
+    assert set(atoms["n_layers"]) == {2} and set(atoms["family"]) == {"llava"}
+    assert atoms["accuracy"].notna().all()
+    assert "layer" in stdout and "bits" in stdout
+
+
+def test_rerun_adds_nothing(setup, uninterrupted):
+    db, _ = uninterrupted
+    before = _rows(db)
+    done = subprocess.run(_command(setup, db, 160), capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0
+    assert _rows(db) == before
+
+
+def test_sigkill_then_rerun_gives_the_same_results(setup, uninterrupted):
+    db = setup[0] / "killed.duckdb"
+    process = subprocess.Popen(_command(setup, db, 160), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=_env())
+    read_while_running = _wait_for_samples(db, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = len(_rows(db)[0])
+    assert 0 < partial < 160, partial
+    assert read_while_running
+    done = subprocess.run(_command(setup, db, 160), capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _rows(db) == _rows(uninterrupted[0])
+
+
+def _wait_for_samples(db, process, timeout=120):
+    """Poll the database read-only while profile runs; True once some samples were readable."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            connection = connect_read_only(db, attempts=1)
+        except (StoreError, duckdb.Error):
+            time.sleep(0.05)
+            continue
+        try:
+            count = connection.execute("SELECT count(*) FROM samples").fetchone()[0]
+        except duckdb.Error:
+            count = 0
+        finally:
+            connection.close()
+        if count >= 16:
+            return True
+        time.sleep(0.05)
+    return False
