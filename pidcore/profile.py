@@ -16,7 +16,7 @@ from pidcore.datasets import LoadedDataset, load_dataset
 from pidcore.estimators import batch_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.probes.encoding import encode_sample
-from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes
+from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes, run_probes_batch
 from pidcore.store_writer import array_to_blob, blob_to_array, read_unit, settings_json, write_unit
 
 logger = logging.getLogger("pidcore.profile")
@@ -89,22 +89,38 @@ def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDatas
 
 
 def _probe_samples(settings, vlm, dataset: LoadedDataset, stats: EmbeddingStats, run_id: str) -> None:
-    """Run the probes on every sample not yet stored, writing a chunk of samples per short transaction."""
+    """Probe every sample not yet stored, a chunk per forward where shapes allow, a chunk per short write."""
     done = {row[0] for row in read_unit(settings.db, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
     todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
-    rows = []
-    for position, sample in tqdm(todo, desc="probing", unit="sample", initial=len(done), total=len(dataset.samples)):
-        encoded = encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint)
-        result = run_probes(vlm, encoded, stats, seed=settings.seed * 1_000_003 + position)
-        gold = sample.letters.index(sample.answer) if sample.answer else None
-        rows.append([run_id, sample.id, position, gold, len(sample.options), array_to_blob(result.x1.numpy()),
-                     array_to_blob(result.x2.numpy()), array_to_blob(result.probs.numpy()),
-                     array_to_blob(result.letter_mass.numpy())])
-        if len(rows) == settings.chunk:
-            _write_samples(settings.db, rows)
-            rows = []
-    if rows:
-        _write_samples(settings.db, rows)
+    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples)) as bar:
+        for start in range(0, len(todo), settings.chunk):
+            chunk = todo[start:start + settings.chunk]
+            encoded = [encode_sample(vlm, s.image, s.question, s.options, s.hint) for _, s in chunk]
+            results = _probe_chunk(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in chunk])
+            _write_samples(settings.db, [_sample_row(run_id, position, sample, result)
+                                         for (position, sample), result in zip(chunk, results)])
+            bar.update(len(chunk))
+
+
+def _probe_chunk(vlm, encoded: list, stats: EmbeddingStats, seeds: list[int]) -> list:
+    """Run samples with identical input shapes together; results come back in input order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, item in enumerate(encoded):
+        key = tuple((name, tuple(value.shape)) for name, value in item.inputs.items())
+        groups.setdefault(key, []).append(index)
+    results = [None] * len(encoded)
+    for members in groups.values():
+        outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
+        for index, output in zip(members, outputs):
+            results[index] = output
+    return results
+
+
+def _sample_row(run_id: str, position: int, sample, result) -> list:
+    gold = sample.letters.index(sample.answer) if sample.answer else None
+    return [run_id, sample.id, position, gold, len(sample.options), array_to_blob(result.x1.numpy()),
+            array_to_blob(result.x2.numpy()), array_to_blob(result.probs.numpy()),
+            array_to_blob(result.letter_mass.numpy())]
 
 
 def _write_samples(db: str, rows: list[list]) -> None:

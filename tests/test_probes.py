@@ -77,3 +77,17 @@ def test_unsupported_family_names_what_is_missing():
 def test_bad_option_count_is_rejected(vlm, images):
     with pytest.raises(ValueError, match="between 2 and 26"):
         encode_sample(vlm, images[0], QUESTION, ["only one"])
+
+
+def test_batching_samples_changes_no_result(vlm, images):
+    from pidcore.probes.engine import run_probes_batch
+
+    encoded = [encode_sample(vlm, image, QUESTION, options) for image in images
+               for options in (["red", "blue"], ["blue", "red"])]
+    stats = embedding_stats(vlm, encoded)
+    together = run_probes_batch(vlm, encoded, stats, seeds=[5, 6, 7, 8])
+    for item, seed, batched in zip(encoded, [5, 6, 7, 8], together):
+        alone = run_probes(vlm, item, stats, seed=seed)
+        assert torch.allclose(alone.probs, batched.probs, atol=1e-5)
+        assert torch.allclose(alone.x1, batched.x1, atol=1e-6) and torch.allclose(alone.x2, batched.x2, atol=1e-6)
+        assert torch.allclose(alone.letter_mass, batched.letter_mass, atol=1e-6)

@@ -85,49 +85,75 @@ def embedding_stats(vlm: LoadedVLM, calibration: list[Encoded]) -> EmbeddingStat
     return EmbeddingStats(image.mean(0), image.std(0), text.mean(0), text.std(0))
 
 
-@torch.no_grad()
 def run_probes(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: int) -> ProbeResult:
     """Run the full pass and both masked probes together; read every layer through the logit lens."""
+    return run_probes_batch(vlm, [encoded], stats, [seed])[0]
+
+
+@torch.no_grad()
+def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats,
+                     seeds: list[int]) -> list[ProbeResult]:
+    """run_probes for samples whose inputs have identical shapes, in one forward of 3 x len(batch) rows.
+
+    Each sample's noise comes from its own seed, so batching does not change any result.
+    """
+    shapes = {tuple((name, tuple(value.shape)) for name, value in encoded.inputs.items()) for encoded in batch}
+    if len(shapes) != 1:
+        raise ValueError("run_probes_batch needs samples whose inputs have identical shapes")
+    noises = [_noise(encoded, stats, seed) for encoded, seed in zip(batch, seeds)]
+    captured = []
+
+    def mask(embeds):
+        captured.append(embeds[:: len(PASSES)].float().cpu())
+        embeds = embeds.clone()
+        for index, (encoded, (image_noise, text_noise)) in enumerate(zip(batch, noises)):
+            row = len(PASSES) * index
+            embeds[row + 1, encoded.text_mask.to(embeds.device)] = text_noise.to(embeds.device, embeds.dtype)
+            embeds[row + 2, encoded.image_mask.to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
+        return embeds
+
+    inputs = {name: torch.cat([_repeat(encoded.inputs[name], len(PASSES)) for encoded in batch])
+              for name in batch[0].inputs}
+    with _decoder_input_hook(vlm, mask):
+        output = vlm.model(**_on_device(inputs, vlm), output_hidden_states=True)
+    letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
+    lenses = logit_lens(vlm, output.hidden_states, letter_ids)
+    embeds = captured[0]
+    return [ProbeResult(embeds[i][encoded.image_mask].mean(0), embeds[i][encoded.text_mask].mean(0), *lenses[i])
+            for i, encoded in enumerate(batch)]
+
+
+def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian stand-ins for the sample's image embeddings and its user-text embeddings."""
     generator = torch.Generator().manual_seed(seed)
     image_noise = stats.image_mean + stats.image_std * torch.randn(
         int(encoded.image_mask.sum()), len(stats.image_mean), generator=generator)
     text_noise = stats.text_mean + stats.text_std * torch.randn(
         int(encoded.text_mask.sum()), len(stats.text_mean), generator=generator)
-    captured = []
-
-    def mask(embeds):
-        captured.append(embeds[0].float().cpu())
-        embeds = embeds.clone()
-        embeds[1, encoded.text_mask.to(embeds.device)] = text_noise.to(embeds.device, embeds.dtype)
-        embeds[2, encoded.image_mask.to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
-        return embeds
-
-    inputs = {name: _repeat(value, len(PASSES)) for name, value in _on_device(encoded.inputs, vlm).items()}
-    with _decoder_input_hook(vlm, mask):
-        output = vlm.model(**inputs, output_hidden_states=True)
-    letter_ids = letter_token_ids(vlm.processor.tokenizer, encoded.n_options)
-    probs, mass = logit_lens(vlm, output.hidden_states, letter_ids)
-    embeds = captured[0]
-    return ProbeResult(embeds[encoded.image_mask].mean(0), embeds[encoded.text_mask].mean(0), probs, mass)
+    return image_noise, text_noise
 
 
-def logit_lens(vlm: LoadedVLM, hidden_states, letter_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
+def logit_lens(vlm: LoadedVLM, hidden_states, letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per sample: letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
 
-    hidden_states[-1] is already normalised by the decoder (transformers 5), so the final norm is
-    applied to the earlier layers only.
+    Rows are grouped by sample, three passes each. hidden_states[-1] is already normalised by the
+    decoder (transformers 5), so the final norm is applied to the earlier layers only.
     """
     norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
     head = vlm.model.get_output_embeddings()
     last = len(hidden_states) - 1
-    layers, masses = [], None
+    layers = [[] for _ in letter_ids]
+    masses = []
     for index, hidden in enumerate(hidden_states):
         state = hidden[:, -1]
         logits = head(state if index == last else norm(state)).float()
-        layers.append(torch.softmax(logits[:, letter_ids], -1))
-        if index == last:
-            masses = torch.softmax(logits, -1)[:, letter_ids].sum(-1)
-    return torch.stack(layers, 1).cpu(), masses.cpu()
+        full = torch.softmax(logits, -1) if index == last else None
+        for sample, ids in enumerate(letter_ids):
+            rows = slice(len(PASSES) * sample, len(PASSES) * (sample + 1))
+            layers[sample].append(torch.softmax(logits[rows][:, ids], -1).cpu())
+            if full is not None:
+                masses.append(full[rows][:, ids].sum(-1).cpu())
+    return [(torch.stack(per_layer, 1), mass) for per_layer, mass in zip(layers, masses)]
 
 
 def _on_device(inputs: dict, vlm: LoadedVLM) -> dict:
