@@ -1,4 +1,4 @@
-"""Masked probes and the logit lens on a tiny LLaVA built offline and loaded through from_pretrained."""
+"""Masked probes and the logit lens on tiny LLaVA and Qwen2-VL models built offline, loaded via from_pretrained."""
 
 import pytest
 import torch
@@ -13,9 +13,9 @@ from pidcore.probes.engine import embedding_stats, letter_token_ids, run_probes
 QUESTION = "What colour is the shape?"
 
 
-@pytest.fixture(scope="module")
-def vlm(tmp_path_factory):
-    folder = build_tiny_model("llava", tmp_path_factory.mktemp("tiny-llava"))
+@pytest.fixture(scope="module", params=["llava", "qwen2_vl"])
+def vlm(request, tmp_path_factory):
+    folder = build_tiny_model(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
     loaded = load_vlm(str(folder), device="cpu")
     norm = loaded.model.get_decoder().norm
     with torch.no_grad():
@@ -25,7 +25,7 @@ def vlm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images():
-    return Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (48, 40), (0, 0, 255))
+    return Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (40, 40), (0, 0, 255))
 
 
 def test_lens_at_the_last_layer_is_the_real_output(vlm, images):

@@ -110,3 +110,17 @@ def _wait_for_samples(db, process, timeout=120):
             return True
         time.sleep(0.05)
     return False
+
+
+def test_profile_runs_end_to_end_on_qwen2_vl(setup, tmp_path):
+    root, _ = setup
+    build = subprocess.run([sys.executable, "-m", "pidcore", "tiny-model", "--family", "qwen2_vl", "--out",
+                            str(tmp_path / "qwen")], capture_output=True, text=True, env=_env(), timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    db = tmp_path / "qwen.duckdb"
+    command = [sys.executable, "-m", "pidcore", "profile", "--model", str(tmp_path / "qwen"), "--dataset",
+               f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", "24"]
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    atoms = read_atoms(db)
+    assert sorted(atoms["layer"]) == [0, 1, 2] and set(atoms["family"]) == {"qwen2_vl"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from pidcore.models.processors import load_qwen2_vl_processor
 
 
 @dataclass(frozen=True)
@@ -12,10 +15,12 @@ class Adapter:
     family: str
     image_token_attr: str
     final_norm_attr: str = "norm"
+    load_processor: Callable[[str, bool], object] | None = None
 
 
 ADAPTERS: dict[str, Adapter] = {
     "llava": Adapter("llava", image_token_attr="image_token_index"),
+    "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor),
 }
 
 

@@ -40,5 +40,8 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=resolved_dtype, use_safetensors=True,
                                                         trust_remote_code=trust_remote_code)
-    processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    if adapter.load_processor is not None:
+        processor = adapter.load_processor(model_id, trust_remote_code)
+    else:
+        processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=trust_remote_code)
     return LoadedVLM(model.to(resolved_device).eval(), processor, adapter, resolved_device, resolved_dtype)

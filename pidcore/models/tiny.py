@@ -12,6 +12,9 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
 )
 
 from pidcore.models.tokenizer import train_tokenizer
@@ -48,7 +51,43 @@ def _build_llava(out_dir: Path, hidden: int, layers: int) -> None:
     processor.save_pretrained(out_dir)
 
 
-BUILDERS = {"llava": _build_llava}
+QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _mrope_sections(head_dim: int) -> list[int]:
+    """Split the rotary half of a head into (time, height, width) sections, as Qwen2-VL does."""
+    half = head_dim // 2
+    spatial = (half - half // 4) // 2
+    return [half - 2 * spatial, spatial, spatial]
+
+
+def _build_qwen2_vl(out_dir: Path, hidden: int, layers: int) -> None:
+    """Qwen2-VL: its ViT with patch merging, M-RoPE Qwen2 decoder; saved without a video processor."""
+    tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
+    tokenizer.chat_template = QWEN_TEMPLATE
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2,
+                                               temporal_patch_size=2)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_TOKENS}
+    text = _text_config(tokenizer, hidden, layers).to_dict()
+    text["rope_scaling"] = {"rope_type": "default", "mrope_section": _mrope_sections(hidden // 2)}
+    config = Qwen2VLConfig(
+        text_config={**text, "model_type": "qwen2_vl_text"},
+        vision_config={"depth": 2, "embed_dim": hidden, "hidden_size": hidden, "num_heads": 2, "patch_size": 8,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "in_chans": 3},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    Qwen2VLForConditionalGeneration(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    image_processor.save_pretrained(out_dir)
+
+
+BUILDERS = {"llava": _build_llava, "qwen2_vl": _build_qwen2_vl}
 
 
 def build_tiny_model(family: str, out_dir: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:

@@ -14,14 +14,16 @@ CORPUS = [
 ]
 
 
-def train_tokenizer(extra_text: list[str] | None = None, vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on a fixed prompt corpus (plus `extra_text`); deterministic."""
+def train_tokenizer(extra_special: list[str] | None = None, image_token: str = "<image>",
+                    vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on a fixed prompt corpus; deterministic. `image_token` is the family's placeholder."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+    specials = SPECIAL_TOKENS + [token for token in extra_special or [] if token not in SPECIAL_TOKENS]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(CORPUS * 4 + list(extra_text or []), trainer)
+    tokenizer.train_from_iterator(CORPUS * 4, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>",
-                                   extra_special_tokens={"image_token": "<image>"})
+                                   extra_special_tokens={"image_token": image_token})
