@@ -1,4 +1,4 @@
-"""Masked probes and the logit lens on tiny LLaVA and Qwen2-VL models built offline, loaded via from_pretrained."""
+"""Masked probes and the logit lens on tiny LLaVA, Qwen2-VL and Idefics3 models built offline, loaded from disk."""
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ from pidcore.probes.engine import embedding_stats, letter_token_ids, run_probes
 QUESTION = "What colour is the shape?"
 
 
-@pytest.fixture(scope="module", params=["llava", "qwen2_vl"])
+@pytest.fixture(scope="module", params=["llava", "qwen2_vl", "idefics3"])
 def vlm(request, tmp_path_factory):
     folder = build_tiny_model(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
     loaded = load_vlm(str(folder), device="cpu")

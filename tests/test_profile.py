@@ -112,15 +112,16 @@ def _wait_for_samples(db, process, timeout=120):
     return False
 
 
-def test_profile_runs_end_to_end_on_qwen2_vl(setup, tmp_path):
+@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
+def test_profile_runs_end_to_end_on_other_families(setup, tmp_path, family):
     root, _ = setup
-    build = subprocess.run([sys.executable, "-m", "pidcore", "tiny-model", "--family", "qwen2_vl", "--out",
-                            str(tmp_path / "qwen")], capture_output=True, text=True, env=_env(), timeout=300)
+    build = subprocess.run([sys.executable, "-m", "pidcore", "tiny-model", "--family", family, "--out",
+                            str(tmp_path / family)], capture_output=True, text=True, env=_env(), timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
-    db = tmp_path / "qwen.duckdb"
-    command = [sys.executable, "-m", "pidcore", "profile", "--model", str(tmp_path / "qwen"), "--dataset",
+    db = tmp_path / "results.duckdb"
+    command = [sys.executable, "-m", "pidcore", "profile", "--model", str(tmp_path / family), "--dataset",
                f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", "24"]
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     atoms = read_atoms(db)
-    assert sorted(atoms["layer"]) == [0, 1, 2] and set(atoms["family"]) == {"qwen2_vl"}
+    assert sorted(atoms["layer"]) == [0, 1, 2] and set(atoms["family"]) == {family}

@@ -20,6 +20,7 @@ class Adapter:
 
 ADAPTERS: dict[str, Adapter] = {
     "llava": Adapter("llava", image_token_attr="image_token_index"),
+    "idefics3": Adapter("idefics3", image_token_attr="image_token_id"),
     "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor),
 }
 

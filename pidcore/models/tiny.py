@@ -8,6 +8,10 @@ import torch
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -87,7 +91,33 @@ def _build_qwen2_vl(out_dir: Path, hidden: int, layers: int) -> None:
     image_processor.save_pretrained(out_dir)
 
 
-BUILDERS = {"llava": _build_llava, "qwen2_vl": _build_qwen2_vl}
+IDEFICS3_TOKENS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+IDEFICS3_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def _build_idefics3(out_dir: Path, hidden: int, layers: int) -> None:
+    """Idefics3 / SmolVLM: SigLIP-style vision tower, pixel-shuffle connector, Llama decoder; no image splitting."""
+    tokenizer = train_tokenizer(extra_special=IDEFICS3_TOKENS)
+    tokenizer.chat_template = IDEFICS3_TEMPLATE
+    image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
+                                                max_image_size={"longest_edge": 32})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    text = {**_text_config(tokenizer, hidden, layers).to_dict(), "model_type": "llama"}
+    config = Idefics3Config(
+        vision_config={"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=2)
+    Idefics3ForConditionalGeneration(config).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+BUILDERS = {"llava": _build_llava, "qwen2_vl": _build_qwen2_vl, "idefics3": _build_idefics3}
 
 
 def build_tiny_model(family: str, out_dir: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
