@@ -17,7 +17,7 @@ from pidcore.estimators import batch_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes, run_probes_batch
-from pidcore.store_writer import array_to_blob, blob_to_array, read_unit, settings_json, write_unit
+from pidcore.store_writer import array_to_blob, blob_to_array, ensure_schema, read_unit, settings_json, write_unit
 
 logger = logging.getLogger("pidcore.profile")
 ATOMS = ("r", "u1", "u2", "s")
@@ -57,8 +57,7 @@ def profile(settings: ProfileSettings) -> list[dict]:
     dataset = load_dataset(settings.dataset, limit=settings.limit)
     vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
     run_id = settings.run_id()
-    with write_unit(settings.db):
-        pass
+    ensure_schema(settings.db)
     stats = _calibration(settings, vlm, dataset, run_id)
     _probe_samples(settings, vlm, dataset, stats, run_id)
     return _estimate_layers(settings, run_id)

@@ -70,6 +70,12 @@ def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25):
         connection.close()
 
 
+def ensure_schema(path: str | Path) -> None:
+    """Create the database and its tables if they do not exist yet."""
+    with write_unit(path):
+        pass
+
+
 def read_unit(path: str | Path, sql: str, parameters: list | None = None) -> list[tuple]:
     """Run one parameterised query on a short read-only connection (an empty list if there is no file yet)."""
     if not Path(path).is_file():

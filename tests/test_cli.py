@@ -24,3 +24,18 @@ def test_tiny_model_rejects_an_unknown_family(tmp_path):
     done = _run("tiny-model", "--family", "nope", "--out", str(tmp_path / "m"))
     assert done.returncode == 2
     assert "no tiny-model builder for family 'nope'" in done.stderr
+
+
+def test_profile_reports_an_unknown_model_and_a_missing_dataset_clearly(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"image": "a.png", "question": "Which?", "options": ["x", "y"]}\n')
+    unknown = _run("profile", "--model", str(tmp_path / "no-such-model"), "--dataset", f"jsonl:{data}",
+                   "--db", str(tmp_path / "r.duckdb"))
+    assert unknown.returncode == 2
+    assert "cannot load model" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = _run("profile", "--model", str(tmp_path / "m"), "--dataset", f"jsonl:{tmp_path / 'none.jsonl'}",
+                   "--db", str(tmp_path / "r.duckdb"))
+    assert missing.returncode == 2 and "dataset file not found" in missing.stderr

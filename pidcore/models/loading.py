@@ -34,7 +34,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False) -> LoadedVLM:
     """Load model and processor; remote code runs only when trust_remote_code is passed explicitly."""
-    config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ValueError(f"cannot load model {model_id!r}: it is neither a local folder with a config.json nor a "
+                         f"hub id that can be fetched here ({error})") from error
     adapter = adapter_for(config.model_type)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
