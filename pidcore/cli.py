@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pidcore", description="Information Spectrum Explorer")
     commands = parser.add_subparsers(dest="command", required=True)
     tiny = commands.add_parser("tiny-model", help="build a small random VLM offline (for smoke tests)")
-    tiny.add_argument("--family", required=True, help="the config's model type: llava, qwen2_vl or idefics3")
+    tiny.add_argument("--family", required=True,
+                      help="the config's model type: llava, qwen2_vl, qwen2_5_vl, idefics3 or paligemma")
     tiny.add_argument("--out", required=True, help="folder to save the model and processor in")
     tiny.add_argument("--hidden", type=int, default=32, help="hidden size of the language model")
     tiny.add_argument("--layers", type=int, default=2, help="decoder layers")

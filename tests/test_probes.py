@@ -13,7 +13,7 @@ from pidcore.probes.engine import embedding_stats, letter_token_ids, run_probes
 QUESTION = "What colour is the shape?"
 
 
-@pytest.fixture(scope="module", params=["llava", "qwen2_vl", "idefics3"])
+@pytest.fixture(scope="module", params=["llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
 def vlm(request, tmp_path_factory):
     folder = build_tiny_model(request.param, tmp_path_factory.mktemp(f"tiny-{request.param}"))
     loaded = load_vlm(str(folder), device="cpu")
@@ -47,7 +47,7 @@ def test_text_only_probe_ignores_the_image(vlm, images):
     stats = embedding_stats(vlm, [first, second])
     a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
     assert torch.equal(a.probs[2], b.probs[2])
-    assert not torch.allclose(a.probs[0], b.probs[0])
+    assert not torch.equal(a.probs[0], b.probs[0])
     assert not torch.allclose(a.x1, b.x1) and torch.allclose(a.x2, b.x2)
 
 
@@ -58,7 +58,7 @@ def test_image_only_probe_ignores_the_question(vlm, images):
     stats = embedding_stats(vlm, [first, second])
     a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
     assert torch.equal(a.probs[1], b.probs[1])
-    assert not torch.allclose(a.probs[0], b.probs[0])
+    assert not torch.equal(a.probs[0], b.probs[0])
 
 
 def test_user_text_positions_exclude_the_scaffolding(vlm, images):
@@ -91,3 +91,20 @@ def test_batching_samples_changes_no_result(vlm, images):
         assert torch.allclose(alone.probs, batched.probs, atol=1e-5)
         assert torch.allclose(alone.x1, batched.x1, atol=1e-6) and torch.allclose(alone.x2, batched.x2, atol=1e-6)
         assert torch.allclose(alone.letter_mass, batched.letter_mass, atol=1e-6)
+
+
+def test_lens_applies_the_models_final_logit_softcap(tmp_path, images):
+    loaded = load_vlm(str(build_tiny_model("paligemma", tmp_path / "capped")), device="cpu")
+    encoded = encode_sample(loaded, images[0], QUESTION, ["red", "blue", "green"])
+    letters = letter_token_ids(loaded.processor.tokenizer, 3)
+
+    def output_and_lens():
+        with torch.no_grad():
+            real = torch.softmax(loaded.model(**encoded.inputs).logits[0, -1, letters], -1)
+        return real, run_probes(loaded, encoded, embedding_stats(loaded, [encoded]), seed=0).probs[0, -1]
+
+    uncapped, _ = output_and_lens()
+    loaded.model.config.get_text_config().final_logit_softcapping = 0.01
+    capped, lens = output_and_lens()
+    assert torch.allclose(lens, capped, atol=1e-6)
+    assert not torch.allclose(capped, uncapped, atol=1e-3)

@@ -112,7 +112,7 @@ def _wait_for_samples(db, process, timeout=120):
     return False
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
 def test_profile_runs_end_to_end_on_other_families(setup, tmp_path, family):
     root, _ = setup
     build = subprocess.run([sys.executable, "-m", "pidcore", "tiny-model", "--family", family, "--out",

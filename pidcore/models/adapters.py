@@ -5,23 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pidcore.models.processors import load_qwen2_vl_processor
+from pidcore.models.processors import load_qwen2_5_vl_processor, load_qwen2_vl_processor
 
 
 @dataclass(frozen=True)
 class Adapter:
-    """What the probing engine must know about a family beyond get_decoder() and get_output_embeddings()."""
+    """What the probing engine must know about a family beyond get_decoder() and get_output_embeddings().
+
+    plain_prompt: for families without a chat template, the prompt as a format string over {image} (the
+    processor's image token) and {text}. processor_suffix_tokens: tokens the processor appends after any text.
+    """
 
     family: str
     image_token_attr: str
     final_norm_attr: str = "norm"
+    layers_attr: str = "layers"
     load_processor: Callable[[str, bool], object] | None = None
+    plain_prompt: str | None = None
+    processor_suffix_tokens: int = 0
 
 
 ADAPTERS: dict[str, Adapter] = {
     "llava": Adapter("llava", image_token_attr="image_token_index"),
     "idefics3": Adapter("idefics3", image_token_attr="image_token_id"),
     "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor),
+    "qwen2_5_vl": Adapter("qwen2_5_vl", image_token_attr="image_token_id", load_processor=load_qwen2_5_vl_processor),
+    # PaliGemma has no chat template: its processor puts <bos> after the image tokens and appends "\n" to the
+    # prompt. Its token_type_ids (bidirectional prefix) pass through with the other processor outputs.
+    "paligemma": Adapter("paligemma", image_token_attr="image_token_index", plain_prompt="{image}{text}",
+                         processor_suffix_tokens=1),
 }
 
 

@@ -16,9 +16,15 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
+    SiglipImageProcessorPil,
 )
 
 from pidcore.models.tokenizer import train_tokenizer
@@ -71,8 +77,8 @@ def _mrope_sections(head_dim: int) -> list[int]:
     return [half - 2 * spatial, spatial, spatial]
 
 
-def _build_qwen2_vl(out_dir: Path, hidden: int, layers: int) -> None:
-    """Qwen2-VL: its ViT with patch merging, M-RoPE Qwen2 decoder; saved without a video processor."""
+def _build_qwen(out_dir: Path, hidden: int, layers: int, config_class, model_class, vision: dict) -> None:
+    """Qwen2-VL / Qwen2.5-VL: their ViT with patch merging, M-RoPE decoder; saved without a video processor."""
     tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
     tokenizer.chat_template = QWEN_TEMPLATE
     image_processor = Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2,
@@ -80,15 +86,28 @@ def _build_qwen2_vl(out_dir: Path, hidden: int, layers: int) -> None:
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_TOKENS}
     text = _text_config(tokenizer, hidden, layers).to_dict()
     text["rope_scaling"] = {"rope_type": "default", "mrope_section": _mrope_sections(hidden // 2)}
-    config = Qwen2VLConfig(
-        text_config={**text, "model_type": "qwen2_vl_text"},
-        vision_config={"depth": 2, "embed_dim": hidden, "hidden_size": hidden, "num_heads": 2, "patch_size": 8,
-                       "spatial_merge_size": 2, "temporal_patch_size": 2, "in_chans": 3},
+    config = config_class(
+        text_config={**text, "model_type": f"{config_class.model_type}_text"},
+        vision_config={"depth": 2, "hidden_size": hidden, "num_heads": 2, "patch_size": 8, "spatial_merge_size": 2,
+                       "temporal_patch_size": 2, **vision},
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    Qwen2VLForConditionalGeneration(config).save_pretrained(out_dir)
+    model_class(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     image_processor.save_pretrained(out_dir)
+
+
+def _build_qwen2_vl(out_dir: Path, hidden: int, layers: int) -> None:
+    """Qwen2-VL: ViT with 2x2 patch merging, Qwen2 decoder with M-RoPE."""
+    _build_qwen(out_dir, hidden, layers, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                {"embed_dim": hidden, "in_chans": 3})
+
+
+def _build_qwen2_5_vl(out_dir: Path, hidden: int, layers: int) -> None:
+    """Qwen2.5-VL: windowed-attention ViT with SwiGLU blocks and an output projection, Qwen2 decoder with M-RoPE."""
+    _build_qwen(out_dir, hidden, layers, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                {"intermediate_size": 2 * hidden, "out_hidden_size": hidden, "in_channels": 3, "window_size": 32,
+                 "fullatt_block_indexes": [1]})
 
 
 IDEFICS3_TOKENS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
@@ -117,7 +136,26 @@ def _build_idefics3(out_dir: Path, hidden: int, layers: int) -> None:
     processor.save_pretrained(out_dir)
 
 
-BUILDERS = {"llava": _build_llava, "qwen2_vl": _build_qwen2_vl, "idefics3": _build_idefics3}
+def _build_paligemma(out_dir: Path, hidden: int, layers: int) -> None:
+    """PaliGemma: SigLIP vision tower, linear projector, Gemma decoder with a bidirectional prefix; no chat template."""
+    tokenizer = train_tokenizer()
+    image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32}, image_seq_length=16)
+    image_processor.image_seq_length = 16
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    text = {"model_type": "gemma", "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": hidden // 2,
+            "max_position_embeddings": 512, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = PaliGemmaConfig(
+        vision_config={"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8, "projection_dim": hidden},
+        text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"), projection_dim=hidden)
+    PaliGemmaForConditionalGeneration(config).save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+BUILDERS = {"llava": _build_llava, "qwen2_vl": _build_qwen2_vl, "qwen2_5_vl": _build_qwen2_5_vl,
+            "idefics3": _build_idefics3, "paligemma": _build_paligemma}
 
 
 def build_tiny_model(family: str, out_dir: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:

@@ -25,7 +25,7 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     """Render the prompt, run the processor, and locate image tokens and user-text tokens."""
     letters(len(options))
     own_text = user_text(question, options, hint)
-    prompt = render_prompt(vlm.processor, own_text)
+    prompt = render_prompt(vlm.processor, own_text, vlm.adapter.plain_prompt)
     start = prompt.find(own_text)
     if start < 0:
         raise ValueError("the chat template changed the user text; cannot locate it in the prompt")
@@ -37,8 +37,9 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     image_mask = ids == image_token_id(vlm.model.config, vlm.adapter)
     if not image_mask.any():
         raise ValueError("the processed prompt has no image tokens")
-    inputs = vlm.processor(images=[image], text=[prompt], return_tensors="pt")
-    return Encoded(dict(inputs), image_mask, text_mask & ~image_mask, len(options))
+    inputs = {name: value for name, value in vlm.processor(images=[image], text=[prompt], return_tensors="pt").items()
+              if name != "labels"}
+    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options))
 
 
 def _token_ids(vlm: LoadedVLM, image, text: str) -> torch.Tensor:
@@ -48,6 +49,7 @@ def _token_ids(vlm: LoadedVLM, image, text: str) -> torch.Tensor:
 def _prefix_length(vlm: LoadedVLM, image, prefix: str, full_ids: torch.Tensor) -> int:
     """Token count of a prompt prefix, checked to be a true prefix of the full tokenisation."""
     ids = _token_ids(vlm, image, prefix)
+    ids = ids[: len(ids) - vlm.adapter.processor_suffix_tokens]
     if len(ids) > len(full_ids) or not torch.equal(ids, full_ids[: len(ids)]):
         raise ValueError("tokenising a prompt prefix does not give a prefix of the prompt's tokens")
     return len(ids)

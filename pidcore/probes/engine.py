@@ -114,13 +114,48 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats
 
     inputs = {name: torch.cat([_repeat(encoded.inputs[name], len(PASSES)) for encoded in batch])
               for name in batch[0].inputs}
-    with _decoder_input_hook(vlm, mask):
-        output = vlm.model(**_on_device(inputs, vlm), output_hidden_states=True)
+    with _decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
+        vlm.model(**_on_device(inputs, vlm), use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
-    lenses = logit_lens(vlm, output.hidden_states, letter_ids)
+    lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids)
     embeds = captured[0]
     return [ProbeResult(embeds[i][encoded.image_mask].mean(0), embeds[i][encoded.text_mask].mean(0), *lenses[i])
             for i, encoded in enumerate(batch)]
+
+
+@contextmanager
+def _last_position_states(vlm: LoadedVLM):
+    """Collect the last position's residual stream [rows, d] entering the first decoder layer and leaving each layer.
+
+    Layers are read by module, not by index into an output tuple, so the list has one entry per layer module
+    plus the embeddings, and only the last position is kept (the lens needs nothing else).
+    """
+    layers = list(getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr))
+    states: list[torch.Tensor] = []
+
+    def before_first(module, args, kwargs):
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        states.append(hidden[:, -1].detach())
+
+    def after(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        states.append(hidden[:, -1].detach())
+
+    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+    handles += [layer.register_forward_hook(after) for layer in layers]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _head_logits(vlm: LoadedVLM, states: torch.Tensor) -> torch.Tensor:
+    """The model's own read-out of residual states: final norm, output embedding, and any final logit soft-cap."""
+    norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
+    logits = vlm.model.get_output_embeddings()(norm(states)).float()
+    cap = getattr(vlm.model.config.get_text_config(), "final_logit_softcapping", None)
+    return cap * torch.tanh(logits / cap) if cap else logits
 
 
 def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,27 +168,20 @@ def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Te
     return image_noise, text_noise
 
 
-def logit_lens(vlm: LoadedVLM, hidden_states, letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def logit_lens(vlm: LoadedVLM, states: torch.Tensor, letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per sample: letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
 
-    Rows are grouped by sample, three passes each. hidden_states[-1] is already normalised by the
-    decoder (transformers 5), so the final norm is applied to the earlier layers only.
+    `states` is [rows, layers + 1, d], rows grouped by sample, three passes each. Every layer, the last one
+    included, goes through the same read-out, so the lens at the last layer is the model's own output.
     """
-    norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
-    head = vlm.model.get_output_embeddings()
-    last = len(hidden_states) - 1
-    layers = [[] for _ in letter_ids]
-    masses = []
-    for index, hidden in enumerate(hidden_states):
-        state = hidden[:, -1]
-        logits = head(state if index == last else norm(state)).float()
-        full = torch.softmax(logits, -1) if index == last else None
-        for sample, ids in enumerate(letter_ids):
-            rows = slice(len(PASSES) * sample, len(PASSES) * (sample + 1))
-            layers[sample].append(torch.softmax(logits[rows][:, ids], -1).cpu())
-            if full is not None:
-                masses.append(full[rows][:, ids].sum(-1).cpu())
-    return [(torch.stack(per_layer, 1), mass) for per_layer, mass in zip(layers, masses)]
+    logits = _head_logits(vlm, states)
+    results = []
+    for sample, ids in enumerate(letter_ids):
+        rows = logits[len(PASSES) * sample: len(PASSES) * (sample + 1)]
+        letters_only = torch.softmax(rows[..., ids], -1).cpu()
+        mass = torch.softmax(rows[:, -1], -1)[:, ids].sum(-1).cpu()
+        results.append((letters_only, mass))
+    return results
 
 
 def _on_device(inputs: dict, vlm: LoadedVLM) -> dict:

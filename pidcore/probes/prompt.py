@@ -22,7 +22,12 @@ def user_text(question: str, options: list[str], hint: str | None = None) -> str
     return "\n".join(lines)
 
 
-def render_prompt(processor, text: str) -> str:
-    """The full prompt string: image, the user text, the answer instruction, the generation prompt."""
+def render_prompt(processor, text: str, plain_prompt: str | None = None) -> str:
+    """The full prompt string: image, the user text, the answer instruction, the generation prompt.
+
+    Families without a chat template give `plain_prompt`, a format string over {image} and {text}.
+    """
+    if plain_prompt is not None:
+        return plain_prompt.format(image=processor.image_token, text=f"{text}\n{INSTRUCTION}")
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"{text}\n{INSTRUCTION}"}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
