@@ -20,13 +20,37 @@ def _profile(args: argparse.Namespace) -> int:
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed,
                                estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
-                               step=args.checkpoint_step, stage=args.stage, trust_remote_code=args.trust_remote_code)
-    rows = profile(settings)
+                               step=args.checkpoint_step, stage=args.stage, trust_remote_code=args.trust_remote_code,
+                               task=args.task)
+    _print_atoms(profile(settings))
+    return 0
+
+
+def _import_paper(args: argparse.Namespace) -> int:
+    from pidcore.paper_import import import_paper_file
+    from pidcore.profile import ProfileSettings
+
+    settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, device=args.device, seed=args.seed,
+                               estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
+                               step=args.checkpoint_step, stage=args.stage, task=args.task)
+    failed = 0
+    for path in args.files:
+        try:
+            rows = import_paper_file(path, settings, n_layers=args.n_layers)
+        except ValueError as error:
+            failed += 1
+            print(f"error: {path}: {error}", file=sys.stderr)
+            continue
+        print(f"{path}: imported")
+        _print_atoms(rows)
+    return 2 if failed else 0
+
+
+def _print_atoms(rows: list[dict]) -> None:
     print("layer        R       U1       U2        S  accuracy (bits; last layer = the model's output)")
     for row in rows:
         accuracy = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
         print(f"{row['layer']:5d} {row['r']:8.4f} {row['u1']:8.4f} {row['u2']:8.4f} {row['s']:8.4f}  {accuracy}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,17 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", required=True, help="KIND:PATH, KIND one of mmbench, pope, pmc-vqa, jsonl, paper")
     run.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
     run.add_argument("--layers", default="all", help="all, last, or a comma list (0 = embeddings)")
-    run.add_argument("--device", default="auto")
     run.add_argument("--dtype", default="auto")
     run.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--estimator-mode", default="published", choices=["published", "calibrated"])
-    run.add_argument("--checkpoint", default="final", help="checkpoint name")
-    run.add_argument("--checkpoint-step", type=int, default=None, help="training step of the checkpoint")
-    run.add_argument("--stage", default=None, help="training stage of the checkpoint")
+    _estimation_options(run)
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
+    run.add_argument("--task", default=None, help="task name shown in the dashboard (default KIND:FILENAME)")
     run.set_defaults(run=_profile)
+    paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 JSON files as runs")
+    paper.add_argument("files", nargs="+", help="stage-2 JSON files, one model on one task each")
+    paper.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
+    paper.add_argument("--model", default=None, help="model name (default: the file's `model`, else its name)")
+    paper.add_argument("--task", default=None, help="task name (default: the file's `task`, else its name)")
+    paper.add_argument("--n-layers", type=int, default=1, help="the model's decoder depth; the import is its output")
+    _estimation_options(paper)
+    paper.set_defaults(run=_import_paper)
     return parser
+
+
+def _estimation_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `profile` and `import-paper`: estimator, seed, device and checkpoint."""
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--estimator-mode", default="published", choices=["published", "calibrated"])
+    parser.add_argument("--checkpoint", default="final", help="checkpoint name")
+    parser.add_argument("--checkpoint-step", type=int, default=None, help="training step of the checkpoint")
+    parser.add_argument("--stage", default=None, help="training stage of the checkpoint")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ class ProfileSettings:
     calibration_samples: int = 32
     chunk: int = 8
     trust_remote_code: bool = False
+    task: str | None = None
 
     def run_id(self) -> str:
         keys = ("model", "dataset", "dtype", "limit", "seed", "checkpoint", "calibration_samples")
@@ -50,6 +51,16 @@ class ProfileSettings:
     @property
     def estimator(self) -> str:
         return f"batch-{self.estimator_mode}"
+
+    @property
+    def task_name(self) -> str:
+        """The task as shown in the store: the explicit name, else KIND:FILENAME of the dataset spec."""
+        return self.task or self.dataset.split(":", 1)[0] + ":" + self.dataset.rsplit("/", 1)[-1]
+
+    @property
+    def model_name(self) -> str:
+        """The model as shown in the store: the last part of its hub id or folder."""
+        return self.model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def profile(settings: ProfileSettings) -> list[dict]:
@@ -60,15 +71,15 @@ def profile(settings: ProfileSettings) -> list[dict]:
     ensure_schema(settings.db)
     stats = _calibration(settings, vlm, dataset, run_id)
     _probe_samples(settings, vlm, dataset, stats, run_id)
-    return _estimate_layers(settings, run_id)
+    return estimate_layers(settings, run_id)
 
 
-def _register_run(settings: ProfileSettings, vlm: LoadedVLM, run_id: str, n_layers: int) -> None:
-    task = settings.dataset.split(":", 1)[0] + ":" + settings.dataset.rsplit("/", 1)[-1]
+def register_run(settings: ProfileSettings, family: str, run_id: str, n_layers: int) -> None:
+    """Insert the run's row (once): its names, checkpoint, depth and full settings."""
     with write_unit(settings.db) as db:
         db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, epoch(now()))",
-                   [run_id, settings.model.rstrip("/").rsplit("/", 1)[-1], vlm.adapter.family, task,
-                    settings.checkpoint, settings.step, settings.stage, n_layers, json.dumps(asdict(settings))])
+                   [run_id, settings.model_name, family, settings.task_name, settings.checkpoint, settings.step,
+                    settings.stage, n_layers, json.dumps(asdict(settings))])
 
 
 def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str) -> EmbeddingStats:
@@ -80,7 +91,7 @@ def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDatas
                for s in dataset.samples[: settings.calibration_samples]]
     stats = embedding_stats(vlm, encoded)
     first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
-    _register_run(settings, vlm, run_id, first.probs.shape[1] - 1)
+    register_run(settings, vlm.adapter.family, run_id, first.probs.shape[1] - 1)
     blob = array_to_blob(np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
     with write_unit(settings.db) as db:
         db.execute("INSERT OR IGNORE INTO calibration VALUES (?, ?)", [run_id, blob])
@@ -96,8 +107,8 @@ def _probe_samples(settings, vlm, dataset: LoadedDataset, stats: EmbeddingStats,
             chunk = todo[start:start + settings.chunk]
             encoded = [encode_sample(vlm, s.image, s.question, s.options, s.hint) for _, s in chunk]
             results = _probe_chunk(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in chunk])
-            _write_samples(settings.db, [_sample_row(run_id, position, sample, result)
-                                         for (position, sample), result in zip(chunk, results)])
+            write_samples(settings.db, [_sample_row(run_id, position, sample, result)
+                                        for (position, sample), result in zip(chunk, results)])
             bar.update(len(chunk))
 
 
@@ -117,12 +128,19 @@ def _probe_chunk(vlm, encoded: list, stats: EmbeddingStats, seeds: list[int]) ->
 
 def _sample_row(run_id: str, position: int, sample, result) -> list:
     gold = sample.letters.index(sample.answer) if sample.answer else None
-    return [run_id, sample.id, position, gold, len(sample.options), array_to_blob(result.x1.numpy()),
-            array_to_blob(result.x2.numpy()), array_to_blob(result.probs.numpy()),
-            array_to_blob(result.letter_mass.numpy())]
+    return sample_row(run_id, sample.id, position, gold, result.x1.numpy(), result.x2.numpy(), result.probs.numpy(),
+                      result.letter_mass.numpy())
 
 
-def _write_samples(db: str, rows: list[list]) -> None:
+def sample_row(run_id: str, sample_id: str, position: int, gold: int | None, x1: np.ndarray, x2: np.ndarray,
+               probs: np.ndarray, letter_mass: np.ndarray) -> list:
+    """One `samples` row; probs is [pass, stored layers, k] and holds the run's last layers."""
+    return [run_id, sample_id, position, gold, probs.shape[-1], array_to_blob(x1), array_to_blob(x2),
+            array_to_blob(probs), array_to_blob(letter_mass)]
+
+
+def write_samples(db: str, rows: list[list]) -> None:
+    """Insert sample rows in one short transaction; rows already stored are kept as they are."""
     with write_unit(db) as connection:
         connection.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -157,15 +175,25 @@ def _selected_layers(spec: str, n_layers: int) -> list[int]:
     return layers
 
 
-def _estimate_layers(settings: ProfileSettings, run_id: str) -> list[dict]:
-    """Fit BATCH per layer not yet stored; store dataset atoms, pointwise atoms and the fitted estimator."""
+def estimate_layers(settings: ProfileSettings, run_id: str) -> list[dict]:
+    """Fit BATCH per layer not yet stored; store dataset atoms, pointwise atoms and the fitted estimator.
+
+    Stored probe outputs cover the run's last layers (all of them for `profile`, only the output for an
+    imported run), so layer l sits at index l - first stored layer.
+    """
     n_layers = read_unit(settings.db, "SELECT n_layers FROM runs WHERE run_id = ?", [run_id])[0][0]
     ids, gold, x1, x2, probs = _load_samples(settings.db, run_id)
+    first_stored = n_layers + 1 - probs.shape[2]
     done = {row[0] for row in read_unit(settings.db, "SELECT layer FROM layer_atoms WHERE run_id = ? AND "
                                         "estimator = ?", [run_id, settings.estimator])}
-    layers = [layer for layer in _selected_layers(settings.layers, n_layers) if layer not in done]
+    selected = _selected_layers(settings.layers, n_layers)
+    unavailable = [layer for layer in selected if layer < first_stored]
+    if unavailable and settings.layers != "all":
+        raise ValueError(f"layers {unavailable} were not stored for this run; only {first_stored}..{n_layers} were")
+    layers = [layer for layer in selected if layer >= first_stored and layer not in done]
     for layer in tqdm(layers, desc="estimating", unit="layer"):
-        full, image_only, text_only = probs[:, 0, layer], probs[:, 1, layer], probs[:, 2, layer]
+        index = layer - first_stored
+        full, image_only, text_only = probs[:, 0, index], probs[:, 1, index], probs[:, 2, index]
         result = batch_pid(x1, x2, image_only, text_only, full, mode=settings.estimator_mode,
                            device=settings.device, seed=settings.seed)
         _write_layer(settings, run_id, layer, ids, gold, full, result)
