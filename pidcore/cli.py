@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -46,6 +47,22 @@ def _import_paper(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def _demo_build(args: argparse.Namespace) -> int:
+    import logging
+
+    from pidcore.demo.build import DATA, build_demo
+    from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO, ZOO, Schedule
+
+    if args.quick and args.out is None:
+        raise ValueError("--quick builds a smoke-test world; give --out so the shipped data/ is not replaced")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    summary = build_demo(data_dir=args.out or DATA, zoo=QUICK_ZOO if args.quick else ZOO,
+                         schedule=QUICK_SCHEDULE if args.quick else Schedule(),
+                         eval_samples=48 if args.quick else args.eval_samples, seed=args.seed)
+    print(summary)
+    return 0
+
+
 def _print_atoms(rows: list[dict]) -> None:
     print("layer        R       U1       U2        S  accuracy (bits; last layer = the model's output)")
     for row in rows:
@@ -84,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--n-layers", type=int, default=1, help="the model's decoder depth; the import is its output")
     _estimation_options(paper)
     paper.set_defaults(run=_import_paper)
+    demo = commands.add_parser("demo", help="the offline demo world")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    build = demo_commands.add_parser("build", help="train the tiny zoo on the shapes benchmark and profile it")
+    build.add_argument("--out", type=Path, default=None, help="data folder to write (default: the shipped data/)")
+    build.add_argument("--quick", action="store_true", help="a reduced smoke-test build (needs --out)")
+    build.add_argument("--eval-samples", type=int, default=192, help="samples per task profiled per checkpoint")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(run=_demo_build)
     return parser
 
 

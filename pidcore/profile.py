@@ -25,7 +25,10 @@ ATOMS = ("r", "u1", "u2", "s")
 
 @dataclass
 class ProfileSettings:
-    """Everything a profile run depends on; the run id hashes the fields that change results."""
+    """Everything a profile run depends on; the run id hashes the fields that change results.
+
+    keep_fitted: store each layer's fitted estimator (about 50 kB), needed to score new samples later.
+    """
 
     model: str
     dataset: str
@@ -43,6 +46,7 @@ class ProfileSettings:
     chunk: int = 8
     trust_remote_code: bool = False
     task: str | None = None
+    keep_fitted: bool = True
 
     def run_id(self) -> str:
         keys = ("model", "dataset", "dtype", "limit", "seed", "checkpoint", "calibration_samples")
@@ -213,5 +217,5 @@ def _write_layer(settings, run_id, layer, ids, gold, full, result) -> None:
         db.execute("INSERT OR IGNORE INTO layer_atoms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [run_id, layer, settings.estimator, result.atoms["r"], result.atoms["u1"], result.atoms["u2"],
                     result.atoms["s"], len(held), accuracy, json.dumps(diagnostics, default=str),
-                    result.estimator.to_bytes()])
+                    result.estimator.to_bytes() if settings.keep_fitted else None])
         db.executemany("INSERT OR IGNORE INTO pointwise_atoms VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pointwise)

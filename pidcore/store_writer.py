@@ -33,6 +33,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS pointwise_atoms (
         run_id VARCHAR, layer INTEGER, estimator VARCHAR, sample_id VARCHAR,
         r DOUBLE, u1 DOUBLE, u2 DOUBLE, s DOUBLE, PRIMARY KEY (run_id, layer, estimator, sample_id))""",
+    """CREATE TABLE IF NOT EXISTS task_pid (
+        task VARCHAR PRIMARY KEY, r DOUBLE, u1 DOUBLE, u2 DOUBLE, s DOUBLE, planted VARCHAR)""",
     """CREATE OR REPLACE VIEW atoms AS
         SELECT runs.model, runs.family, runs.task, runs.checkpoint, runs.step, runs.stage, layer_atoms.layer,
                runs.n_layers, layer_atoms.estimator, layer_atoms.r, layer_atoms.u1, layer_atoms.u2, layer_atoms.s,

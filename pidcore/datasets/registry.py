@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pidcore.datasets import jsonl, mmbench, paper_json, pmc_vqa, pope
+from pidcore.datasets import jsonl, mmbench, paper_json, pmc_vqa, pope, shapes
 from pidcore.datasets.fields import Row
 from pidcore.datasets.sample import DatasetError, LoadedDataset, SkipRow
 
@@ -21,16 +21,20 @@ LOADERS: dict[str, Loader] = {
     "jsonl": jsonl.iter_rows,
     "paper": paper_json.iter_rows,
 }
-KINDS = tuple(LOADERS)
+GENERATED: dict[str, Callable[[str, int | None], LoadedDataset]] = {"shapes": shapes.load}
+KINDS = tuple(LOADERS) + tuple(GENERATED)
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
-    """Split a `KIND:PATH` spec and check the kind, so a typo fails before any file is touched."""
+    """Split a `KIND:PATH` spec and check the kind, so a typo fails before any file is touched.
+
+    For generated kinds (`shapes:TASK`) the part after the colon names the task, not a file.
+    """
     kind, separator, path = spec.partition(":")
     kind = kind.strip().lower()
     if not separator or not path.strip():
         raise DatasetError(f"dataset spec {spec!r} is not KIND:PATH (KIND one of {', '.join(KINDS)})")
-    if kind not in LOADERS:
+    if kind not in KINDS:
         raise DatasetError(f"unknown dataset kind {kind!r} (expected one of {', '.join(KINDS)})")
     return kind, Path(path.strip()).expanduser()
 
@@ -40,6 +44,8 @@ def load_dataset(spec: str, limit: int | None = None, image_root: str | Path | N
     kind, path = parse_spec(spec)
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be at least 1, got {limit}")
+    if kind in GENERATED:
+        return GENERATED[kind](str(path), limit)
     if not path.is_file():
         raise DatasetError(f"{kind} dataset file not found: {path}")
     root = Path(image_root).expanduser() if image_root is not None else path.parent

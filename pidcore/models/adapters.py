@@ -23,13 +23,18 @@ class Adapter:
     load_processor: Callable[[str, bool], object] | None = None
     plain_prompt: str | None = None
     processor_suffix_tokens: int = 0
+    vision_module: str = "model.vision_tower"
+    projector_module: str = "model.multi_modal_projector"
 
 
 ADAPTERS: dict[str, Adapter] = {
     "llava": Adapter("llava", image_token_attr="image_token_index"),
-    "idefics3": Adapter("idefics3", image_token_attr="image_token_id"),
-    "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor),
-    "qwen2_5_vl": Adapter("qwen2_5_vl", image_token_attr="image_token_id", load_processor=load_qwen2_5_vl_processor),
+    "idefics3": Adapter("idefics3", image_token_attr="image_token_id", vision_module="model.vision_model",
+                        projector_module="model.connector"),
+    "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor,
+                        vision_module="model.visual", projector_module="model.visual.merger"),
+    "qwen2_5_vl": Adapter("qwen2_5_vl", image_token_attr="image_token_id", load_processor=load_qwen2_5_vl_processor,
+                          vision_module="model.visual", projector_module="model.visual.merger"),
     # PaliGemma has no chat template: its processor puts <bos> after the image tokens and appends "\n" to the
     # prompt. Its token_type_ids (bidirectional prefix) pass through with the other processor outputs.
     "paligemma": Adapter("paligemma", image_token_attr="image_token_index", plain_prompt="{image}{text}",

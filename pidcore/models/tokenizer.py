@@ -11,6 +11,10 @@ CORPUS = [
     "What colour is the shape? What shape is shown? Is there a circle in the image? Which side is the square on?",
     "A. red B. green C. blue D. yellow E. circle F. square yes no left right top bottom",
     "Options: A B C D E F Hint: Question: Answer: The answer is",
+    "Is the shape red? Is the shape green? Is the shape blue? Is the shape yellow? The shape is yellow.",
+    "What colour is a tomato? What colour is grass? What colour is the sky? What colour is a banana?",
+    "Which colour does the shape have? Name the colour of the shape. Tell me the colour of the shape.",
+    "A tomato is red. Grass is green. The sky is blue. A banana is yellow.",
 ]
 
 

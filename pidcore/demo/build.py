@@ -1,0 +1,141 @@
+"""`python -m pidcore demo build`: train the zoo, profile every model x task x layer x checkpoint, ship the result.
+
+The database is built beside the shipped one and replaces it only when the build has finished, so a failed
+or interrupted build loses nothing. Checkpoints live in a work folder; each model's final checkpoint is
+copied to `data/models/NAME`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pidcore.datasets import shapes
+from pidcore.demo import training
+from pidcore.demo.summary import summarise
+from pidcore.demo.zoo import ZOO, ModelSpec, Schedule
+from pidcore.estimators import discrete_pid
+from pidcore.models.loading import LoadedVLM, load_vlm
+from pidcore.models.tiny import build_tiny_model
+from pidcore.profile import ProfileSettings, profile
+from pidcore.store_writer import write_unit
+
+logger = logging.getLogger("pidcore.demo")
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A saved checkpoint: its folder, name in the store, global step and stage."""
+
+    folder: Path
+    name: str
+    step: int
+    stage: str
+
+
+def build_demo(data_dir: Path = DATA, zoo: tuple[ModelSpec, ...] = ZOO, schedule: Schedule = Schedule(),
+               eval_samples: int = 192, seed: int = 0, work_dir: Path | None = None) -> str:
+    """Build everything and return the summary (also written to data_dir/demo_summary.md)."""
+    data_dir = Path(data_dir)
+    work = Path(work_dir) if work_dir else data_dir.parent / "build" / "demo-work"
+    shutil.rmtree(work, ignore_errors=True)
+    building = data_dir / "results.duckdb.building"
+    building.unlink(missing_ok=True)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    store_task_pid(building)
+    finals = {}
+    for spec in zoo:
+        checkpoints = train_model(spec, schedule, work, seed)
+        for checkpoint in checkpoints:
+            profile_checkpoint(checkpoint, building, eval_samples, seed, final=checkpoint is checkpoints[-1])
+        finals[spec.name] = checkpoints[-1].folder
+    ship(finals, building, data_dir)
+    summary = summarise(data_dir / "results.duckdb")
+    (data_dir / "demo_summary.md").write_text(summary)
+    return summary
+
+
+def store_task_pid(db: Path) -> None:
+    """The exact PID of every task's generator, with the atom the task plants."""
+    rows = []
+    for task in shapes.TASKS:
+        exact = discrete_pid(shapes.joint(task))
+        rows.append([task, float(exact.r), float(exact.u1), float(exact.u2), float(exact.s), shapes.PLANTED[task]])
+    with write_unit(db) as connection:
+        connection.executemany("INSERT OR REPLACE INTO task_pid VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> list[Checkpoint]:
+    """Pretrain, then stages 1 and 2, saving the checkpoints the schedule asks for; returns them in order."""
+    logger.info("%s: building a random %s (hidden %d, %d layers)", spec.name, spec.family, spec.hidden, spec.layers)
+    init = build_tiny_model(spec.family, work / "init" / spec.name, hidden=spec.hidden, layers=spec.layers, seed=seed)
+    vlm = load_vlm(str(init), device="cpu", dtype="float32")
+    rng = random.Random(f"{spec.name}-{seed}")
+    torch.manual_seed(seed)
+    head = training.vision_head(vlm)
+    _phase(spec, "vision pretraining", vlm, training.parameters(vlm, "vision") + training.parameters(vlm, "projector")
+           + list(head.parameters()), training.vision_batches(vlm, head, rng, schedule.batch_size),
+           schedule.vision_steps, schedule.learning_rate)
+    training.reinitialise(vlm.model.get_submodule(vlm.adapter.projector_module), seed)
+    _phase(spec, "language pretraining", vlm, training.parameters(vlm, "language"),
+           training.language_batches(vlm, rng, schedule.batch_size), schedule.language_steps, schedule.learning_rate)
+    checkpoints = [_save(vlm, spec, work, 0, "1")]
+    checkpoints += _phase(spec, "stage 1 (projector alignment)", vlm, training.parameters(vlm, "projector"),
+                          training.caption_batches(vlm, rng, schedule.batch_size), schedule.stage1_steps,
+                          schedule.learning_rate, work, "1", 0, schedule.stage1_checkpoints)
+    checkpoints += _phase(spec, "stage 2 (instruction tuning)", vlm,
+                          training.parameters(vlm, "projector") + training.parameters(vlm, "language"),
+                          training.instruction_batches(vlm, rng, schedule.batch_size, spec.mix),
+                          schedule.stage2_steps, schedule.learning_rate, work, "2", schedule.stage1_steps,
+                          schedule.stage2_checkpoints)
+    return checkpoints
+
+
+def _phase(spec: ModelSpec, title: str, vlm: LoadedVLM, trainable, batches, steps: int, learning_rate: float,
+           work: Path | None = None, stage: str = "", first_step: int = 0, keep: int = 0) -> list[Checkpoint]:
+    """Train one phase, logging progress, and save `keep` evenly spaced checkpoints (the last at its end)."""
+    save_at = {round(steps * (i + 1) / keep) for i in range(keep)} if keep else set()
+    saved: list[Checkpoint] = []
+
+    def on_step(step: int) -> None:
+        if step % max(1, steps // 4) == 0 or step == steps:
+            logger.info("%s: %s step %d/%d", spec.name, title, step, steps)
+        if step in save_at:
+            saved.append(_save(vlm, spec, work, first_step + step, stage))
+
+    loss = training.train(vlm, trainable, batches, steps, learning_rate, on_step)
+    logger.info("%s: %s done, last loss %.4f", spec.name, title, loss)
+    return saved
+
+
+def _save(vlm: LoadedVLM, spec: ModelSpec, work: Path, step: int, stage: str) -> Checkpoint:
+    name = f"stage{stage}-step{step}"
+    folder = work / "checkpoints" / name / spec.name
+    vlm.model.save_pretrained(folder)
+    vlm.processor.save_pretrained(folder)
+    return Checkpoint(folder, name, step, stage)
+
+
+def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed: int, final: bool) -> None:
+    """Profile one checkpoint on every task at every layer; keep fitted estimators for the final one only."""
+    for task in shapes.TASKS:
+        profile(ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
+                                device="cpu", dtype="float32", limit=eval_samples, seed=seed,
+                                checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
+                                task=task, keep_fitted=final))
+
+
+def ship(finals: dict[str, Path], building: Path, data_dir: Path) -> None:
+    """Copy the final models under data/models and put the new database in place of the old one."""
+    models = data_dir / "models"
+    for name, folder in finals.items():
+        shutil.rmtree(models / name, ignore_errors=True)
+        shutil.copytree(folder, models / name)
+    os.replace(building, data_dir / "results.duckdb")
