@@ -28,6 +28,7 @@ class ProfileSettings:
     """Everything a profile run depends on; the run id hashes the fields that change results.
 
     keep_fitted: store each layer's fitted estimator (about 50 kB), needed to score new samples later.
+    progress: show tqdm bars (off when a caller shows its own).
     """
 
     model: str
@@ -47,6 +48,7 @@ class ProfileSettings:
     trust_remote_code: bool = False
     task: str | None = None
     keep_fitted: bool = True
+    progress: bool = True
 
     def run_id(self) -> str:
         keys = ("model", "dataset", "dtype", "limit", "seed", "checkpoint", "calibration_samples")
@@ -106,7 +108,8 @@ def _probe_samples(settings, vlm, dataset: LoadedDataset, stats: EmbeddingStats,
     """Probe every sample not yet stored, a chunk per forward where shapes allow, a chunk per short write."""
     done = {row[0] for row in read_unit(settings.db, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
     todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
-    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples)) as bar:
+    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples),
+              disable=not settings.progress) as bar:
         for start in range(0, len(todo), settings.chunk):
             chunk = todo[start:start + settings.chunk]
             encoded = [encode_sample(vlm, s.image, s.question, s.options, s.hint) for _, s in chunk]
@@ -195,7 +198,7 @@ def estimate_layers(settings: ProfileSettings, run_id: str) -> list[dict]:
     if unavailable and settings.layers != "all":
         raise ValueError(f"layers {unavailable} were not stored for this run; only {first_stored}..{n_layers} were")
     layers = [layer for layer in selected if layer >= first_stored and layer not in done]
-    for layer in tqdm(layers, desc="estimating", unit="layer"):
+    for layer in tqdm(layers, desc="estimating", unit="layer", disable=not settings.progress):
         index = layer - first_stored
         full, image_only, text_only = probs[:, 0, index], probs[:, 1, index], probs[:, 2, index]
         result = batch_pid(x1, x2, image_only, text_only, full, mode=settings.estimator_mode,

@@ -11,10 +11,12 @@ import logging
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from pidcore.datasets import shapes
 from pidcore.demo import training
@@ -24,7 +26,7 @@ from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
 from pidcore.profile import ProfileSettings, profile
-from pidcore.store_writer import write_unit
+from pidcore.store_writer import read_unit, write_unit
 
 logger = logging.getLogger("pidcore.demo")
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -53,8 +55,10 @@ def build_demo(data_dir: Path = DATA, zoo: tuple[ModelSpec, ...] = ZOO, schedule
     finals = {}
     for spec in zoo:
         checkpoints = train_model(spec, schedule, work, seed)
-        for checkpoint in checkpoints:
-            profile_checkpoint(checkpoint, building, eval_samples, seed, final=checkpoint is checkpoints[-1])
+        with tqdm(total=len(checkpoints) * len(shapes.TASKS), desc=f"{spec.name}: profiling", unit="run") as bar:
+            for checkpoint in checkpoints:
+                profile_checkpoint(checkpoint, building, eval_samples, seed, final=checkpoint is checkpoints[-1],
+                                   done=bar.update)
         finals[spec.name] = checkpoints[-1].folder
     ship(finals, building, data_dir)
     summary = summarise(data_dir / "results.duckdb")
@@ -92,7 +96,8 @@ def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> l
                           schedule.learning_rate, work, "1", 0, schedule.stage1_checkpoints)
     checkpoints += _phase(spec, "stage 2 (instruction tuning)", vlm,
                           training.parameters(vlm, "projector") + training.parameters(vlm, "language"),
-                          training.instruction_batches(vlm, rng, schedule.batch_size, spec.mix),
+                          training.instruction_batches(vlm, rng, schedule.batch_size, spec.mix,
+                                                       schedule.modality_dropout),
                           schedule.stage2_steps, schedule.learning_rate, work, "2", schedule.stage1_steps,
                           schedule.stage2_checkpoints)
     return checkpoints
@@ -123,19 +128,43 @@ def _save(vlm: LoadedVLM, spec: ModelSpec, work: Path, step: int, stage: str) ->
     return Checkpoint(folder, name, step, stage)
 
 
-def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed: int, final: bool) -> None:
+def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed: int, final: bool,
+                       done: Callable[[], object] = lambda: None) -> None:
     """Profile one checkpoint on every task at every layer; keep fitted estimators for the final one only."""
     for task in shapes.TASKS:
         profile(ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
                                 device="cpu", dtype="float32", limit=eval_samples, seed=seed,
                                 checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
-                                task=task, keep_fitted=final))
+                                task=task, keep_fitted=final, progress=False))
+        done()
 
 
 def ship(finals: dict[str, Path], building: Path, data_dir: Path) -> None:
-    """Copy the final models under data/models and put the new database in place of the old one."""
+    """Copy the final models under data/models and put a compact copy of the new database in place of the old one."""
     models = data_dir / "models"
     for name, folder in finals.items():
         shutil.rmtree(models / name, ignore_errors=True)
         shutil.copytree(folder, models / name)
-    os.replace(building, data_dir / "results.duckdb")
+    compact = data_dir / "results.duckdb.compact"
+    compact.unlink(missing_ok=True)
+    copy_compact(building, compact)
+    os.replace(compact, data_dir / "results.duckdb")
+    building.unlink()
+
+
+def copy_compact(source: Path, target: Path) -> None:
+    """Copy a results database, keeping per-sample rows (probe outputs, pointwise atoms) of final checkpoints only.
+
+    Every checkpoint keeps its runs, calibration and per-layer atoms with diagnostics; the per-sample rows of the
+    intermediate checkpoints are what `demo build` regenerates, and leaving them out keeps the shipped file small.
+    """
+    final = ("run_id IN (SELECT run_id FROM runs r WHERE step = "
+             "(SELECT max(step) FROM runs m WHERE m.model = r.model))")
+    tables = {"runs": "", "calibration": "", "task_pid": "", "layer_atoms": "", "samples": final,
+              "pointwise_atoms": final}
+    with write_unit(target) as destination:
+        for table, condition in tables.items():
+            rows = read_unit(source, f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else ""))
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                destination.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)

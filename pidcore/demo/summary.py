@@ -34,7 +34,8 @@ def summarise(db: str | Path) -> str:
     lines = ["# Demo build summary", "", "Exact PID of each task's generator (bits):", "",
              "| task | planted | R | U1 | U2 | S |", "|---|---|---|---|---|---|"]
     for task, row in exact.iterrows():
-        lines.append(f"| {task} | {row['planted'].upper()} | " + " | ".join(f"{row[a]:.3f}" for a in ATOMS) + " |")
+        values = " | ".join(f"{round(row[a], 3) + 0.0:.3f}" for a in ATOMS)
+        lines.append(f"| {task} | {row['planted'].upper()} | {values} |")
     lines += ["", "Final checkpoint, output layer: accuracy, estimated atoms (bits) and whether the planted atom is "
               "the largest:", "", "| model | family | task | accuracy | R | U1 | U2 | S | planted largest |",
               "|---|---|---|---|---|---|---|---|---|"]

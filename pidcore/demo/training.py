@@ -19,6 +19,8 @@ import torch
 
 from pidcore.datasets import shapes
 from pidcore.models.loading import LoadedVLM
+from pidcore.probes.encoding import Encoded, encode_sample
+from pidcore.probes.engine import decoder_input_hook
 from pidcore.probes.prompt import render_prompt, user_text
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
@@ -50,7 +52,7 @@ def train(vlm: LoadedVLM, trainable: list[torch.nn.Parameter], batches: Iterator
     for parameter in trainable:
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 20))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _warmup_then_decay(step, steps))
     vlm.model.train()
     loss = torch.tensor(float("nan"))
     for step in range(steps):
@@ -64,6 +66,13 @@ def train(vlm: LoadedVLM, trainable: list[torch.nn.Parameter], batches: Iterator
             on_step(step + 1)
     vlm.model.eval()
     return loss.item()
+
+
+def _warmup_then_decay(step: int, steps: int, warmup: int = 20, floor: float = 0.05) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then linear decay to `floor` at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(floor, 1 - (1 - floor) * (step - warmup) / max(1, steps - warmup))
 
 
 def reinitialise(module: torch.nn.Module, seed: int) -> None:
@@ -139,12 +148,17 @@ def caption_batches(vlm: LoadedVLM, rng: random.Random, size: int) -> Iterator[C
         yield _answer_loss(vlm, images, [prompt] * size, [shapes.caption(c) for c in colours])
 
 
-def instruction_batches(vlm: LoadedVLM, rng: random.Random, size: int,
-                        weights: dict[str, float]) -> Iterator[Callable[[], torch.Tensor]]:
-    """The multiple-choice tasks in the probing prompt format, the loss on the answer letter only."""
+def instruction_batches(vlm: LoadedVLM, rng: random.Random, size: int, weights: dict[str, float],
+                        modality_dropout: float = 0.0) -> Iterator[Callable[[], torch.Tensor]]:
+    """The multiple-choice tasks in the probing prompt format, the loss on the answer letter only.
+
+    With modality_dropout > 0, that fraction of rows has its user text (half of them) or its image (the other
+    half) replaced by Gaussian noise, exactly as the masked probes do, with the answer kept as the target.
+    """
     tasks, task_weights = list(weights), list(weights.values())
+    masks: dict[tuple, Encoded] = {}
     while True:
-        images, prompts, answers = [], [], []
+        images, prompts, answers, dropped = [], [], [], []
         for _ in range(size):
             task = rng.choices(tasks, task_weights)[0]
             item = shapes.draw_item(task, rng)
@@ -152,10 +166,17 @@ def instruction_batches(vlm: LoadedVLM, rng: random.Random, size: int,
             text = user_text(item.question, item.options)
             prompts.append(render_prompt(vlm.processor, text, vlm.adapter.plain_prompt))
             answers.append("ABCD"[item.answer])
-        yield _answer_loss(vlm, images, prompts, answers)
+            key = (item.question, tuple(item.options))
+            if key not in masks:
+                masks[key] = encode_sample(vlm, images[-1], item.question, item.options)
+            draw = rng.random()
+            mode = "" if draw >= modality_dropout else ("text" if draw < modality_dropout / 2 else "image")
+            dropped.append((mode, masks[key]))
+        yield _answer_loss(vlm, images, prompts, answers, dropped)
 
 
-def _answer_loss(vlm: LoadedVLM, images: list, prompts: list[str], answers: list[str]) -> Callable[[], torch.Tensor]:
+def _answer_loss(vlm: LoadedVLM, images: list, prompts: list[str], answers: list[str],
+                 dropped: list[tuple[str, Encoded]] | None = None) -> Callable[[], torch.Tensor]:
     """A deferred loss on the tokens of `answers`, each appended to its prompt; prompts and padding are masked.
 
     The answer's tokens are the last tokens of its row (before any the processor appends), so their count is
@@ -170,9 +191,30 @@ def _answer_loss(vlm: LoadedVLM, images: list, prompts: list[str], answers: list
         labels[row, start:end] = full["input_ids"][row, start:end]
 
     def loss() -> torch.Tensor:
-        return vlm.model(**full, labels=labels).loss
+        if not dropped or not any(mode for mode, _ in dropped):
+            return vlm.model(**full, labels=labels).loss
+        with decoder_input_hook(vlm, lambda embeds: _with_noise(embeds, dropped)):
+            return vlm.model(**full, labels=labels).loss
 
     return loss
+
+
+def _with_noise(embeds: torch.Tensor, dropped: list[tuple[str, Encoded]]) -> torch.Tensor:
+    """Replace the dropped rows' text or image embeddings by noise with the batch's per-dimension mean and std."""
+    length = embeds.shape[1]
+    text = torch.stack([_padded(encoded.text_mask, length) for _, encoded in dropped])
+    image = torch.stack([_padded(encoded.image_mask, length) for _, encoded in dropped])
+    embeds = embeds.clone()
+    for mode, mask in (("text", text), ("image", image)):
+        values = embeds.detach()[mask]
+        rows = torch.tensor([m == mode for m, _ in dropped])[:, None] & mask
+        noise = values.mean(0) + values.std(0) * torch.randn(int(rows.sum()), embeds.shape[-1])
+        embeds[rows] = noise.to(embeds.dtype)
+    return embeds
+
+
+def _padded(mask: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.cat([mask, mask.new_zeros(length - len(mask))])
 
 
 def _processed(processor, images: list, texts: list[str]) -> dict:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from pidcore.datasets.shapes import TASKS
 
-BALANCED = {task: 1.0 for task in TASKS}
-LANGUAGE_HEAVY = {"synergy": 1.0, "language": 3.0, "vision": 1.0, "redundancy": 3.0}
+BALANCED = {"synergy": 2.0, "language": 1.0, "vision": 1.0, "redundancy": 1.0}
+LANGUAGE_HEAVY = {"synergy": 2.0, "language": 3.0, "vision": 1.0, "redundancy": 3.0}
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,12 @@ class Schedule:
     vision_steps: int = 250
     language_steps: int = 250
     stage1_steps: int = 300
-    stage2_steps: int = 900
+    stage2_steps: int = 1200
     stage1_checkpoints: int = 2
     stage2_checkpoints: int = 6
     batch_size: int = 32
     learning_rate: float = 3e-3
+    modality_dropout: float = 0.3
 
 
 ZOO = (

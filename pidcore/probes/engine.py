@@ -52,7 +52,7 @@ def letter_token_ids(tokenizer, count: int) -> list[int]:
 
 
 @contextmanager
-def _decoder_input_hook(vlm: LoadedVLM, edit):
+def decoder_input_hook(vlm: LoadedVLM, edit):
     """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward."""
     def hook(module, args, kwargs):
         kwargs["inputs_embeds"] = edit(kwargs["inputs_embeds"])
@@ -69,7 +69,7 @@ def _decoder_input_hook(vlm: LoadedVLM, edit):
 def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
     """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
     captured = []
-    with _decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
+    with decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
         vlm.model(**_on_device(encoded.inputs, vlm))
     return captured[0][0].float().cpu()
 
@@ -114,7 +114,7 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats
 
     inputs = {name: torch.cat([_repeat(encoded.inputs[name], len(PASSES)) for encoded in batch])
               for name in batch[0].inputs}
-    with _decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
+    with decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
         vlm.model(**_on_device(inputs, vlm), use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids)

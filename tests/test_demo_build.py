@@ -1,0 +1,61 @@
+"""A reduced `demo build` (two tiny models, a few steps) end to end through the command line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO
+from pidcore.datasets.shapes import TASKS
+from pidcore.models.loading import load_vlm
+from pidcore.store import read_atoms
+
+
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pidcore", "demo", "build", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def test_every_model_task_layer_and_checkpoint_is_stored(quick_build):
+    out, _ = quick_build
+    atoms = read_atoms(out / "results.duckdb")
+    checkpoints = 1 + QUICK_SCHEDULE.stage1_checkpoints + QUICK_SCHEDULE.stage2_checkpoints
+    for spec in QUICK_ZOO:
+        rows = atoms[atoms["model"] == spec.name]
+        assert set(rows["family"]) == {spec.family}
+        assert rows["checkpoint"].nunique() == checkpoints
+        assert set(rows["stage"]) == {"1", "2"}
+        assert len(rows) == checkpoints * len(TASKS) * (spec.layers + 1)
+        layers = rows.groupby(["task", "checkpoint"])["layer"]
+        assert all(sorted(group) == list(range(spec.layers + 1)) for _, group in layers)
+    assert not (out / "results.duckdb.building").exists()
+
+
+def test_final_models_are_shipped_loadable(quick_build):
+    out, _ = quick_build
+    for spec in QUICK_ZOO:
+        vlm = load_vlm(str(out / "models" / spec.name), device="cpu")
+        assert vlm.adapter.family == spec.family
+
+
+def test_the_summary_reports_accuracy_exact_pid_and_patterns(quick_build):
+    out, done = quick_build
+    summary = (out / "demo_summary.md").read_text()
+    assert summary in done.stdout
+    assert "| synergy | S | 0.000 | 0.000 | 0.000 | 1.000 |" in summary
+    assert "| language | U2 | 0.000 | 0.000 | 2.000 | 0.000 |" in summary
+    for spec in QUICK_ZOO:
+        assert f"- {spec.family}: three-phase layer pattern in" in summary
+        assert summary.count(f"| {spec.name} | {spec.family} |") == 2 * len(TASKS)
+
+
+def test_quick_needs_an_explicit_out_folder():
+    done = subprocess.run([sys.executable, "-m", "pidcore", "demo", "build", "--quick"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "give --out" in done.stderr
