@@ -63,6 +63,14 @@ def _demo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_summary(args: argparse.Namespace) -> int:
+    from pidcore.demo.summary import summarise
+    from pidcore.store import DEFAULT_DB
+
+    print(summarise(args.db or DEFAULT_DB))
+    return 0
+
+
 def _print_atoms(rows: list[dict]) -> None:
     print("layer        R       U1       U2        S  accuracy (bits; last layer = the model's output)")
     for row in rows:
@@ -109,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--eval-samples", type=int, default=192, help="samples per task profiled per checkpoint")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(run=_demo_build)
+    summary = demo_commands.add_parser("summary", help="print the summary of a demo database")
+    summary.add_argument("--db", default=None, help="results database (default: the shipped one)")
+    summary.set_defaults(run=_demo_summary)
     return parser
 
 
@@ -124,9 +135,11 @@ def _estimation_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the subcommand; bad input ends with a one-line error, not a traceback."""
+    from pidcore.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except (ValueError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
