@@ -1,46 +1,15 @@
-"""Information Spectrum Explorer: the dashboard's home page."""
+"""Information Spectrum Explorer: page setup and navigation; each page lives in pages/ and draws the shared sidebar."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pidcore.store import DEFAULT_DB, StoreError, read_atoms
-
 st.set_page_config(page_title="Information Spectrum Explorer", layout="wide")
-
-st.title("Information Spectrum Explorer")
-st.markdown(
-    """
-How does a vision-language model use its inputs? For each multiple-choice question we measure
-what the **image** (X1) and the **question** (X2) tell the model about its **answer** (Y), and split
-that information, in bits, into four partial-information atoms:
-
-| atom | meaning |
-|---|---|
-| **R**, redundancy | available from either the image or the question |
-| **U1**, vision-unique | only the image has it |
-| **U2**, language-unique | only the question has it |
-| **S**, synergy | only the combination has it |
-
-They add up: R + U1 = I(X1;Y), R + U2 = I(X2;Y), R + U1 + U2 + S = I(X1,X2;Y).
-The decomposition is estimated with the BATCH estimator (Liang et al., 2023) on masked probes of the
-model, checked against the exact discrete PID (Bertschinger et al., 2014).
-"""
-)
-
-db_path = st.sidebar.text_input("Results database", value=str(DEFAULT_DB),
-                                help="Any .duckdb file written by `python -m pidcore profile`.")
-
-try:
-    atoms = read_atoms(db_path)
-except StoreError as error:
-    st.info(f"{error}. Profile a model with `python -m pidcore profile` to create one.")
-else:
-    if atoms.empty:
-        st.warning(f"{db_path} holds no results yet.")
-    else:
-        columns = st.columns(3)
-        columns[0].metric("Models", atoms["model"].nunique())
-        columns[1].metric("Tasks", atoms["task"].nunique())
-        columns[2].metric("Rows", len(atoms))
-        st.dataframe(atoms, hide_index=True)
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", default=True),
+    st.Page("pages/heatmap.py", title="Breadth: models x tasks", url_path="heatmap"),
+    st.Page("pages/layers.py", title="Depth: layer by layer", url_path="layers"),
+    st.Page("pages/training.py", title="Time: training checkpoints", url_path="training"),
+    st.Page("pages/case_study.py", title="Case study: one sample, live", url_path="case-study"),
+]
+st.navigation(PAGES).run()

@@ -6,25 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pidcore.patterns import PHASE_RULE, STAGE2_RULE, detect_phases, stage2_rise
-from pidcore.store import connect_read_only, read_atoms
+from pidcore.patterns import PHASE_RULE, STAGE2_RULE, detect_phases, final_rows, stage2_rise
+from pidcore.store import read_atoms, read_task_pid
 
 ATOMS = ["r", "u1", "u2", "s"]
-
-
-def read_task_pid(db: str | Path) -> pd.DataFrame:
-    """The exact generator PID of every task (empty when the database has none)."""
-    connection = connect_read_only(db)
-    try:
-        return connection.execute("SELECT task, r, u1, u2, s, planted FROM task_pid ORDER BY task").df()
-    finally:
-        connection.close()
-
-
-def final_rows(atoms: pd.DataFrame) -> pd.DataFrame:
-    """Each model's last checkpoint (highest step) at its output layer."""
-    last_step = atoms.groupby("model")["step"].transform("max")
-    return atoms[(atoms["step"] == last_step) & (atoms["layer"] == atoms["n_layers"])]
 
 
 def summarise(db: str | Path) -> str:

@@ -1,0 +1,41 @@
+"""Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded."""
+
+import streamlit as st
+
+from pidcore.charts import in_units, layer_curves
+from pidcore.patterns import PHASE_RULE, detect_phases
+from pidcore.ui import atom_metrics, chart, diagnostics, load_atoms, report_button, sidebar
+
+st.title("Depth: where in the layers the information appears")
+settings = sidebar()
+rows = load_atoms(settings)
+if rows is None:
+    st.stop()
+choose_model, choose_task, choose_checkpoint = st.columns(3)
+model = choose_model.selectbox("Model", sorted(rows["model"].unique()), key="model", bind="query-params")
+task = choose_task.selectbox("Task", sorted(rows[rows["model"] == model]["task"].unique()), key="task",
+                             bind="query-params")
+runs = rows[(rows["model"] == model) & (rows["task"] == task)]
+checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
+checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
+                                         bind="query-params")
+curve = runs[runs["checkpoint"] == checkpoint].sort_values("layer")
+n_layers = int(curve["n_layers"].iloc[0])
+layer = st.slider("Layer (0 = embeddings, last = the model's output)", 0, n_layers, n_layers, key="layer",
+                  bind="query-params")
+normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
+                       bind="query-params")
+selected = in_units(curve, settings.units)
+atom_metrics(selected[selected["layer"] == layer].iloc[0], settings.unit_label)
+phases = detect_phases(curve) if len(curve) > 2 else None
+figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
+chart(figure, settings, f"layers-{model}-{task}")
+if phases is not None:
+    found = ", ".join(f"{name} {span[0]}-{span[1]}" for name, span in
+                      (("silent", phases.silent), ("language build-up", phases.language),
+                       ("synergistic fusion", phases.fusion)) if span is not None) or "none"
+    st.markdown(f"**Phases found:** {found}. Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
+st.caption(PHASE_RULE)
+diagnostics(curve)
+report_button(f"Depth: {model} on {task} ({checkpoint})", [figure],
+              curve[["layer", "n_layers", "r", "u1", "u2", "s", "accuracy", "flags"]], "layers")

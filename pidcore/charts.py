@@ -1,0 +1,101 @@
+"""Plotly figures of atoms: the model x task heatmap, layer curves with phases, training trajectories.
+
+Pure functions of DataFrames (rows of the `atoms` view), so they are testable without Streamlit.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from pidcore.patterns import Phases
+
+ATOMS = ["r", "u1", "u2", "s"]
+LABELS = {"r": "R (redundancy)", "u1": "U1 (vision-unique)", "u2": "U2 (language-unique)", "s": "S (synergy)"}
+COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
+PHASE_COLOURS = {"silent": "rgba(150,150,150,0.15)", "language": "rgba(214,39,40,0.10)",
+                 "fusion": "rgba(44,160,44,0.15)"}
+
+
+def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:
+    """Atoms in bits, or as a fraction of I(X1,X2;Y) = R + U1 + U2 + S of the same row."""
+    if units == "bits":
+        return frame
+    scaled = frame.copy()
+    total = frame[ATOMS].sum(axis=1).where(lambda t: t.abs() > 1e-9)
+    for atom in ATOMS:
+        scaled[atom] = frame[atom] / total
+    return scaled
+
+
+def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
+    """Model x task heatmap of one atom, annotated with the value and the accuracy."""
+    values = frame.pivot_table(index="model", columns="task", values=atom, aggfunc="mean")
+    accuracy = frame.pivot_table(index="model", columns="task", values="accuracy", aggfunc="mean")
+    accuracy = accuracy.reindex(index=values.index, columns=values.columns)
+    text = [[_cell(values.iat[i, j], accuracy.iat[i, j]) for j in range(values.shape[1])]
+            for i in range(values.shape[0])]
+    figure = go.Figure(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), text=text,
+                                  texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}))
+    figure.update_layout(title=f"{LABELS[atom]} at the output layer", xaxis_title="task", yaxis_title="model")
+    return figure
+
+
+def _cell(value: float, accuracy: float) -> str:
+    accuracy_text = "" if pd.isna(accuracy) else f"<br>acc {accuracy:.2f}"
+    return ("n/a" if pd.isna(value) else f"{value:.2f}") + accuracy_text
+
+
+def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
+    """The four atoms as four model x task heatmaps on one shared colour scale."""
+    figure = make_subplots(rows=1, cols=4, subplot_titles=[LABELS[a] for a in ATOMS], shared_yaxes=True)
+    low, high = float(frame[ATOMS].min().min()), float(frame[ATOMS].max().max())
+    for column, atom in enumerate(ATOMS, start=1):
+        values = frame.pivot_table(index="model", columns="task", values=atom, aggfunc="mean")
+        figure.add_trace(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), zmin=low,
+                                    zmax=high, colorscale="Viridis", showscale=column == 4,
+                                    colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
+    figure.update_layout(title="All four atoms at the output layer")
+    return figure
+
+
+def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None, unit_label: str,
+                 normalised: bool = False) -> go.Figure:
+    """Atoms against depth for one model and task, the selected layer marked and the phases shaded."""
+    frame = frame.sort_values("layer")
+    depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
+    scale = float(frame["n_layers"].iloc[0]) if normalised else 1.0
+    figure = go.Figure()
+    if phases is not None:
+        for name, span in (("silent", phases.silent), ("language", phases.language), ("fusion", phases.fusion)):
+            if span is not None:
+                figure.add_vrect(x0=(span[0] - 0.5) / scale, x1=(span[1] + 0.5) / scale, line_width=0,
+                                 fillcolor=PHASE_COLOURS[name], annotation_text=name, annotation_position="top left")
+    for atom in ATOMS:
+        figure.add_trace(go.Scatter(x=depth, y=frame[atom], mode="lines+markers", name=LABELS[atom],
+                                    line={"color": COLOURS[atom]}))
+    figure.add_vline(x=selected_layer / scale, line_dash="dash", line_color="black")
+    figure.add_hline(y=0, line_color="lightgray")
+    figure.update_layout(xaxis_title="depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
+                         yaxis_title=unit_label, title="Atoms layer by layer (logit lens)")
+    return figure
+
+
+def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit_label: str) -> go.Figure:
+    """Atoms at the output layer against training step, stage boundaries marked, the chosen checkpoint marked."""
+    frame = frame.sort_values("step")
+    figure = go.Figure()
+    for atom in atoms:
+        figure.add_trace(go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
+                                    line={"color": COLOURS[atom]}))
+    for stage, rows in frame.groupby("stage", sort=False):
+        first = rows["step"].min()
+        if first > frame["step"].min():
+            figure.add_vline(x=first - 0.5, line_dash="dot", line_color="gray",
+                             annotation_text=f"stage {stage} begins", annotation_position="top")
+    figure.add_vline(x=selected_step, line_dash="dash", line_color="black")
+    figure.add_hline(y=0, line_color="lightgray")
+    figure.update_layout(xaxis_title="training step", yaxis_title=unit_label,
+                         title="Atoms over training (output layer)")
+    return figure
