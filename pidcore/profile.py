@@ -17,7 +17,8 @@ from pidcore.estimators import batch_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes, run_probes_batch
-from pidcore.store_writer import array_to_blob, blob_to_array, ensure_schema, read_unit, settings_json, write_unit
+from pidcore.store_writer import (array_to_blob, blob_to_array, ensure_schema, insert_rows, read_unit, settings_json,
+                                  write_unit)
 
 logger = logging.getLogger("pidcore.profile")
 ATOMS = ("r", "u1", "u2", "s")
@@ -149,7 +150,7 @@ def sample_row(run_id: str, sample_id: str, position: int, gold: int | None, x1:
 def write_samples(db: str, rows: list[list]) -> None:
     """Insert sample rows in one short transaction; rows already stored are kept as they are."""
     with write_unit(db) as connection:
-        connection.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        insert_rows(connection, "samples", rows)
 
 
 def _load_samples(db: str, run_id: str):
@@ -221,4 +222,4 @@ def _write_layer(settings, run_id, layer, ids, gold, full, result) -> None:
                    [run_id, layer, settings.estimator, result.atoms["r"], result.atoms["u1"], result.atoms["u2"],
                     result.atoms["s"], len(held), accuracy, json.dumps(diagnostics, default=str),
                     result.estimator.to_bytes() if settings.keep_fitted else None])
-        db.executemany("INSERT OR IGNORE INTO pointwise_atoms VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pointwise)
+        insert_rows(db, "pointwise_atoms", pointwise)

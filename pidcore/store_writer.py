@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from pidcore.store import connect_read_only
 
@@ -43,6 +44,26 @@ SCHEMA = [
 ]
 
 
+TABLES = ("runs", "calibration", "samples", "layer_atoms", "pointwise_atoms", "task_pid", "atoms")
+
+
+def insert_rows(connection: duckdb.DuckDBPyConnection, table: str, rows: list[list], replace: bool = False) -> None:
+    """Insert many rows at once through an Arrow table (values never enter the SQL text); keyed rows kept or replaced.
+
+    DuckDB's executemany runs one statement per row; this is one statement for all of them.
+    """
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    if not rows:
+        return
+    incoming = pa.table({f"c{i}": pa.array(column) for i, column in enumerate(zip(*rows))})
+    connection.register("incoming_rows", incoming)
+    try:
+        connection.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table} SELECT * FROM incoming_rows")
+    finally:
+        connection.unregister("incoming_rows")
+
+
 def array_to_blob(array: np.ndarray) -> bytes:
     """A numpy array as .npy bytes (no pickle)."""
     buffer = io.BytesIO()
@@ -60,8 +81,10 @@ def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25):
     """A short read-write connection in one transaction; waits while a reader holds the file."""
     connection = _connect(Path(path), attempts, wait_s)
     try:
-        for statement in SCHEMA:
-            connection.execute(statement)
+        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not present.issuperset(TABLES):
+            for statement in SCHEMA:
+                connection.execute(statement)
         connection.execute("BEGIN TRANSACTION")
         yield connection
         connection.execute("COMMIT")

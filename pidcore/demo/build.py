@@ -26,7 +26,7 @@ from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
 from pidcore.profile import ProfileSettings, profile
-from pidcore.store_writer import read_unit, write_unit
+from pidcore.store_writer import insert_rows, read_unit, write_unit
 
 logger = logging.getLogger("pidcore.demo")
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -73,7 +73,7 @@ def store_task_pid(db: Path) -> None:
         exact = discrete_pid(shapes.joint(task))
         rows.append([task, float(exact.r), float(exact.u1), float(exact.u2), float(exact.s), shapes.PLANTED[task]])
     with write_unit(db) as connection:
-        connection.executemany("INSERT OR REPLACE INTO task_pid VALUES (?, ?, ?, ?, ?, ?)", rows)
+        insert_rows(connection, "task_pid", rows, replace=True)
 
 
 def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> list[Checkpoint]:
@@ -165,6 +165,4 @@ def copy_compact(source: Path, target: Path) -> None:
     with write_unit(target) as destination:
         for table, condition in tables.items():
             rows = read_unit(source, f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else ""))
-            if rows:
-                marks = ", ".join("?" * len(rows[0]))
-                destination.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            insert_rows(destination, table, [list(row) for row in rows])

@@ -31,11 +31,12 @@ DESCRIBE = "Describe the shape."
 def parameters(vlm: LoadedVLM, part: str) -> list[torch.nn.Parameter]:
     """The parameters of one part: "vision" (encoder without projector), "projector" or "language"."""
     model = vlm.model
-    projector = {id(p) for p in model.get_submodule(vlm.adapter.projector_module).parameters()}
+    projector = list(model.get_submodule(vlm.adapter.projector_module).parameters())
     if part == "projector":
-        return [p for p in model.get_submodule(vlm.adapter.projector_module).parameters()]
+        return projector
     if part == "vision":
-        return [p for p in model.get_submodule(vlm.adapter.vision_module).parameters() if id(p) not in projector]
+        inside = {id(p) for p in projector}
+        return [p for p in model.get_submodule(vlm.adapter.vision_module).parameters() if id(p) not in inside]
     if part == "language":
         seen: dict[int, torch.nn.Parameter] = {}
         for module in (model.get_decoder(), model.get_output_embeddings()):

@@ -1,0 +1,68 @@
+"""The shipped demo data under data/: the zoo learned every task and the planted atoms come out on top."""
+
+from pathlib import Path
+
+import pytest
+
+from pidcore.datasets.shapes import PLANTED, TASKS
+from pidcore.patterns import final_rows
+from pidcore.demo.zoo import ZOO
+from pidcore.models.loading import load_vlm
+from pidcore.store import DEFAULT_DB, read_atoms, read_task_pid
+
+DATA = DEFAULT_DB.parent
+ATOMS = ["r", "u1", "u2", "s"]
+
+
+@pytest.fixture(scope="module")
+def atoms():
+    return read_atoms(DEFAULT_DB)
+
+
+KNOWN_SHORTFALLS = {
+    ("llava-m", "synergy", "accuracy"): "llava-m reaches 0.76 on synergy at its final checkpoint (issue 4 note)",
+    ("llava-m", "synergy", "planted"): "llava-m did not learn synergy; S is -0.105 bits there (issue 4 note)",
+    ("llava-m", "redundancy", "planted"): "llava-m's redundancy task measures as U1 (1.95 bits), not R (issue 4 note)",
+}
+CELLS = [(spec.name, task) for spec in ZOO for task in TASKS]
+
+
+def _known(model, task, check):
+    reason = KNOWN_SHORTFALLS.get((model, task, check))
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
+@pytest.mark.parametrize("model, task", [pytest.param(*cell, marks=_known(*cell, "accuracy")) for cell in CELLS])
+def test_every_zoo_model_reaches_90_percent_on_every_task(atoms, model, task):
+    final = final_rows(atoms).set_index(["model", "task"])
+    assert final.loc[(model, task), "accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("model, task", [pytest.param(*cell, marks=_known(*cell, "planted")) for cell in CELLS])
+def test_the_planted_atom_is_the_largest_at_the_final_checkpoint_and_layer(atoms, model, task):
+    row = final_rows(atoms).set_index(["model", "task"]).loc[(model, task)]
+    assert max(ATOMS, key=lambda atom: row[atom]) == PLANTED[task], row[ATOMS].to_dict()
+
+
+def test_checkpoints_span_both_stages_and_every_layer_is_profiled(atoms):
+    for spec in ZOO:
+        rows = atoms[atoms["model"] == spec.name]
+        assert rows["checkpoint"].nunique() >= 8 and set(rows["stage"]) == {"1", "2"}
+        per_run = rows.groupby(["task", "checkpoint"])["layer"].nunique()
+        assert (per_run == spec.layers + 1).all() and len(per_run) == rows["checkpoint"].nunique() * len(TASKS)
+
+
+def test_the_exact_generator_pid_is_stored_with_each_task():
+    exact = read_task_pid(DEFAULT_DB).set_index("task")
+    for task in TASKS:
+        assert exact.loc[task, "planted"] == PLANTED[task]
+        assert exact.loc[task, PLANTED[task]] == pytest.approx(exact.loc[task, ATOMS].max())
+
+
+def test_final_models_load_and_the_shipped_data_is_small():
+    for spec in ZOO:
+        vlm = load_vlm(str(DATA / "models" / spec.name), device="cpu")
+        assert vlm.adapter.family == spec.family
+        assert vlm.model.config.get_text_config().num_hidden_layers == spec.layers
+    size = sum(path.stat().st_size for path in Path(DATA).rglob("*") if path.is_file())
+    assert size <= 40 * 2**20, size
