@@ -60,10 +60,11 @@ def server():
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS + [
-            f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"])
-        yield browser.new_page(viewport={"width": 1400, "height": 2400})
-        browser.close()
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), args=FLAGS,
+            viewport={"width": 1400, "height": 2400})
+        yield context.new_page()
+        context.close()
 
 
 def _settle(page) -> None:
