@@ -56,9 +56,16 @@ def _demo_build(args: argparse.Namespace) -> int:
     if args.quick and args.out is None:
         raise ValueError("--quick builds a smoke-test world; give --out so the shipped data/ is not replaced")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    summary = build_demo(data_dir=args.out or DATA, zoo=QUICK_ZOO if args.quick else ZOO,
-                         schedule=QUICK_SCHEDULE if args.quick else Schedule(),
-                         eval_samples=48 if args.quick else args.eval_samples, seed=args.seed)
+    zoo = QUICK_ZOO if args.quick else ZOO
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {spec.name for spec in zoo}
+        if unknown:
+            raise ValueError(f"--only names no zoo model {sorted(unknown)}; the zoo: {[spec.name for spec in zoo]}")
+        zoo = tuple(spec for spec in zoo if spec.name in names)
+    summary = build_demo(data_dir=args.out or DATA, zoo=zoo, schedule=QUICK_SCHEDULE if args.quick else Schedule(),
+                         eval_samples=48 if args.quick else args.eval_samples, seed=args.seed,
+                         keep_others=bool(args.only))
     print(summary)
     return 0
 
@@ -115,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=None, help="data folder to write (default: the shipped data/)")
     build.add_argument("--quick", action="store_true", help="a reduced smoke-test build (needs --out)")
     build.add_argument("--eval-samples", type=int, default=192, help="samples per task profiled per checkpoint")
+    build.add_argument("--only", default=None, help="rebuild only these zoo models (comma list), keep the others")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(run=_demo_build)
     summary = demo_commands.add_parser("summary", help="print the summary of a demo database")

@@ -59,3 +59,25 @@ def test_quick_needs_an_explicit_out_folder():
     done = subprocess.run([sys.executable, "-m", "pidcore", "demo", "build", "--quick"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and "give --out" in done.stderr
+
+
+def test_only_rebuilds_the_named_model_and_keeps_the_others(quick_build, tmp_path):
+    import shutil
+
+    out = tmp_path / "demo"
+    shutil.copytree(quick_build[0], out)
+    before = read_atoms(out / "results.duckdb")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pidcore", "demo", "build", "--quick", "--out", str(out), "--only",
+                           QUICK_ZOO[1].name, "--seed", "1"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = read_atoms(out / "results.duckdb")
+    columns = ["model", "task", "checkpoint", "layer", "r", "u1", "u2", "s"]
+    kept = QUICK_ZOO[0].name
+    key = ["task", "checkpoint", "layer"]
+    assert after[after["model"] == kept][columns].sort_values(key).reset_index(drop=True).equals(
+        before[before["model"] == kept][columns].sort_values(key).reset_index(drop=True))
+    rebuilt = after[after["model"] == QUICK_ZOO[1].name]
+    assert len(rebuilt) == len(before[before["model"] == QUICK_ZOO[1].name])
+    assert not rebuilt[columns].sort_values(key).reset_index(drop=True).equals(
+        before[before["model"] == QUICK_ZOO[1].name][columns].sort_values(key).reset_index(drop=True))

@@ -43,8 +43,11 @@ class Checkpoint:
 
 
 def build_demo(data_dir: Path = DATA, zoo: tuple[ModelSpec, ...] = ZOO, schedule: Schedule = Schedule(),
-               eval_samples: int = 192, seed: int = 0, work_dir: Path | None = None) -> str:
-    """Build everything and return the summary (also written to data_dir/demo_summary.md)."""
+               eval_samples: int = 192, seed: int = 0, work_dir: Path | None = None, keep_others: bool = False) -> str:
+    """Build the zoo and return the summary (also written to data_dir/demo_summary.md).
+
+    keep_others: keep the shipped results of models outside `zoo` (rebuild some models, keep the rest).
+    """
     data_dir = Path(data_dir)
     work = Path(work_dir) if work_dir else data_dir.parent / "build" / "demo-work"
     shutil.rmtree(work, ignore_errors=True)
@@ -60,7 +63,7 @@ def build_demo(data_dir: Path = DATA, zoo: tuple[ModelSpec, ...] = ZOO, schedule
                 profile_checkpoint(checkpoint, building, eval_samples, seed, final=checkpoint is checkpoints[-1],
                                    done=bar.update)
         finals[spec.name] = checkpoints[-1].folder
-    ship(finals, building, data_dir)
+    ship(finals, building, data_dir, keep_others)
     summary = summarise(data_dir / "results.duckdb")
     (data_dir / "demo_summary.md").write_text(summary)
     return summary
@@ -98,9 +101,14 @@ def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> l
                           training.parameters(vlm, "projector") + training.parameters(vlm, "language"),
                           training.instruction_batches(vlm, rng, schedule.batch_size, spec.mix,
                                                        schedule.modality_dropout),
-                          schedule.stage2_steps, schedule.learning_rate, work, "2", schedule.stage1_steps,
+                          schedule.stage2_steps, stage2_learning_rate(spec, schedule), work, "2", schedule.stage1_steps,
                           schedule.stage2_checkpoints)
     return checkpoints
+
+
+def stage2_learning_rate(spec: ModelSpec, schedule: Schedule) -> float:
+    """Stage 2 trains the whole language model, so its learning rate scales inversely with width (64 -> 1x)."""
+    return schedule.learning_rate * 64 / spec.hidden
 
 
 def _phase(spec: ModelSpec, title: str, vlm: LoadedVLM, trainable, batches, steps: int, learning_rate: float,
@@ -139,7 +147,7 @@ def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed
         done()
 
 
-def ship(finals: dict[str, Path], building: Path, data_dir: Path) -> None:
+def ship(finals: dict[str, Path], building: Path, data_dir: Path, keep_others: bool = False) -> None:
     """Copy the final models under data/models and put a compact copy of the new database in place of the old one."""
     models = data_dir / "models"
     for name, folder in finals.items():
@@ -147,22 +155,28 @@ def ship(finals: dict[str, Path], building: Path, data_dir: Path) -> None:
         shutil.copytree(folder, models / name)
     compact = data_dir / "results.duckdb.compact"
     compact.unlink(missing_ok=True)
+    shipped = data_dir / "results.duckdb"
+    if keep_others and shipped.is_file():
+        copy_compact(shipped, compact, exclude=set(finals))
     copy_compact(building, compact)
     os.replace(compact, data_dir / "results.duckdb")
     building.unlink()
 
 
-def copy_compact(source: Path, target: Path) -> None:
-    """Copy a results database, keeping per-sample rows (probe outputs, pointwise atoms) of final checkpoints only.
+def copy_compact(source: Path, target: Path, exclude: set[str] = frozenset()) -> None:
+    """Add a results database's rows to `target`, per-sample rows (probe outputs, pointwise atoms) of final
+    checkpoints only, leaving out the models in `exclude`.
 
     Every checkpoint keeps its runs, calibration and per-layer atoms with diagnostics; the per-sample rows of the
     intermediate checkpoints are what `demo build` regenerates, and leaving them out keeps the shipped file small.
     """
-    final = ("run_id IN (SELECT run_id FROM runs r WHERE step = "
+    kept = "run_id IN (SELECT run_id FROM runs WHERE NOT list_contains(?, model))"
+    final = (kept + " AND run_id IN (SELECT run_id FROM runs r WHERE step = "
              "(SELECT max(step) FROM runs m WHERE m.model = r.model))")
-    tables = {"runs": "", "calibration": "", "task_pid": "", "layer_atoms": "", "samples": final,
+    tables = {"runs": kept, "calibration": kept, "task_pid": "", "layer_atoms": kept, "samples": final,
               "pointwise_atoms": final}
     with write_unit(target) as destination:
         for table, condition in tables.items():
-            rows = read_unit(source, f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else ""))
+            sql = f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else "")
+            rows = read_unit(source, sql, [sorted(exclude)] if condition else None)
             insert_rows(destination, table, [list(row) for row in rows])
