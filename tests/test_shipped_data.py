@@ -19,26 +19,16 @@ def atoms():
     return read_atoms(DEFAULT_DB)
 
 
-KNOWN_SHORTFALLS = {
-    ("llava-m", "synergy", "accuracy"): "llava-m reaches 0.76 on synergy at its final checkpoint (issue 4 note)",
-    ("llava-m", "synergy", "planted"): "llava-m did not learn synergy; S is -0.105 bits there (issue 4 note)",
-    ("llava-m", "redundancy", "planted"): "llava-m's redundancy task measures as U1 (1.95 bits), not R (issue 4 note)",
-}
 CELLS = [(spec.name, task) for spec in ZOO for task in TASKS]
 
 
-def _known(model, task, check):
-    reason = KNOWN_SHORTFALLS.get((model, task, check))
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
-@pytest.mark.parametrize("model, task", [pytest.param(*cell, marks=_known(*cell, "accuracy")) for cell in CELLS])
+@pytest.mark.parametrize("model, task", CELLS)
 def test_every_zoo_model_reaches_90_percent_on_every_task(atoms, model, task):
     final = final_rows(atoms).set_index(["model", "task"])
     assert final.loc[(model, task), "accuracy"] >= 0.9
 
 
-@pytest.mark.parametrize("model, task", [pytest.param(*cell, marks=_known(*cell, "planted")) for cell in CELLS])
+@pytest.mark.parametrize("model, task", CELLS)
 def test_the_planted_atom_is_the_largest_at_the_final_checkpoint_and_layer(atoms, model, task):
     row = final_rows(atoms).set_index(["model", "task"]).loc[(model, task)]
     assert max(ATOMS, key=lambda atom: row[atom]) == PLANTED[task], row[ATOMS].to_dict()
