@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from pidcore.charts import in_units, task_bars
+from pidcore.patterns import final_rows
 from pidcore.store import StoreError, read_atoms
-from pidcore.ui import sidebar
+from pidcore.ui import chart, sidebar
 
 st.title("Information Spectrum Explorer")
 st.markdown(
@@ -39,4 +41,7 @@ else:
         columns[0].metric("Models", atoms["model"].nunique())
         columns[1].metric("Tasks", atoms["task"].nunique())
         columns[2].metric("Rows", len(atoms))
+        if settings.estimator in set(atoms["estimator"]):
+            outputs = in_units(final_rows(atoms[atoms["estimator"] == settings.estimator]), settings.units)
+            chart(task_bars(outputs, settings.unit_label), settings, "overview")
         st.dataframe(atoms, hide_index=True)

@@ -99,3 +99,13 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit
     figure.update_layout(xaxis_title="training step", yaxis_title=unit_label,
                          title="Atoms over training (output layer)")
     return figure
+
+
+def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
+    """The four atoms per task, averaged over the models shown (rows at each model's output layer)."""
+    means = frame.groupby("task")[ATOMS].mean()
+    figure = go.Figure([go.Bar(name=LABELS[atom], x=list(means.index), y=means[atom], marker_color=COLOURS[atom])
+                        for atom in ATOMS])
+    figure.update_layout(barmode="group", title="Atoms per task, averaged over models (last checkpoint, output layer)",
+                         xaxis_title="task", yaxis_title=unit_label)
+    return figure
