@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pidcore.datasets.shapes import TASKS
-
 BALANCED = {"synergy": 2.0, "language": 1.0, "vision": 1.0, "redundancy": 1.0}
 LANGUAGE_HEAVY = {"synergy": 2.0, "language": 3.0, "vision": 1.0, "redundancy": 3.0}
 
