@@ -18,7 +18,8 @@ from pidcore.estimators.fitted import BatchPIDEstimator
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes
-from pidcore.store_writer import blob_to_array, read_unit
+from pidcore.store import blob_to_array
+from pidcore.store_writer import read_unit
 
 MAX_UPLOAD_BYTES = 5 * 2**20
 MAX_PIXELS = 4096 * 4096

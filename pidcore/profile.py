@@ -17,8 +17,8 @@ from pidcore.estimators import batch_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import EmbeddingStats, embedding_stats, run_probes, run_probes_batch
-from pidcore.store_writer import (array_to_blob, blob_to_array, ensure_schema, insert_rows, read_unit, settings_json,
-                                  write_unit)
+from pidcore.store import blob_to_array
+from pidcore.store_writer import array_to_blob, ensure_schema, insert_rows, read_unit, settings_json, write_unit
 
 logger = logging.getLogger("pidcore.profile")
 ATOMS = ("r", "u1", "u2", "s")

@@ -16,6 +16,11 @@ ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer
                 "r", "u1", "u2", "s", "n_samples", "accuracy"]
 
 
+def blob_to_array(blob: bytes) -> np.ndarray:
+    """A numpy array stored as .npy bytes (the inverse of store_writer.array_to_blob; no pickle)."""
+    return np.load(io.BytesIO(blob), allow_pickle=False)
+
+
 class StoreError(RuntimeError):
     """The results database is missing, locked for too long, or not a results database."""
 
@@ -78,7 +83,7 @@ def _letter_mass(path: str | Path) -> dict[str, float]:
     rows = _query(path, "SELECT run_id, letter_mass FROM samples")
     masses: dict[str, list[float]] = {}
     for run_id, blob in rows.itertuples(index=False):
-        masses.setdefault(run_id, []).append(float(np.load(io.BytesIO(blob), allow_pickle=False)[0]))
+        masses.setdefault(run_id, []).append(float(blob_to_array(blob)[0]))
     return {run_id: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
             for run_id, values in masses.items()}
 

@@ -71,11 +71,6 @@ def array_to_blob(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def blob_to_array(blob: bytes) -> np.ndarray:
-    """Inverse of array_to_blob."""
-    return np.load(io.BytesIO(blob), allow_pickle=False)
-
-
 @contextmanager
 def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25):
     """A short read-write connection in one transaction; waits while a reader holds the file."""
