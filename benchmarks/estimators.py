@@ -25,10 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from pidcore.atoms import ATOMS  # noqa: E402
 from pidcore.estimators import batch_pid, discrete_pid  # noqa: E402
-from pidcore.estimators.planted import planted_samples, smoothed_joint  # noqa: E402
-
-ATOMS = ("r", "u1", "u2", "s")
+from tests.gates import dit_atoms, planted_splits  # noqa: E402
 
 
 def random_stack(count: int, seed: int = 0) -> np.ndarray:
@@ -39,15 +38,6 @@ def random_stack(count: int, seed: int = 0) -> np.ndarray:
         m, n, k = rng.integers(2, 6), rng.integers(2, 6), rng.integers(2, 5)
         stack[i, :m, :n, :k] = rng.dirichlet(np.full(m * n * k, 0.5)).reshape(m, n, k)
     return stack
-
-
-def dit_atoms(joint: np.ndarray) -> list[float]:
-    import dit
-    from dit.pid import PID_BROJA
-
-    cells = [(index, joint[index]) for index in np.ndindex(*joint.shape) if joint[index] > 0]
-    pid = PID_BROJA(dit.Distribution([c[0] for c in cells], [c[1] for c in cells]), method="cone")
-    return [pid.get_pi(((0,), (1,))), pid.get_pi(((0,),)), pid.get_pi(((1,),)), pid.get_pi(((0, 1),))]
 
 
 def bench_discrete(sample: int) -> None:
@@ -65,18 +55,13 @@ def bench_discrete(sample: int) -> None:
           f"speed ratio {theirs / ours:.1f}x; max |difference| {worst:.1e} bits")
 
 
-def planted(gate: str, n_fit: int, n_held: int):
-    joint = smoothed_joint(gate, 1e-3)
-    return joint, planted_samples(joint, n_fit, seed=1), planted_samples(joint, n_held, seed=2)
-
-
-def describe(atoms: dict[str, float]) -> str:
+def describe(atoms) -> str:
     return ", ".join(f"{a}={atoms[a]:.3f}" for a in ATOMS)
 
 
 def bench_and_case(with_baseline: bool) -> None:
-    joint, fit, held = planted("AND", 2048, 2048)
-    exact = discrete_pid(joint).as_dict()
+    joint, fit, held = planted_splits("AND", 2048, 2048)
+    exact = discrete_pid(joint).atoms()
     started = time.perf_counter()
     ours = batch_pid(*fit, held_out=held, device="cpu").atoms
     ours_time = time.perf_counter() - started
@@ -98,7 +83,7 @@ def bench_scaling(sizes: list[int]) -> None:
     for gate, k in (("AND", 2), ("COPY", 4)):
         baseline = None
         for n in sizes:
-            _, fit, held = planted(gate, n // 2, n // 2)
+            _, fit, held = planted_splits(gate, n // 2, n // 2)
             started = time.perf_counter()
             result = batch_pid(*fit, held_out=held, device="cpu")
             seconds = time.perf_counter() - started

@@ -4,34 +4,25 @@ import random
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from pidcore.case_study import (EXPLANATIONS, LOCAL_NOTE, MAX_UPLOAD_BYTES, CaseInputError, analyse,
-                                check_question, read_image, reference_runs)
-from pidcore.charts import COLOURS, LABELS
+from pidcore.atoms import LABELS
+from pidcore.dashboard import data
+from pidcore.dashboard.charts import probe_bars, sample_against_reference, sample_layers
+from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, shipped_models
+from pidcore.dashboard.sidebar import sidebar
+from pidcore.dashboard.widgets import chart
 from pidcore.datasets import shapes
-from pidcore.models.loading import load_vlm
-from pidcore.store import DEFAULT_DB, StoreError, read_pointwise
-from pidcore.ui import chart, sidebar
-
-SHIPPED = DEFAULT_DB.parent / "models"
-PASSES = ["full (image + question)", "image only (question masked)", "question only (image masked)"]
-
-
-@st.cache_resource(max_entries=1, show_spinner=False)
-def cached_model(model_id: str):
-    """One model in memory at a time."""
-    return load_vlm(model_id, device="auto")
-
+from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
+from pidcore.shipped import MODELS
+from pidcore.store import StoreError
 
 st.title("Case study: one image and question, live")
 settings = sidebar()
-shipped = sorted(path.name for path in SHIPPED.iterdir() if (path / "config.json").is_file()) \
-    if SHIPPED.is_dir() else []
+shipped = shipped_models()
 chosen = st.multiselect("Models (the shipped zoo)", shipped, default=shipped[:1], key="case_models")
 other = st.text_input("Or another model: a local folder or hub id (safetensors only)", key="case_other")
-models = [(name, str(SHIPPED / name)) for name in chosen] + ([(Path(other).name, other)] if other.strip() else [])
+models = [(name, str(MODELS / name)) for name in chosen] + ([(Path(other).name, other)] if other.strip() else [])
 
 upload = st.file_uploader(f"Image (PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB)", type=["png", "jpg", "jpeg"],
                           max_upload_size=MAX_UPLOAD_BYTES // 2**20, key="case_image")
@@ -60,55 +51,41 @@ if not models:
 for name, model_id in models:
     st.header(name)
     try:
-        runs = reference_runs(settings.db, name, len(options))
+        runs = data.reference_runs(settings.db, name, len(options))
     except StoreError:
         runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
-    run_id = None
+    run = None
     if runs.empty:
         st.info(f"No profiled run of {name} with {len(options)} options keeps its fitted estimators in this "
                 "database, so only the probe distributions are shown (the masked probes use this sample's own "
                 "embedding statistics).")
     else:
         task = st.selectbox(f"Reference task for {name}", runs["task"].tolist(), key=f"case_task_{name}")
-        run_id = runs[runs["task"] == task]["run_id"].iloc[0]
+        run = runs[runs["task"] == task].iloc[0]
     progress = st.progress(0.0, text=f"loading {name}")
     try:
         vlm = cached_model(model_id)
         progress.progress(0.5, text=f"running the three probes and scoring {name}")
-        result = analyse(vlm, settings.db if run_id else None, run_id, image, question, options)
+        result = analyse(vlm, settings.db if run is not None else None, None if run is None else run["run_id"], image,
+                         question, options)
     except Exception as error:  # a user-chosen model may fail in any way; report it and go on with the others
         progress.empty()
         st.error(f"{name} could not be run: {error}")
         continue
     progress.progress(1.0, text="done")
-    letters = [chr(ord("A") + i) for i in range(len(options))]
-    bars = go.Figure([go.Bar(name=PASSES[i], x=[f"{l}. {o}" for l, o in zip(letters, options)],
-                             y=result.probs[i, -1]) for i in range(3)])
-    bars.update_layout(barmode="group", title="Answer distributions over the options (output layer)",
-                       yaxis_title="probability")
-    chart(bars, settings, f"case-probes-{name}")
+    chart(probe_bars(result.probs, options), settings, f"case-probes-{name}")
     st.caption("Probability mass the model puts on the option letters, per pass: "
                + ", ".join(f"{mass:.2f}" for mass in result.letter_mass))
-    if result.atoms.empty:
+    if not result.atoms:
         continue
-    output = result.atoms.iloc[-1]
+    output_layer = max(result.atoms)
+    output = result.atoms[output_layer]
     st.subheader("This sample's atoms (bits, output layer)")
     for atom, text in EXPLANATIONS.items():
         st.markdown(f"**{LABELS[atom]}: {output[atom]:+.3f}** — {text}")
     st.caption(LOCAL_NOTE)
-    reference = read_pointwise(settings.db, name, task, runs[runs["task"] == task]["checkpoint"].iloc[0],
-                               settings.estimator)
-    reference = reference[reference["layer"] == int(output["layer"])]
-    spread = go.Figure()
-    for atom in LABELS:
-        spread.add_trace(go.Box(y=reference[atom], name=LABELS[atom], marker_color=COLOURS[atom], boxpoints=False))
-        spread.add_trace(go.Scatter(x=[LABELS[atom]], y=[output[atom]], mode="markers", showlegend=False,
-                                    marker={"symbol": "star", "size": 14, "color": "black"}))
-    spread.update_layout(title=f"This sample (star) against {name}'s per-sample atoms on {task}",
-                         yaxis_title="bits", showlegend=False)
-    chart(spread, settings, f"case-reference-{name}")
-    depth = go.Figure([go.Scatter(x=result.atoms["layer"], y=result.atoms[atom], name=LABELS[atom],
-                                  mode="lines+markers", line={"color": COLOURS[atom]}) for atom in LABELS])
-    depth.update_layout(title="This sample's atoms layer by layer", xaxis_title="layer (0 = embeddings)",
-                        yaxis_title="bits")
-    chart(depth, settings, f"case-layers-{name}")
+    reference = data.pointwise(settings.db, name, task, run["checkpoint"], settings.estimator)
+    reference = reference[reference["layer"] == output_layer]
+    title = f"This sample (star) against {name}'s per-sample atoms on {task}"
+    chart(sample_against_reference(output, reference, title), settings, f"case-reference-{name}")
+    chart(sample_layers(result.atoms), settings, f"case-layers-{name}")

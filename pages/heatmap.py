@@ -2,16 +2,20 @@
 
 import streamlit as st
 
-from pidcore.charts import LABELS, heatmap, in_units, small_multiples
-from pidcore.patterns import REGIME_RULE, family_strategies, final_rows, task_regimes
-from pidcore.ui import chart, diagnostics, load_atoms, report_button, sidebar
+from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_regimes
+from pidcore.atoms import LABELS
+from pidcore.dashboard.charts import heatmap, in_units, small_multiples
+from pidcore.dashboard.data import flagged
+from pidcore.dashboard.report import report_button
+from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.widgets import chart, diagnostics
 
 st.title("Breadth: which tasks and models rely on what")
 settings = sidebar()
-rows = load_atoms(settings)
+rows = load_rows(settings)
 if rows is None:
     st.stop()
-final = final_rows(rows)
+final = flagged(final_rows(rows), settings.db)
 view = st.radio("Show", ["one atom", "all four atoms"], key="view", bind="query-params", horizontal=True)
 atom = st.selectbox("Atom", ["s", "u2", "u1", "r"], format_func=LABELS.get, key="atom", bind="query-params",
                     disabled=view != "one atom")

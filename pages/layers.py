@@ -2,13 +2,16 @@
 
 import streamlit as st
 
-from pidcore.charts import in_units, layer_curves
-from pidcore.patterns import PHASE_RULE, detect_phases
-from pidcore.ui import atom_metrics, chart, diagnostics, load_atoms, report_button, sidebar
+from pidcore.analysis.phases import PHASE_RULE, detect_phases
+from pidcore.dashboard.charts import in_units, layer_curves
+from pidcore.dashboard.data import flagged
+from pidcore.dashboard.report import report_button
+from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
 
 st.title("Depth: where in the layers the information appears")
 settings = sidebar()
-rows = load_atoms(settings)
+rows = load_rows(settings)
 if rows is None:
     st.stop()
 choose_model, choose_task, choose_checkpoint = st.columns(3)
@@ -19,7 +22,7 @@ runs = rows[(rows["model"] == model) & (rows["task"] == task)]
 checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
 checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
                                          bind="query-params")
-curve = runs[runs["checkpoint"] == checkpoint].sort_values("layer")
+curve = flagged(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings.db)
 n_layers = int(curve["n_layers"].iloc[0])
 layer = st.slider("Layer (0 = embeddings, last = the model's output)", 0, n_layers, n_layers, key="layer",
                   bind="query-params")

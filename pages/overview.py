@@ -2,24 +2,21 @@
 
 import streamlit as st
 
-from pidcore.charts import in_units, task_bars
-from pidcore.patterns import final_rows
-from pidcore.store import StoreError, read_atoms
-from pidcore.ui import chart, sidebar
+from pidcore.analysis.regimes import final_rows
+from pidcore.atoms import ATOMS, LABELS, MEANINGS
+from pidcore.dashboard import data
+from pidcore.dashboard.charts import in_units, task_bars
+from pidcore.dashboard.sidebar import HOW_TO_FILL, sidebar
+from pidcore.dashboard.widgets import chart
+from pidcore.store import StoreError
 
 st.title("Information Spectrum Explorer")
 st.markdown(
-    """
-How does a vision-language model use its inputs? For each multiple-choice question we measure
-what the **image** (X1) and the **question** (X2) tell the model about its **answer** (Y), and split
-that information, in bits, into four partial-information atoms:
-
-| atom | meaning |
-|---|---|
-| **R**, redundancy | available from either the image or the question |
-| **U1**, vision-unique | only the image has it |
-| **U2**, language-unique | only the question has it |
-| **S**, synergy | only the combination has it |
+    "How does a vision-language model use its inputs? For each multiple-choice question we measure what the "
+    "**image** (X1) and the **question** (X2) tell the model about its **answer** (Y), and split that information, "
+    "in bits, into four partial-information atoms:\n\n| atom | meaning |\n|---|---|\n"
+    + "\n".join(f"| **{LABELS[atom]}** | {MEANINGS[atom]} |" for atom in ATOMS)
+    + """
 
 They add up: R + U1 = I(X1;Y), R + U2 = I(X2;Y), R + U1 + U2 + S = I(X1,X2;Y).
 The decomposition is estimated with the BATCH estimator (Liang et al., 2023) on masked probes of the
@@ -30,12 +27,12 @@ layers the information appears) and **time** (when in training it is learned).
 )
 settings = sidebar()
 try:
-    atoms = read_atoms(settings.db)
+    atoms = data.atoms(settings.db)
 except StoreError as error:
-    st.info(f"{error}. Profile a model with `python -m pidcore profile` to create one.")
+    st.info(f"{error}. {HOW_TO_FILL}")
 else:
     if atoms.empty:
-        st.warning(f"{settings.db} holds no results yet.")
+        st.warning(f"{settings.db} holds no results yet. {HOW_TO_FILL}")
     else:
         columns = st.columns(3)
         columns[0].metric("Models", atoms["model"].nunique())

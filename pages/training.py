@@ -2,13 +2,17 @@
 
 import streamlit as st
 
-from pidcore.charts import LABELS, in_units, trajectories
-from pidcore.patterns import STAGE2_RULE, stage2_rise
-from pidcore.ui import atom_metrics, chart, diagnostics, load_atoms, report_button, sidebar
+from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
+from pidcore.atoms import LABELS
+from pidcore.dashboard.charts import in_units, trajectories
+from pidcore.dashboard.data import flagged
+from pidcore.dashboard.report import report_button
+from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
-rows = load_atoms(settings)
+rows = load_rows(settings)
 if rows is None:
     st.stop()
 choose_model, choose_task = st.columns(2)
@@ -16,7 +20,7 @@ model = choose_model.selectbox("Model", sorted(rows["model"].unique()), key="tra
 task = choose_task.selectbox("Task", sorted(rows[rows["model"] == model]["task"].unique()), key="train_task",
                              bind="query-params")
 outputs = rows[(rows["model"] == model) & (rows["task"] == task) & (rows["layer"] == rows["n_layers"])]
-outputs = outputs.sort_values("step", na_position="first")
+outputs = flagged(outputs.sort_values("step", na_position="first"), settings.db)
 if outputs["step"].isna().all() or len(outputs) < 2:
     st.info(f"{model} on {task} has {len(outputs)} checkpoint(s) with a training step; profile checkpoints with "
             "`--checkpoint-step` and `--stage` to see a trajectory.")
@@ -34,7 +38,7 @@ chart(figure, settings, f"training-{model}-{task}")
 rise = stage2_rise(outputs)
 if rise is not None:
     st.markdown(f"**S from the end of stage 1 to the last checkpoint:** {rise:+.3f} bits "
-                f"({'a stage-2 rise' if rise > 0.05 else 'no stage-2 rise'}).")
+                f"({'a stage-2 rise' if is_stage2_rise(rise) else 'no stage-2 rise'}).")
 st.caption(STAGE2_RULE)
 diagnostics(outputs)
 report_button(f"Time: {model} on {task}", [figure],

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pidcore.atoms import ATOMS, SYMBOLS
+
 
 def _tiny_model(args: argparse.Namespace) -> int:
     from pidcore.models.tiny import build_tiny_model
@@ -16,7 +18,8 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from pidcore.profile import ProfileSettings, profile
+    from pidcore.pipeline.profiling import profile
+    from pidcore.pipeline.settings import ProfileSettings
 
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed,
@@ -28,8 +31,8 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _import_paper(args: argparse.Namespace) -> int:
-    from pidcore.paper_import import import_paper_file
-    from pidcore.profile import ProfileSettings
+    from pidcore.pipeline.settings import ProfileSettings
+    from pidcore.pipeline.stage2_import import import_paper_file
 
     settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, device=args.device, seed=args.seed,
                                estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
@@ -50,8 +53,9 @@ def _import_paper(args: argparse.Namespace) -> int:
 def _demo_build(args: argparse.Namespace) -> int:
     import logging
 
-    from pidcore.demo.build import DATA, build_demo
+    from pidcore.demo.build import build_demo
     from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO, ZOO, Schedule
+    from pidcore.shipped import DATA
 
     if args.quick and args.out is None:
         raise ValueError("--quick builds a smoke-test world; give --out so the shipped data/ is not replaced")
@@ -72,17 +76,19 @@ def _demo_build(args: argparse.Namespace) -> int:
 
 def _demo_summary(args: argparse.Namespace) -> int:
     from pidcore.demo.summary import summarise
-    from pidcore.store import DEFAULT_DB
+    from pidcore.shipped import DEFAULT_DB
 
     print(summarise(args.db or DEFAULT_DB))
     return 0
 
 
-def _print_atoms(rows: list[dict]) -> None:
-    print("layer        R       U1       U2        S  accuracy (bits; last layer = the model's output)")
-    for row in rows:
-        accuracy = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
-        print(f"{row['layer']:5d} {row['r']:8.4f} {row['u1']:8.4f} {row['u2']:8.4f} {row['s']:8.4f}  {accuracy}")
+def _print_atoms(results: list) -> None:
+    """The LayerResults of a run as a table in bits."""
+    print("layer " + "".join(f"{SYMBOLS[atom]:>9s}" for atom in ATOMS)
+          + "  accuracy (bits; last layer = the model's output)")
+    for result in results:
+        accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
+        print(f"{result.layer:5d} " + "".join(f"{result.atoms[atom]:9.4f}" for atom in ATOMS) + f"  {accuracy}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The home page and the read-only store access it relies on."""
+"""The home page and the read-only store access it relies on, on a database written through the real schema."""
 
 from pathlib import Path
 
@@ -6,25 +6,20 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pidcore.store import StoreError, read_atoms
+from pidcore.atoms import Atoms
+from pidcore.store import StoreError, read_atoms, register_run, write_layer
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-def _make_results_db(path: Path) -> None:
-    connection = duckdb.connect(str(path))
-    connection.execute(
-        "CREATE TABLE atom_rows (model VARCHAR, family VARCHAR, task VARCHAR, checkpoint VARCHAR, step BIGINT, "
-        "stage VARCHAR, layer INTEGER, n_layers INTEGER, estimator VARCHAR, r DOUBLE, u1 DOUBLE, u2 DOUBLE, "
-        "s DOUBLE, n_samples INTEGER, accuracy DOUBLE)"
-    )
-    connection.execute(
-        "INSERT INTO atom_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ["tiny-llava", "llava", "shapes:synergy", "final", 100, "stage2", 4, 4, "batch", 0.1, 0.0, 0.2, 0.5, 512,
-         0.95],
-    )
-    connection.execute("CREATE VIEW atoms AS SELECT * FROM atom_rows")
-    connection.close()
+def write_one_run(path: Path, model: str = "tiny-llava", s: float = 0.5) -> None:
+    """A results database holding one run of one layer, written the way `profile` writes."""
+    register_run(path, run_id=f"run-{model}", model=model, family="llava", task="shapes:synergy", checkpoint="final",
+                 step=100, stage="2", n_layers=4, settings={})
+    write_layer(path, run_id=f"run-{model}", layer=4, estimator="batch-published", atoms=Atoms(0.1, 0.0, 0.2, s),
+                n_samples=512, accuracy=0.95, diagnostics={"marginal_gap_x1": 0.0, "marginal_gap_x2": 0.0,
+                                                           "sinkhorn_residual": 1e-8, "sinkhorn_converged": True},
+                fitted=None, pointwise={}, sample_ids=[])
 
 
 def test_home_page_explains_and_handles_a_missing_database(tmp_path):
@@ -33,17 +28,18 @@ def test_home_page_explains_and_handles_a_missing_database(tmp_path):
     app.sidebar.text_input[0].input(str(tmp_path / "missing.duckdb")).run()
     assert not app.exception
     assert "Information Spectrum Explorer" in app.title[0].value
-    assert any("no results database" in info.value for info in app.info)
+    assert any(f"no results database at {tmp_path / 'missing.duckdb'}" in info.value for info in app.info)
 
 
 def test_home_page_reads_a_results_database(tmp_path):
     db = tmp_path / "results.duckdb"
-    _make_results_db(db)
+    write_one_run(db)
+    write_one_run(db, model="tiny-qwen", s=0.25)
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
     app.sidebar.text_input[0].input(str(db)).run()
     assert not app.exception
-    assert [metric.value for metric in app.metric] == ["1", "1", "1"]
+    assert [metric.value for metric in app.metric] == ["2", "1", "2"]
 
 
 def test_read_atoms_rejects_a_database_without_the_view(tmp_path):
@@ -51,5 +47,6 @@ def test_read_atoms_rejects_a_database_without_the_view(tmp_path):
     duckdb.connect(str(db)).close()
     with pytest.raises(StoreError, match="no `atoms` view"):
         read_atoms(db)
-    _make_results_db(tmp_path / "ok.duckdb")
-    assert read_atoms(tmp_path / "ok.duckdb")["s"].tolist() == [0.5]
+    write_one_run(tmp_path / "ok.duckdb")
+    row = read_atoms(tmp_path / "ok.duckdb").iloc[0]
+    assert (row["model"], row["layer"], row["n_layers"], row["s"], row["accuracy"]) == ("tiny-llava", 4, 4, 0.5, 0.95)

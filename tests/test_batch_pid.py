@@ -6,23 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from pidcore.atoms import ATOMS, INFORMATIONS
 from pidcore.estimators import BatchPIDEstimator, batch_pid, cluster_pid, discrete_pid
-from pidcore.estimators.planted import GATES, planted_samples, smoothed_joint
 from pidcore.estimators.sinkhorn import sinkhorn_log
-
-ATOMS = ("r", "u1", "u2", "s")
-
-
-def _planted(gate, n_fit=2048, n_held=2048):
-    joint = smoothed_joint(gate, 1e-3)
-    return joint, planted_samples(joint, n_fit, seed=1), planted_samples(joint, n_held, seed=2)
+from tests.gates import PLANTED, planted_samples, planted_splits, smoothed_joint
 
 
 @pytest.mark.parametrize("mode", ["published", "calibrated"])
-@pytest.mark.parametrize("gate", list(GATES))
+@pytest.mark.parametrize("gate", PLANTED)
 def test_planted_gates_match_exact_pid_within_003_bits(gate, mode):
-    joint, fit, held = _planted(gate)
-    exact = discrete_pid(joint).as_dict()
+    joint, fit, held = planted_splits(gate)
+    exact = discrete_pid(joint).atoms()
     result = batch_pid(*fit, held_out=held, mode=mode, device="cpu")
     errors = {atom: abs(result.atoms[atom] - exact[atom]) for atom in ATOMS}
     assert max(errors.values()) < 0.03, (gate, mode, result.atoms, exact)
@@ -31,13 +25,13 @@ def test_planted_gates_match_exact_pid_within_003_bits(gate, mode):
 
 @pytest.fixture(scope="module")
 def and_result():
-    _, fit, held = _planted("AND", 768, 512)
+    _, fit, held = planted_splits("AND", 768, 512)
     return batch_pid(*fit, held_out=held, seed=5)
 
 
 def test_pointwise_atoms_average_to_dataset_atoms(and_result):
-    for name, value in and_result.atoms.items():
-        assert abs(float(and_result.pointwise[name].mean()) - value) < 1e-12
+    for name in ATOMS + INFORMATIONS:
+        assert abs(float(and_result.pointwise[name].mean()) - and_result.atoms[name]) < 1e-12
         assert len(and_result.pointwise[name]) == 512
     pointwise = and_result.pointwise
     assert torch.allclose(pointwise["r"] + pointwise["u1"], pointwise["i1"])
@@ -60,28 +54,28 @@ def test_negative_atoms_are_returned_not_clipped(and_result):
 
 
 def test_held_out_set_of_ten_gives_a_result():
-    _, fit, held = _planted("XOR", 256, 10)
+    _, fit, held = planted_splits("XOR", 256, 10)
     result = batch_pid(*fit, held_out=held, max_epochs=2)
     assert len(result.pointwise["s"]) == 10
-    assert all(np.isfinite(value) for value in result.atoms.values())
+    assert all(np.isfinite(value) for value in result.atoms.as_dict().values())
 
 
 def test_default_split_when_only_one_set_is_given():
-    _, data, _ = _planted("RDN", 300, 2)
+    _, data, _ = planted_splits("RDN", 300, 2)
     result = batch_pid(*data, max_epochs=2)
     assert result.diagnostics["n_fit"] + result.diagnostics["n_held_out"] == 300
     assert len(result.held_out_index) == result.diagnostics["n_held_out"]
 
 
 def test_seeded_runs_are_identical():
-    _, fit, held = _planted("AND", 256, 128)
+    _, fit, held = planted_splits("AND", 256, 128)
     first = batch_pid(*fit, held_out=held, max_epochs=3, seed=3)
     second = batch_pid(*fit, held_out=held, max_epochs=3, seed=3)
     assert first.atoms == second.atoms
 
 
 def test_calibrated_mode_closes_the_marginal_gap():
-    _, fit, held = _planted("AND", 256, 256)
+    _, fit, held = planted_splits("AND", 256, 256)
     skewed = [np.array(a, copy=True) for a in held]
     skewed[2] = 0.8 * skewed[2] + 0.2 * np.array([0.0, 1.0])
     result = batch_pid(*fit, held_out=tuple(skewed), mode="calibrated", max_epochs=2)
@@ -167,7 +161,7 @@ def test_bad_settings_raise_value_error():
 
 
 def test_cluster_cross_check_recovers_redundancy():
-    joint, _, held = _planted("RDN", 2, 1024)
+    joint, _, held = planted_splits("RDN", 2, 1024)
     result = cluster_pid(held[0], held[1], held[4], clusters=4)
     exact = discrete_pid(joint)
     assert abs(float(result.r) - float(exact.r)) < 0.02
@@ -184,11 +178,11 @@ def test_a_non_finite_objective_keeps_the_last_good_weights_and_says_so(monkeypa
         return real_epoch(*args) if len(calls) == 1 else float("nan")
 
     monkeypatch.setattr(batch_module, "_epoch", epoch_that_diverges_second)
-    _, fit, held = _planted("AND", 256, 128)
+    _, fit, held = planted_splits("AND", 256, 128)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = batch_pid(*fit, held_out=held, max_epochs=5)
     assert result.diagnostics["stopped_because"] == "non-finite objective"
     assert result.diagnostics["epochs"] == 2
     assert any("non-finite" in str(w.message) for w in caught)
-    assert all(np.isfinite(value) for value in result.atoms.values())
+    assert all(np.isfinite(value) for value in result.atoms.as_dict().values())

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from pidcore.case_study import MAX_UPLOAD_BYTES, CaseInputError, check_question, read_image
 from pidcore.datasets import shapes
+from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, check_question, read_image
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO
 from pidcore.datasets.shapes import TASKS
+from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO
 from pidcore.models.loading import load_vlm
 from pidcore.store import read_atoms
 

@@ -5,35 +5,13 @@ import pytest
 import torch
 
 from pidcore.estimators import discrete_pid
+from tests.gates import GATES, dit_atoms
 
 
-def gate(outcomes, probabilities=None):
-    """A joint P[x1, x2, y] from outcome strings like "011", uniform unless probabilities are given."""
-    triples = [tuple(int(c) for c in outcome) for outcome in outcomes]
-    shape = tuple(max(t[i] for t in triples) + 1 for i in range(3))
-    joint = np.zeros(shape)
-    for triple, p in zip(triples, probabilities or [1 / len(triples)] * len(triples)):
-        joint[triple] += p
-    return joint
-
-
-CANONICAL = {
-    "XOR": (gate(["000", "011", "101", "110"]), (0, 0, 0, 1)),
-    "AND": (gate(["000", "010", "100", "111"]), (0.311278, 0, 0, 0.5)),
-    "COPY": (gate(["000", "011", "102", "113"]), (0, 1, 1, 0)),
-    "RDN": (gate(["000", "111"]), (1, 0, 0, 0)),
-    "Y=X1": (gate(["000", "010", "101", "111"]), (0, 1, 0, 0)),
-    "SUM": (gate(["000", "011", "101", "112"]), (0.5, 0, 0, 1)),
-    "REDUCED_OR": (gate(["000", "011", "101"], [0.5, 0.25, 0.25]), (0.311278, 0, 0, 0.688722)),
-}
-
-
-@pytest.mark.parametrize("name", CANONICAL)
+@pytest.mark.parametrize("name", GATES)
 def test_canonical_gates(name):
-    joint, expected = CANONICAL[name]
-    result = discrete_pid(joint)
-    got = [float(result.r), float(result.u1), float(result.u2), float(result.s)]
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    got = discrete_pid(GATES[name].joint).atoms()
+    np.testing.assert_allclose(list(got.as_dict().values()), list(GATES[name].exact.as_dict().values()), atol=1e-6)
 
 
 def test_identities_hold_to_1e9_on_a_stack():
@@ -57,8 +35,7 @@ def test_stack_equals_one_by_one():
 
 
 def test_mutual_informations_match_direct_computation():
-    joint, _ = CANONICAL["AND"]
-    result = discrete_pid(joint)
+    result = discrete_pid(GATES["AND"].joint)
     assert abs(float(result.i12) - 0.811278) < 1e-6
     assert abs(float(result.i1) - 0.311278) < 1e-6
 
@@ -69,21 +46,6 @@ def test_optimal_q_keeps_both_marginals():
     q = discrete_pid(joint).q.numpy()
     np.testing.assert_allclose(q.sum(1), joint.sum(1), atol=1e-9)
     np.testing.assert_allclose(q.sum(0), joint.sum(0), atol=1e-9)
-
-
-def _dit_atoms(joint):
-    """The test-only oracle: dit's exact cone-program BROJA solver."""
-    import dit
-    from dit.pid import PID_BROJA
-
-    outcomes, probabilities = [], []
-    for index in np.ndindex(*joint.shape):
-        if joint[index] > 0:
-            outcomes.append(tuple(index))
-            probabilities.append(joint[index])
-    distribution = dit.Distribution(outcomes, probabilities)
-    pid = PID_BROJA(distribution, method="cone")
-    return [pid.get_pi(((0,), (1,))), pid.get_pi(((0,),)), pid.get_pi(((1,),)), pid.get_pi(((0, 1),))]
 
 
 def _random_distributions():
@@ -108,7 +70,7 @@ def test_agrees_with_dit_cone_on_120_random_distributions():
         result = discrete_pid(stack)
         ours = torch.stack([result.r, result.u1, result.u2, result.s], 1).numpy()
         for joint, atoms in zip(stack, ours):
-            worst = max(worst, float(np.abs(np.array(_dit_atoms(joint)) - atoms).max()))
+            worst = max(worst, float(np.abs(np.array(dit_atoms(joint)) - atoms).max()))
             count += 1
     assert count >= 100
     assert worst < 1e-5, f"worst disagreement with dit's cone solver: {worst:.2e} bits"

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pidcore.store import DEFAULT_DB
+from pidcore.shipped import DEFAULT_DB
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/overview.py", "pages/heatmap.py", "pages/layers.py", "pages/training.py"]
@@ -67,7 +67,7 @@ def test_a_missing_database_is_explained(page, tmp_path):
 @pytest.mark.parametrize("page", PAGES[1:])
 def test_a_database_without_rows_is_explained(page, tmp_path):
     db = tmp_path / "empty.duckdb"
-    from pidcore.store_writer import ensure_schema
+    from pidcore.store import ensure_schema
 
     ensure_schema(db)
     app = _open(page, db=db)

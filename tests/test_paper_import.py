@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pidcore.paper_import import PaperFileError, read_paper_file
+from pidcore.pipeline.stage2_import import PaperFileError, read_paper_file
 from pidcore.store import read_atoms
 
 

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from pidcore.patterns import detect_phases, stage2_rise
+from pidcore.analysis.phases import detect_phases
+from pidcore.analysis.stages import stage2_rise
 
 
 def _curve(rows):
@@ -18,7 +19,8 @@ def test_a_textbook_curve_has_all_three_phases():
 
 
 def test_a_curve_where_synergy_peaks_early_has_no_fusion_phase():
-    curve = _curve([(0, 0, 0, 0, 0), (1, 0, 0, 0.2, 0.9), (2, 0, 0, 0.3, 0.3), (3, 0, 0, 0.3, 0.2), (4, 0, 0, 0.3, 0.1)])
+    curve = _curve([(0, 0, 0, 0, 0), (1, 0, 0, 0.2, 0.9), (2, 0, 0, 0.3, 0.3), (3, 0, 0, 0.3, 0.2),
+                    (4, 0, 0, 0.3, 0.1)])
     phases = detect_phases(curve)
     assert phases.silent is None and phases.fusion is None and not phases.three_phase
 

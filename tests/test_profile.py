@@ -11,8 +11,9 @@ import duckdb
 import pytest
 from PIL import Image
 
+from pidcore.atoms import ATOMS
 from pidcore.models.tiny import build_tiny_model
-from pidcore.store import StoreError, connect_read_only, read_atoms
+from pidcore.store import StoreError, load_samples, read_atoms, read_runs, table_sizes
 
 COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 200, 0)}
 
@@ -41,14 +42,11 @@ def _env():
 
 
 def _rows(db):
-    connection = connect_read_only(db)
-    try:
-        samples = connection.execute("SELECT sample_id, probs FROM samples ORDER BY sample_id").fetchall()
-        atoms = connection.execute("SELECT layer, r, u1, u2, s FROM layer_atoms ORDER BY layer").fetchall()
-        pointwise = connection.execute("SELECT count(*) FROM pointwise_atoms").fetchone()[0]
-    finally:
-        connection.close()
-    return samples, atoms, pointwise
+    """Every stored sample's probe outputs, every layer's atoms and the number of per-sample atoms, comparable."""
+    samples = [(row.sample_id, row.probs.tobytes()) for run_id in read_runs(db)["run_id"]
+               for row in load_samples(db, run_id)]
+    atoms = read_atoms(db).sort_values("layer")[["layer", *ATOMS]].values.tolist()
+    return sorted(samples), atoms, table_sizes(db)["pointwise_atoms"]
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +94,10 @@ def _wait_for_samples(db, process, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         try:
-            connection = connect_read_only(db, attempts=1)
+            count = table_sizes(db, attempts=1).get("samples", 0)
         except (StoreError, duckdb.Error):
             time.sleep(0.05)
             continue
-        try:
-            count = connection.execute("SELECT count(*) FROM samples").fetchone()[0]
-        except duckdb.Error:
-            count = 0
-        finally:
-            connection.close()
         if count >= 16:
             return True
         time.sleep(0.05)

@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from pidcore.analysis.regimes import final_rows
+from pidcore.atoms import ATOMS
 from pidcore.datasets.shapes import PLANTED, TASKS
-from pidcore.patterns import final_rows
 from pidcore.demo.zoo import ZOO
 from pidcore.models.loading import load_vlm
-from pidcore.store import DEFAULT_DB, read_atoms, read_task_pid
+from pidcore.shipped import DEFAULT_DB
+from pidcore.store import read_atoms, read_task_pid
 
 DATA = DEFAULT_DB.parent
-ATOMS = ["r", "u1", "u2", "s"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_every_zoo_model_reaches_90_percent_on_every_task(atoms, model, task):
 @pytest.mark.parametrize("model, task", CELLS)
 def test_the_planted_atom_is_the_largest_at_the_final_checkpoint_and_layer(atoms, model, task):
     row = final_rows(atoms).set_index(["model", "task"]).loc[(model, task)]
-    assert max(ATOMS, key=lambda atom: row[atom]) == PLANTED[task], row[ATOMS].to_dict()
+    assert max(ATOMS, key=lambda atom: row[atom]) == PLANTED[task], row[list(ATOMS)].to_dict()
 
 
 def test_checkpoints_span_both_stages_and_every_layer_is_profiled(atoms):
@@ -46,7 +47,7 @@ def test_the_exact_generator_pid_is_stored_with_each_task():
     exact = read_task_pid(DEFAULT_DB).set_index("task")
     for task in TASKS:
         assert exact.loc[task, "planted"] == PLANTED[task]
-        assert exact.loc[task, PLANTED[task]] == pytest.approx(exact.loc[task, ATOMS].max())
+        assert exact.loc[task, PLANTED[task]] == pytest.approx(exact.loc[task, list(ATOMS)].max())
 
 
 def test_final_models_load_and_the_shipped_data_is_small():

@@ -7,9 +7,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pidcore.datasets.fields import LETTERS, Row, build_sample, clean_text
+from pidcore.atoms import LETTERS
 from pidcore.datasets.images import image_from_base64
 from pidcore.datasets.readers import read_table, record_id, require_columns
+from pidcore.datasets.rows import Row, build_sample, clean_text
 from pidcore.datasets.sample import Sample
 
 _MAX_REFERENCE_LENGTH = 64

@@ -9,9 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pidcore.datasets.fields import LETTERS, Row, build_sample, clean_text
+from pidcore.atoms import LETTERS
 from pidcore.datasets.images import image_from_reference
 from pidcore.datasets.readers import record_rows
+from pidcore.datasets.rows import Row, build_sample, clean_text
 from pidcore.datasets.sample import DatasetError, Sample, SkipRow
 
 LIST_KEYS = ("data", "samples", "records", "annotations")

@@ -7,9 +7,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pidcore.datasets.fields import Row, build_sample, clean_text
 from pidcore.datasets.images import image_from_file
 from pidcore.datasets.readers import json_rows
+from pidcore.datasets.rows import Row, build_sample, clean_text
 from pidcore.datasets.sample import Sample, SkipRow
 
 OPTIONS = ["yes", "no"]

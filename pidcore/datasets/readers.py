@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from pidcore.datasets.fields import Row, reject
+from pidcore.datasets.rows import Row, reject
 from pidcore.datasets.sample import DatasetError, Sample
 
 RecordBuilder = Callable[[str, dict[str, Any]], Sample]

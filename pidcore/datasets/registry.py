@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pidcore.datasets import jsonl, mmbench, paper_json, pmc_vqa, pope, shapes
-from pidcore.datasets.fields import Row
+from pidcore.datasets.rows import Row
 from pidcore.datasets.sample import DatasetError, LoadedDataset, SkipRow
 
 logger = logging.getLogger("pidcore.datasets")

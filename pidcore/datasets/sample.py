@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 
 from PIL import Image
+
+from pidcore.atoms import option_letters
 
 
 class DatasetError(ValueError):
@@ -30,7 +31,7 @@ class Sample:
     @property
     def letters(self) -> list[str]:
         """The option letters, A, B, ... in order, one per option."""
-        return list(string.ascii_uppercase[: len(self.options)])
+        return option_letters(len(self.options))
 
 
 @dataclass

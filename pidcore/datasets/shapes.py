@@ -16,12 +16,12 @@ question (x2), and the answer y from them:
 from __future__ import annotations
 
 import random
-import string
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pidcore.atoms import LETTERS
 from pidcore.datasets.sample import DatasetError, LoadedDataset, Sample
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 80, 230), "yellow": (235, 215, 40)}
@@ -127,7 +127,7 @@ def generate(task: str, count: int, seed: int = EVAL_SEED) -> list[Sample]:
     for index in range(count):
         item = draw_item(task, rng)
         samples.append(Sample(id=f"{task}-{index}", image=render(item.x1, rng), question=item.question,
-                              options=list(item.options), answer=string.ascii_uppercase[item.answer], hint=None))
+                              options=list(item.options), answer=LETTERS[item.answer], hint=None))
     return samples
 
 

@@ -25,11 +25,12 @@ from pidcore.demo.zoo import ZOO, ModelSpec, Schedule
 from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
-from pidcore.profile import ProfileSettings, profile
-from pidcore.store_writer import insert_rows, read_unit, write_unit
+from pidcore.pipeline.profiling import profile
+from pidcore.pipeline.settings import ProfileSettings
+from pidcore.shipped import DATA
+from pidcore.store import compact, write_task_pid
 
 logger = logging.getLogger("pidcore.demo")
-DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,8 @@ def build_demo(data_dir: Path = DATA, zoo: tuple[ModelSpec, ...] = ZOO, schedule
 
 def store_task_pid(db: Path) -> None:
     """The exact PID of every task's generator, with the atom the task plants."""
-    rows = []
-    for task in shapes.TASKS:
-        exact = discrete_pid(shapes.joint(task))
-        rows.append([task, float(exact.r), float(exact.u1), float(exact.u2), float(exact.s), shapes.PLANTED[task]])
-    with write_unit(db) as connection:
-        insert_rows(connection, "task_pid", rows, replace=True)
+    exact = {task: (discrete_pid(shapes.joint(task)).atoms(), shapes.PLANTED[task]) for task in shapes.TASKS}
+    write_task_pid(db, exact)
 
 
 def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> list[Checkpoint]:
@@ -153,30 +150,11 @@ def ship(finals: dict[str, Path], building: Path, data_dir: Path, keep_others: b
     for name, folder in finals.items():
         shutil.rmtree(models / name, ignore_errors=True)
         shutil.copytree(folder, models / name)
-    compact = data_dir / "results.duckdb.compact"
-    compact.unlink(missing_ok=True)
+    compacted = data_dir / "results.duckdb.compact"
+    compacted.unlink(missing_ok=True)
     shipped = data_dir / "results.duckdb"
     if keep_others and shipped.is_file():
-        copy_compact(shipped, compact, exclude=set(finals))
-    copy_compact(building, compact)
-    os.replace(compact, data_dir / "results.duckdb")
+        compact(shipped, compacted, exclude_models=set(finals))
+    compact(building, compacted)
+    os.replace(compacted, shipped)
     building.unlink()
-
-
-def copy_compact(source: Path, target: Path, exclude: set[str] = frozenset()) -> None:
-    """Add a results database's rows to `target`, per-sample rows (probe outputs, pointwise atoms) of final
-    checkpoints only, leaving out the models in `exclude`.
-
-    Every checkpoint keeps its runs, calibration and per-layer atoms with diagnostics; the per-sample rows of the
-    intermediate checkpoints are what `demo build` regenerates, and leaving them out keeps the shipped file small.
-    """
-    kept = "run_id IN (SELECT run_id FROM runs WHERE NOT list_contains(?, model))"
-    final = (kept + " AND run_id IN (SELECT run_id FROM runs r WHERE step = "
-             "(SELECT max(step) FROM runs m WHERE m.model = r.model))")
-    tables = {"runs": kept, "calibration": kept, "task_pid": "", "layer_atoms": kept, "samples": final,
-              "pointwise_atoms": final}
-    with write_unit(target) as destination:
-        for table, condition in tables.items():
-            sql = f"SELECT * FROM {table}" + (f" WHERE {condition}" if condition else "")
-            rows = read_unit(source, sql, [sorted(exclude)] if condition else None)
-            insert_rows(destination, table, [list(row) for row in rows])

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pidcore.patterns import PHASE_RULE, STAGE2_RULE, detect_phases, final_rows, stage2_rise
+from pidcore.analysis.phases import PHASE_RULE, detect_phases
+from pidcore.analysis.regimes import final_rows
+from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
+from pidcore.atoms import ATOMS
 from pidcore.store import read_atoms, read_task_pid
-
-ATOMS = ["r", "u1", "u2", "s"]
 
 
 def summarise(db: str | Path) -> str:
@@ -21,8 +22,8 @@ def summarise(db: str | Path) -> str:
     for task, row in exact.iterrows():
         values = " | ".join(f"{round(row[a], 3) + 0.0:.3f}" for a in ATOMS)
         lines.append(f"| {task} | {row['planted'].upper()} | {values} |")
-    lines += ["", "Final checkpoint, output layer: accuracy, estimated atoms beside the generator's exact atoms (bits), "
-              "and whether the planted atom is the largest estimated one:", "",
+    lines += ["", "Final checkpoint, output layer: accuracy, estimated atoms beside the generator's exact atoms "
+              "(bits), and whether the planted atom is the largest estimated one:", "",
               "| model | family | task | accuracy | R | U1 | U2 | S | exact R / U1 / U2 / S | planted largest |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in final_rows(atoms).sort_values(["model", "task"]).iterrows():
@@ -59,7 +60,7 @@ def _pattern_line(atoms: pd.DataFrame, model: str, task: str) -> str:
     end = outputs.sort_values("step").iloc[-1]["s"]
     return (f"| {model} | {rows['family'].iloc[0]} | {task} | {_span(phases.silent)} | {_span(phases.language)} | "
             f"{_span(phases.fusion)} | {'yes' if phases.three_phase else 'no'} | {start} -> {end:.3f} | "
-            f"{'n/a' if rise is None else ('yes' if rise > 0.05 else 'no')} |")
+            f"{'n/a' if rise is None else ('yes' if is_stage2_rise(rise) else 'no')} |")
 
 
 def _family_lines(atoms: pd.DataFrame) -> list[str]:
@@ -71,7 +72,7 @@ def _family_lines(atoms: pd.DataFrame) -> list[str]:
             one = rows[(rows["model"] == model) & (rows["task"] == task)]
             three += detect_phases(one[one["step"] == one["step"].max()]).three_phase
             rise = stage2_rise(one[one["layer"] == one["n_layers"]])
-            rises += rise is not None and rise > 0.05
+            rises += is_stage2_rise(rise)
             total += 1
         lines.append(f"- {family}: three-phase layer pattern in {three} of {total} model x task curves; "
                      f"stage-2 rise in S in {rises} of {total}.")

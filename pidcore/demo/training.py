@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from pidcore.atoms import LETTERS
 from pidcore.datasets import shapes
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import Encoded, encode_sample
@@ -166,7 +167,7 @@ def instruction_batches(vlm: LoadedVLM, rng: random.Random, size: int, weights: 
             images.append(shapes.render(item.x1, random.Random(rng.random())))
             text = user_text(item.question, item.options)
             prompts.append(render_prompt(vlm.processor, text, vlm.adapter.plain_prompt))
-            answers.append("ABCD"[item.answer])
+            answers.append(LETTERS[item.answer])
             key = (item.question, tuple(item.options))
             if key not in masks:
                 masks[key] = encode_sample(vlm, images[-1], item.question, item.options)

@@ -15,27 +15,24 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from pidcore.atoms import ATOMS, Atoms
 from pidcore.devices import resolve_device
 from pidcore.estimators.alignment import AlignmentNet
+from pidcore.estimators.batch_config import BatchConfig
 from pidcore.estimators.batch_terms import conditional_terms
-from pidcore.estimators.calibration import apply_log_weights, calibration_log_weights, marginal_gap
-from pidcore.estimators.fitted import (
-    ATOMS,
-    BatchConfig,
-    BatchPIDEstimator,
-    Calibration,
-    SampleSet,
-    even_chunks,
-)
+from pidcore.estimators.calibration import Calibration, apply_log_weights, calibration_log_weights, marginal_gap
+from pidcore.estimators.fitted import BatchPIDEstimator
 from pidcore.estimators.information import to_bits
+from pidcore.estimators.sample_set import SampleSet, even_chunks
 from pidcore.estimators.validation import check_sample_set
 
 
 @dataclass
 class BatchPIDResult:
-    """Dataset atoms (bits), per-sample atoms of the held-out split, diagnostics, and the fitted estimator."""
+    """Dataset atoms (bits), per-sample atoms and informations of the held-out split (ATOMS + INFORMATIONS, their
+    means the dataset values), diagnostics, and the fitted estimator."""
 
-    atoms: dict[str, float]
+    atoms: Atoms
     pointwise: dict[str, torch.Tensor]
     diagnostics: dict
     estimator: "BatchPIDEstimator"
@@ -61,7 +58,7 @@ def batch_pid(x1, x2, p_y_x1, p_y_x2, p_y_x1x2, *, held_out=None, mode: str = "p
     net, curve, stop = _train(fit, held, config, dev, progress)
     estimator = BatchPIDEstimator(net, config, held_cal, _reference(held, config))
     pointwise, sinkhorn = estimator.score(held, dev)
-    atoms = {name: float(values.mean()) for name, values in pointwise.items()}
+    atoms = Atoms.from_mapping({name: values.mean() for name, values in pointwise.items()})
     diagnostics = _diagnostics(atoms, pointwise, sinkhorn, curve, fit_cal, held_cal, fit, held, dev)
     diagnostics["mode"] = config.mode
     diagnostics["stopped_because"] = stop
@@ -211,7 +208,7 @@ def _diagnostics(atoms, pointwise, sinkhorn, curve, fit_cal, held_cal, fit, held
         "epochs": curve[-1]["epoch"],
         "best_epoch": kept,
         "objective_curve": curve,
-        "negative_atoms": {name: atoms[name] for name in ATOMS if atoms[name] < 0},
+        "negative_atoms": {name: value for name, value in atoms.as_dict().items() if value < 0},
         "negative_pointwise_fraction": {name: float((pointwise[name] < 0).double().mean()) for name in ATOMS},
     }
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class Calibration:
+    """p_y of a split, the raw marginal gaps, and the per-class log weights applied (zeros when published)."""
+
+    p_y: torch.Tensor
+    log_w1: torch.Tensor
+    log_w2: torch.Tensor
+    gap1: float
+    gap2: float
 
 
 def marginal_gap(p: torch.Tensor, p_y: torch.Tensor) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pidcore.atoms import Atoms
 from pidcore.devices import resolve_device
 from pidcore.estimators.information import entropy_nats, mutual_information_nats, to_bits
 
@@ -44,12 +45,11 @@ class DiscretePID:
     gap: torch.Tensor
     q: torch.Tensor
 
-    def as_dict(self) -> dict[str, float]:
-        """The atoms and informations of a single distribution as plain floats."""
+    def atoms(self) -> Atoms:
+        """The atoms of a single distribution; for a stack, index the tensor fields."""
         if self.r.ndim:
-            raise ValueError("as_dict() is for a single distribution; index the fields for a stack")
-        names = ("r", "u1", "u2", "s", "i1", "i2", "i12", "iq", "gap")
-        return {name: float(getattr(self, name)) for name in names}
+            raise ValueError("atoms() is for a single distribution; index the fields for a stack")
+        return Atoms(float(self.r), float(self.u1), float(self.u2), float(self.s))
 
 
 def discrete_pid(P, device: str | torch.device = "auto") -> DiscretePID:

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pidcore.atoms import option_letters
 from pidcore.models.adapters import image_token_id
 from pidcore.models.loading import LoadedVLM
-from pidcore.probes.prompt import letters, render_prompt, user_text
+from pidcore.probes.prompt import render_prompt, user_text
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Encoded:
 
 def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None) -> Encoded:
     """Render the prompt, run the processor, and locate image tokens and user-text tokens."""
-    letters(len(options))
+    option_letters(len(options))
     own_text = user_text(question, options, hint)
     prompt = render_prompt(vlm.processor, own_text, vlm.adapter.plain_prompt)
     start = prompt.find(own_text)

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
+from pidcore.atoms import PASSES, option_letters
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import Encoded
-from pidcore.probes.prompt import letters
-
-PASSES = ("full", "image_only", "text_only")
 
 
 @dataclass
@@ -43,7 +41,7 @@ class ProbeResult:
 def letter_token_ids(tokenizer, count: int) -> list[int]:
     """One token id per option letter; an error if a letter is not a single token."""
     ids = []
-    for letter in letters(count):
+    for letter in option_letters(count):
         encoded = tokenizer.encode(letter, add_special_tokens=False)
         if len(encoded) != 1:
             raise ValueError(f"option letter {letter!r} is not a single token for this tokenizer: {encoded}")
@@ -168,7 +166,8 @@ def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Te
     return image_noise, text_noise
 
 
-def logit_lens(vlm: LoadedVLM, states: torch.Tensor, letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def logit_lens(vlm: LoadedVLM, states: torch.Tensor,
+               letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per sample: letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
 
     `states` is [rows, layers + 1, d], rows grouped by sample, three passes each. Every layer, the last one

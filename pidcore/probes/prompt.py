@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import string
+from pidcore.atoms import option_letters
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
-
-
-def letters(count: int) -> list[str]:
-    """The option letters A, B, ... for `count` options."""
-    if not 2 <= count <= 26:
-        raise ValueError(f"need between 2 and 26 options, got {count}")
-    return list(string.ascii_uppercase[:count])
 
 
 def user_text(question: str, options: list[str], hint: str | None = None) -> str:
     """The part of the prompt that is the sample's own text: hint, question and lettered options."""
     lines = [f"Hint: {hint}"] if hint else []
     lines.append(question.strip())
-    lines += [f"{letter}. {option.strip()}" for letter, option in zip(letters(len(options)), options)]
+    lines += [f"{letter}. {option.strip()}" for letter, option in zip(option_letters(len(options)), options)]
     return "\n".join(lines)
 
 

@@ -1,18 +1,21 @@
-"""Plotly figures of atoms: the model x task heatmap, layer curves with phases, training trajectories.
+"""Plotly figures of atoms: the model x task heatmap, layer curves with phases, training trajectories, and the case
+study's probe distributions and sample atoms.
 
-Pure functions of DataFrames (rows of the `atoms` view), so they are testable without Streamlit.
+Pure functions of DataFrames (rows of the `atoms` view) and result objects, so they are testable without Streamlit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from pidcore.patterns import Phases
+from pidcore.analysis.phases import Phases
+from pidcore.atoms import ATOMS, LABELS, PASS_LABELS, PASSES, UNITS, Atoms, option_letters
 
-ATOMS = ["r", "u1", "u2", "s"]
-LABELS = {"r": "R (redundancy)", "u1": "U1 (vision-unique)", "u2": "U2 (language-unique)", "s": "S (synergy)"}
 COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
 PHASE_COLOURS = {"silent": "rgba(150,150,150,0.15)", "language": "rgba(214,39,40,0.10)",
                  "fusion": "rgba(44,160,44,0.15)"}
@@ -23,7 +26,7 @@ def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:
     if units == "bits":
         return frame
     scaled = frame.copy()
-    total = frame[ATOMS].sum(axis=1).where(lambda t: t.abs() > 1e-9)
+    total = frame[list(ATOMS)].sum(axis=1).where(lambda t: t.abs() > 1e-9)
     for atom in ATOMS:
         scaled[atom] = frame[atom] / total
     return scaled
@@ -50,7 +53,7 @@ def _cell(value: float, accuracy: float) -> str:
 def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     """The four atoms as four model x task heatmaps on one shared colour scale."""
     figure = make_subplots(rows=1, cols=4, subplot_titles=[LABELS[a] for a in ATOMS], shared_yaxes=True)
-    low, high = float(frame[ATOMS].min().min()), float(frame[ATOMS].max().max())
+    low, high = float(frame[list(ATOMS)].min().min()), float(frame[list(ATOMS)].max().max())
     for column, atom in enumerate(ATOMS, start=1):
         values = frame.pivot_table(index="model", columns="task", values=atom, aggfunc="mean")
         figure.add_trace(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), zmin=low,
@@ -103,9 +106,40 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit
 
 def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     """The four atoms per task, averaged over the models shown (rows at each model's output layer)."""
-    means = frame.groupby("task")[ATOMS].mean()
+    means = frame.groupby("task")[list(ATOMS)].mean()
     figure = go.Figure([go.Bar(name=LABELS[atom], x=list(means.index), y=means[atom], marker_color=COLOURS[atom])
                         for atom in ATOMS])
     figure.update_layout(barmode="group", title="Atoms per task, averaged over models (last checkpoint, output layer)",
                          xaxis_title="task", yaxis_title=unit_label)
+    return figure
+
+
+def probe_bars(probs: np.ndarray, options: list[str]) -> go.Figure:
+    """The three probes' answer distributions over the options at the output layer (probs is [pass, layer, k])."""
+    ticks = [f"{letter}. {option}" for letter, option in zip(option_letters(len(options)), options)]
+    figure = go.Figure([go.Bar(name=PASS_LABELS[name], x=ticks, y=probs[index, -1])
+                        for index, name in enumerate(PASSES)])
+    figure.update_layout(barmode="group", title="Answer distributions over the options (output layer)",
+                         yaxis_title="probability")
+    return figure
+
+
+def sample_against_reference(sample: Atoms, reference: pd.DataFrame, title: str) -> go.Figure:
+    """One sample's atoms (stars) against the spread of a run's per-sample atoms (boxes), in bits."""
+    figure = go.Figure()
+    for atom in ATOMS:
+        figure.add_trace(go.Box(y=reference[atom], name=LABELS[atom], marker_color=COLOURS[atom], boxpoints=False))
+        figure.add_trace(go.Scatter(x=[LABELS[atom]], y=[sample[atom]], mode="markers", showlegend=False,
+                                    marker={"symbol": "star", "size": 14, "color": "black"}))
+    figure.update_layout(title=title, yaxis_title=UNITS, showlegend=False)
+    return figure
+
+
+def sample_layers(atoms: Mapping[int, Atoms]) -> go.Figure:
+    """One sample's pointwise atoms layer by layer."""
+    layers = sorted(atoms)
+    figure = go.Figure([go.Scatter(x=layers, y=[atoms[layer][atom] for layer in layers], name=LABELS[atom],
+                                   mode="lines+markers", line={"color": COLOURS[atom]}) for atom in ATOMS])
+    figure.update_layout(title="This sample's atoms layer by layer", xaxis_title="layer (0 = embeddings)",
+                         yaxis_title=UNITS)
     return figure

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import string
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pidcore.profile import ProfileSettings, estimate_layers, register_run, sample_row, write_samples
-from pidcore.store_writer import ensure_schema
+from pidcore.atoms import LETTERS, MIN_OPTIONS, PASSES, option_letters
+from pidcore.pipeline.layers import estimate_layers
+from pidcore.pipeline.settings import ProfileSettings
+from pidcore.store import LayerResult, SampleRow, ensure_schema, register_run, write_samples
 
-logger = logging.getLogger("pidcore.paper_import")
+logger = logging.getLogger("pidcore.stage2_import")
 
 FIELDS = {
     "x1": ("x1", "image_feature", "image_features", "vision_feature"),
@@ -106,17 +107,18 @@ def _add_record(run: PaperRun, row_id: str, record: Any) -> None:
     if not isinstance(record, dict):
         raise BadRecord("not a JSON object")
     x1, x2 = _vector(_field(record, "x1"), "x1"), _vector(_field(record, "x2"), "x2")
-    probs = np.stack([_distribution(_field(record, name), name) for name in ("full", "image_only", "text_only")])
+    probs = np.stack([_distribution(_field(record, name), name) for name in PASSES])
     if run.ids:
         expected = (run.x1[0].shape, run.x2[0].shape, run.probs[0].shape[-1])
         if (x1.shape, x2.shape, probs.shape[-1]) != expected:
             raise BadRecord(f"shapes {x1.shape}, {x2.shape}, k={probs.shape[-1]} differ from the first record's "
                             f"{expected[0]}, {expected[1]}, k={expected[2]}")
+    gold = _gold(_field(record, "answer", required=False), probs.shape[-1])
     run.ids.append(row_id)
     run.x1.append(x1)
     run.x2.append(x2)
     run.probs.append(probs[:, None, :])
-    run.gold.append(_gold(_field(record, "answer", required=False), probs.shape[-1]))
+    run.gold.append(gold)
 
 
 def _vector(value: Any, name: str) -> np.ndarray:
@@ -131,8 +133,9 @@ def _vector(value: Any, name: str) -> np.ndarray:
 
 def _distribution(value: Any, name: str) -> np.ndarray:
     array = _vector(value, name).astype(np.float64)
-    if array.size < 2 or (array < 0).any() or abs(array.sum() - 1) > SUM_TOLERANCE:
-        raise BadRecord(f"{name} is not a distribution over 2 or more options (sum {array.sum():.4f})")
+    if not MIN_OPTIONS <= array.size <= len(LETTERS) or (array < 0).any() or abs(array.sum() - 1) > SUM_TOLERANCE:
+        raise BadRecord(f"{name} is not a distribution over {MIN_OPTIONS} to {len(LETTERS)} options "
+                        f"(size {array.size}, sum {array.sum():.4f})")
     return array / array.sum()
 
 
@@ -140,7 +143,7 @@ def _gold(value: Any, k: int) -> int | None:
     """The gold option as an index: a letter A.. or an index 0..k-1; None when absent."""
     if value is None or value == "":
         return None
-    letters = string.ascii_uppercase[:k]
+    letters = option_letters(k)
     if isinstance(value, str) and value.strip().upper() in letters:
         return letters.index(value.strip().upper())
     if isinstance(value, int) and 0 <= value < k:
@@ -148,7 +151,7 @@ def _gold(value: Any, k: int) -> int | None:
     raise BadRecord(f"answer {value!r} is neither a letter {letters[0]}-{letters[-1]} nor an index below {k}")
 
 
-def import_paper_file(path: str | Path, settings: ProfileSettings, n_layers: int = 1) -> list[dict]:
+def import_paper_file(path: str | Path, settings: ProfileSettings, n_layers: int = 1) -> list[LayerResult]:
     """Store one stage-2 file as a run whose only layer is the output (layer = n_layers); returns its atoms.
 
     `settings` gives the database, estimator, seed, device and checkpoint; its model and task, when empty,
@@ -159,13 +162,14 @@ def import_paper_file(path: str | Path, settings: ProfileSettings, n_layers: int
     run = read_paper_file(path)
     settings = replace(settings, model=settings.model or run.model, task=settings.task or run.task,
                        dataset=f"paper-stage2:{Path(path).resolve()}", layers="last", calibration_samples=0)
-    db = settings.db
     run_id = settings.run_id()
-    ensure_schema(db)
-    register_run(settings, run.family, run_id, n_layers)
+    ensure_schema(settings.db)
+    register_run(settings.db, run_id=run_id, model=settings.model_name, family=run.family, task=settings.task_name,
+                 checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage, n_layers=n_layers,
+                 settings=asdict(settings))
     mass = np.full(3, np.nan, dtype=np.float32)
-    write_samples(db, [sample_row(run_id, sample_id, position, gold, x1, x2, probs, mass)
-                       for position, (sample_id, gold, x1, x2, probs)
-                       in enumerate(zip(run.ids, run.gold, run.x1, run.x2, run.probs))])
+    write_samples(settings.db, [SampleRow(run_id, sample_id, position, gold, x1, x2, probs, mass)
+                                for position, (sample_id, gold, x1, x2, probs)
+                                in enumerate(zip(run.ids, run.gold, run.x1, run.x2, run.probs))])
     logger.info("%s: imported %d records, skipped %d", Path(path).name, len(run.ids), len(run.skipped))
     return estimate_layers(settings, run_id)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from PIL import Image
 
+from pidcore.atoms import LETTERS, MIN_OPTIONS
 from pidcore.datasets.sample import Sample, SkipRow
 
 Row = tuple[str, Callable[[], Sample]]
-LETTERS = string.ascii_uppercase
 _LEADING_LETTER = re.compile(r"\(?([A-Z])(?:[.:)]|\s|$)")
 
 
@@ -39,8 +38,8 @@ def normalise_options(raw: Any) -> list[str]:
         raise SkipRow(f"more than {len(LETTERS)} options")
     if None in options:
         raise SkipRow(f"empty option before a later option: {LETTERS[options.index(None)]}")
-    if len(options) < 2:
-        raise SkipRow("fewer than 2 non-empty options")
+    if len(options) < MIN_OPTIONS:
+        raise SkipRow(f"fewer than {MIN_OPTIONS} non-empty options")
     return [option for option in options if option is not None]
 
 

@@ -1,0 +1,85 @@
+"""The project's vocabulary, defined once: atom names and labels, probe passes, option letters, the thresholds the
+rules use, and `Atoms`, the one result type for a dataset's four atoms."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ATOMS = ("r", "u1", "u2", "s")
+SYMBOLS = {"r": "R", "u1": "U1", "u2": "U2", "s": "S"}
+LABELS = {"r": "R (redundancy)", "u1": "U1 (vision-unique)", "u2": "U2 (language-unique)", "s": "S (synergy)"}
+MEANINGS = {"r": "available from either the image or the question", "u1": "only the image has it",
+            "u2": "only the question has it", "s": "only the combination has it"}
+INFORMATIONS = ("i1", "i2", "i12", "iq")
+UNITS = "bits"
+
+PASSES = ("full", "image_only", "text_only")
+PASS_LABELS = {"full": "full (image + question)", "image_only": "image only (question masked)",
+               "text_only": "question only (image masked)"}
+
+LETTERS = string.ascii_uppercase
+MIN_OPTIONS = 2
+
+# Thresholds of the stated rules (pidcore.analysis); each rule's text quotes these numbers.
+STAGE2_RISE_BITS = 0.05
+PHASE_MIN_BITS = 0.05
+PHASE_RELATIVE = 0.1
+LETTER_MASS_FALLBACK = 0.3
+FLAG_MIN_SAMPLES = 50
+FLAG_MAX_MARGINAL_GAP = 0.1
+FLAG_MAX_SINKHORN_RESIDUAL = 1e-3
+
+
+def option_letters(count: int) -> list[str]:
+    """The letters A, B, ... of `count` options; an error outside MIN_OPTIONS..26."""
+    if not MIN_OPTIONS <= count <= len(LETTERS):
+        raise ValueError(f"need between {MIN_OPTIONS} and {len(LETTERS)} options, got {count}")
+    return list(LETTERS[:count])
+
+
+@dataclass(frozen=True)
+class Atoms:
+    """A dataset's four atoms in bits, never clipped, with optional 95% bounds per atom ((low, high) by name)."""
+
+    r: float
+    u1: float
+    u2: float
+    s: float
+    bounds: Mapping[str, tuple[float, float]] | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, float]) -> Atoms:
+        """The atoms named in a mapping (a dict, a DataFrame row); other keys are ignored."""
+        return cls(*(float(values[name]) for name in ATOMS))
+
+    def __getitem__(self, name: str) -> float:
+        """An atom or a derived information by name: r, u1, u2, s, i1, i2, i12 or iq."""
+        if name not in ATOMS + INFORMATIONS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict[str, float]:
+        """The four atoms by name."""
+        return {name: getattr(self, name) for name in ATOMS}
+
+    @property
+    def i1(self) -> float:
+        """I(X1;Y) = R + U1."""
+        return self.r + self.u1
+
+    @property
+    def i2(self) -> float:
+        """I(X2;Y) = R + U2."""
+        return self.r + self.u2
+
+    @property
+    def iq(self) -> float:
+        """The union information R + U1 + U2."""
+        return self.r + self.u1 + self.u2
+
+    @property
+    def i12(self) -> float:
+        """I(X1,X2;Y) = R + U1 + U2 + S."""
+        return self.iq + self.s

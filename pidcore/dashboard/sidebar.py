@@ -1,0 +1,65 @@
+"""The sidebar every page draws: database, estimator, units and chart download format, bound to the URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from pidcore.dashboard import data
+from pidcore.shipped import DEFAULT_DB
+from pidcore.store import StoreError
+
+HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
+               "`python -m pidcore demo build`.")
+
+
+@dataclass
+class Settings:
+    """The sidebar's choices: database, estimator, units and chart download format."""
+
+    db: str
+    estimator: str | None
+    units: str
+    image_format: str
+
+    @property
+    def unit_label(self) -> str:
+        return "bits" if self.units == "bits" else "fraction of I(X1,X2;Y)"
+
+
+def sidebar() -> Settings:
+    """Draw the shared sidebar and return its settings (widgets bound to the URL, so a link reopens the view)."""
+    with st.sidebar:
+        db = st.text_input("Results database", value=str(DEFAULT_DB), key="db", bind="query-params",
+                           help="Any .duckdb file written by `python -m pidcore profile` or `demo build`.")
+        estimator = st.selectbox("Estimator", _estimators(db), key="estimator", bind="query-params",
+                                 help="batch-published reproduces the published estimator; batch-calibrated "
+                                      "rescales each probe until its mean answer matches the full pass.")
+        units = st.radio("Units", ["bits", "fraction"], key="units", bind="query-params", horizontal=True,
+                         help="Fraction: each atom divided by R + U1 + U2 + S = I(X1,X2;Y) of the same row.")
+        image_format = st.radio("Chart download format", ["png", "svg"], key="format", horizontal=True,
+                                help="The camera icon in each chart's toolbar downloads it in this format "
+                                     "(PNG at 4x resolution).")
+    return Settings(db, estimator, units, image_format)
+
+
+def _estimators(db: str) -> list[str]:
+    try:
+        return data.estimators(db)
+    except StoreError:
+        return []
+
+
+def load_rows(settings: Settings) -> pd.DataFrame | None:
+    """The `atoms` rows of the chosen estimator with their diagnostics, or None after explaining why there are none."""
+    try:
+        rows = data.atoms_with_diagnostics(settings.db, settings.estimator)
+    except StoreError as error:
+        st.info(f"{error}. {HOW_TO_FILL}")
+        return None
+    if rows.empty:
+        st.warning(f"{settings.db} holds no results for this estimator yet. {HOW_TO_FILL}")
+        return None
+    return rows

@@ -1,0 +1,38 @@
+"""Streamlit pieces the pages share: charts with export options, the four atoms as metrics, and the diagnostics."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pidcore.analysis.flags import FLAG_RULE
+from pidcore.atoms import ATOMS, SYMBOLS
+from pidcore.dashboard.sidebar import Settings
+
+DIAGNOSTIC_COLUMNS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap",
+                      "sinkhorn_residual", "mode", "flags"]
+
+
+def chart(figure: go.Figure, settings: Settings, name: str) -> None:
+    """Show a figure whose toolbar downloads it as high-resolution PNG or as SVG."""
+    options = {"format": settings.image_format, "filename": name, "scale": 4 if settings.image_format == "png" else 1}
+    st.plotly_chart(figure, config={"toImageButtonOptions": options, "displaylogo": False}, key=f"chart-{name}")
+
+
+def diagnostics(rows: pd.DataFrame) -> None:
+    """The run diagnostics behind the atoms shown, one click away, with flagged rows called out."""
+    flagged = rows[rows["flags"] != ""]
+    if not flagged.empty:
+        st.warning(f"{len(flagged)} of {len(rows)} rows shown have poor diagnostics (marked in the table below).")
+    with st.expander("Diagnostics" + (" (some rows flagged)" if not flagged.empty else "")):
+        st.caption(FLAG_RULE + " Per-sample (local) atoms can be negative; dataset atoms are never clipped.")
+        st.dataframe(rows[[column for column in DIAGNOSTIC_COLUMNS if column in rows]], hide_index=True)
+
+
+def atom_metrics(row: pd.Series, unit_label: str) -> None:
+    """The four atoms of one row as metrics, flagged when its diagnostics are poor."""
+    for column, atom in zip(st.columns(len(ATOMS)), ATOMS):
+        column.metric(SYMBOLS[atom], f"{row[atom]:+.3f}", help=unit_label)
+    if row.get("flags"):
+        st.warning(f"Poor diagnostics for this row: {row['flags']}")

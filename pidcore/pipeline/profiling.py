@@ -1,0 +1,93 @@
+"""`profile`: one model x one dataset -> probe outputs for every sample, then atoms for every layer, resumably."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pidcore.datasets import LoadedDataset, Sample, load_dataset
+from pidcore.models.loading import LoadedVLM, load_vlm
+from pidcore.pipeline.layers import estimate_layers
+from pidcore.pipeline.settings import ProfileSettings
+from pidcore.probes.encoding import Encoded, encode_sample
+from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes, run_probes_batch
+from pidcore.store import (
+    LayerResult,
+    SampleRow,
+    ensure_schema,
+    load_calibration,
+    register_run,
+    stored_sample_ids,
+    write_calibration,
+    write_samples,
+)
+
+
+def profile(settings: ProfileSettings) -> list[LayerResult]:
+    """Probe every sample, then estimate atoms per layer; returns the output layer's result."""
+    dataset = load_dataset(settings.dataset, limit=settings.limit)
+    vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
+    run_id = settings.run_id()
+    ensure_schema(settings.db)
+    stats = _calibration(settings, vlm, dataset, run_id)
+    _probe_samples(settings, vlm, dataset, stats, run_id)
+    return estimate_layers(settings, run_id)
+
+
+def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str) -> EmbeddingStats:
+    """Embedding statistics of the first calibration samples, computed once per run and stored with it."""
+    stored = load_calibration(settings.db, run_id)
+    if stored is not None:
+        return EmbeddingStats(*(torch.from_numpy(array) for array in stored))
+    encoded = [_encode(vlm, sample) for sample in dataset.samples[: settings.calibration_samples]]
+    stats = embedding_stats(vlm, encoded)
+    first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
+    register_run(settings.db, run_id=run_id, model=settings.model_name, family=vlm.adapter.family,
+                 task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
+                 n_layers=first.probs.shape[1] - 1, settings=asdict(settings))
+    write_calibration(settings.db, run_id,
+                      np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
+    return stats
+
+
+def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
+    return encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint)
+
+
+def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
+                   run_id: str) -> None:
+    """Probe every sample not yet stored, a chunk per forward where shapes allow, a chunk per short write."""
+    done = stored_sample_ids(settings.db, run_id)
+    todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
+    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples),
+              disable=not settings.progress) as bar:
+        for start in range(0, len(todo), settings.chunk):
+            chunk = todo[start:start + settings.chunk]
+            encoded = [_encode(vlm, sample) for _, sample in chunk]
+            results = _probe_chunk(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in chunk])
+            write_samples(settings.db, [_sample_row(run_id, position, sample, result)
+                                        for (position, sample), result in zip(chunk, results)])
+            bar.update(len(chunk))
+
+
+def _probe_chunk(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, seeds: list[int]) -> list[ProbeResult]:
+    """Run samples with identical input shapes together; results come back in input order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, item in enumerate(encoded):
+        key = tuple((name, tuple(value.shape)) for name, value in item.inputs.items())
+        groups.setdefault(key, []).append(index)
+    results: list[ProbeResult | None] = [None] * len(encoded)
+    for members in groups.values():
+        outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
+        for index, output in zip(members, outputs):
+            results[index] = output
+    return results
+
+
+def _sample_row(run_id: str, position: int, sample: Sample, result: ProbeResult) -> SampleRow:
+    gold = sample.letters.index(sample.answer) if sample.answer else None
+    return SampleRow(run_id, sample.id, position, gold, result.x1.numpy(), result.x2.numpy(), result.probs.numpy(),
+                     result.letter_mass.numpy())

@@ -1,0 +1,183 @@
+"""Read access to the results database: short read-only connections that retry while a writer holds the lock."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pidcore.atoms import ATOMS, Atoms
+from pidcore.store.blobs import blob_to_array
+from pidcore.store.schema import ATOM_COLUMNS, ATOMS_VIEW, OBJECTS, RUNS, LayerResult, SampleRow
+
+DIAGNOSTIC_COLUMNS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples", "mode",
+                      "marginal_gap", "sinkhorn_residual", "sinkhorn_converged", "stopped_because"]
+
+
+class StoreError(RuntimeError):
+    """The results database is missing, locked for too long, or not a results database."""
+
+
+def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25) -> duckdb.DuckDBPyConnection:
+    """Open the database read-only, retrying while another process holds its write lock."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"no results database at {path}")
+    for attempt in range(attempts):
+        try:
+            return duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException as error:
+            if attempt == attempts - 1:
+                raise StoreError(f"could not open {path} read-only: {error}") from error
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
+def query(path: str | Path, sql: str, parameters: list | None = None, attempts: int = 20) -> list[tuple]:
+    """One parameterised query on a short read-only connection; a missing table is a StoreError."""
+    connection = connect_read_only(path, attempts)
+    try:
+        return connection.execute(sql, parameters or []).fetchall()
+    except duckdb.CatalogException as error:
+        raise StoreError(f"{path} lacks a table this needs: {error}") from error
+    finally:
+        connection.close()
+
+
+def query_frame(path: str | Path, sql: str, parameters: list | None = None) -> pd.DataFrame:
+    """One parameterised query on a short read-only connection, as a DataFrame."""
+    connection = connect_read_only(path)
+    try:
+        return connection.execute(sql, parameters or []).df()
+    except duckdb.CatalogException as error:
+        raise StoreError(f"{path} lacks a table this needs: {error}") from error
+    finally:
+        connection.close()
+
+
+def _objects(path: str | Path) -> set[str]:
+    """Names of the tables and views in the database."""
+    return {row[0] for row in query(path, "SELECT table_name FROM information_schema.tables")}
+
+
+def read_atoms(path: str | Path) -> pd.DataFrame:
+    """All rows of the public `atoms` view."""
+    if ATOMS_VIEW not in _objects(path):
+        raise StoreError(f"{path} has no `atoms` view; is it a results database?")
+    return query_frame(path, f"SELECT {', '.join(ATOM_COLUMNS)} FROM {ATOMS_VIEW}")
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """Every run: its id, names, checkpoint and depth (settings left out)."""
+    columns = [name for name in RUNS.column_names if name not in ("settings", "created")]
+    return query_frame(path, f"SELECT {', '.join(columns)} FROM runs ORDER BY created, run_id")
+
+
+def read_diagnostics(path: str | Path) -> pd.DataFrame:
+    """Per run and layer: the estimator's diagnostics, flattened to DIAGNOSTIC_COLUMNS."""
+    frame = query_frame(path, "SELECT r.run_id, r.model, r.task, r.checkpoint, l.layer, l.estimator, l.n_samples, "
+                              "l.diagnostics FROM layer_atoms l JOIN runs r USING (run_id)")
+    details = pd.DataFrame([json.loads(text) for text in frame.pop("diagnostics")], index=frame.index,
+                           columns=["mode", "marginal_gap_x1", "marginal_gap_x2", "sinkhorn_residual",
+                                    "sinkhorn_converged", "stopped_because"])
+    frame["marginal_gap"] = details[["marginal_gap_x1", "marginal_gap_x2"]].abs().max(axis=1)
+    for column in ("mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because"):
+        frame[column] = details[column]
+    return frame[DIAGNOSTIC_COLUMNS]
+
+
+def read_letter_mass(path: str | Path, run_id: str) -> float:
+    """Mean probability mass the full pass puts on the option letters over a run's stored samples (NaN if none)."""
+    masses = [float(blob_to_array(blob)[0]) for (blob,) in
+              query(path, "SELECT letter_mass FROM samples WHERE run_id = ?", [run_id])]
+    finite = [mass for mass in masses if not np.isnan(mass)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def read_pointwise(path: str | Path, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:
+    """Per-sample (local) atoms of one run at every stored layer; empty where they were not kept."""
+    atoms = ", ".join(f"p.{atom}" for atom in ATOMS)
+    return query_frame(path, f"SELECT p.layer, p.sample_id, {atoms} FROM pointwise_atoms p JOIN runs r "
+                             "USING (run_id) WHERE r.model = ? AND r.task = ? AND r.checkpoint = ? AND p.estimator = ?",
+                       [model, task, checkpoint, estimator])
+
+
+def read_task_pid(path: str | Path) -> pd.DataFrame:
+    """The exact generator PID of the synthetic tasks (empty for databases without them)."""
+    if "task_pid" not in _objects(path):
+        return pd.DataFrame(columns=["task", *ATOMS, "planted"])
+    return query_frame(path, f"SELECT task, {', '.join(ATOMS)}, planted FROM task_pid ORDER BY task")
+
+
+def reference_runs(path: str | Path, model: str, n_options: int) -> pd.DataFrame:
+    """Runs of `model` with `n_options` options whose fitted estimators were kept: run_id, task, checkpoint, step."""
+    return query_frame(path, "SELECT DISTINCT r.run_id, r.task, r.checkpoint, r.step FROM runs r "
+                             "JOIN layer_atoms l USING (run_id) JOIN samples s USING (run_id) "
+                             "WHERE r.model = ? AND s.n_options = ? AND l.fitted IS NOT NULL ORDER BY r.task",
+                       [model, n_options])
+
+
+def fitted_estimators(path: str | Path, run_id: str) -> list[tuple[int, bytes]]:
+    """(layer, fitted estimator bytes) of every layer of a run whose estimator was kept, in layer order."""
+    return query(path, "SELECT layer, fitted FROM layer_atoms WHERE run_id = ? AND fitted IS NOT NULL "
+                       "ORDER BY layer", [run_id])
+
+
+def load_calibration(path: str | Path, run_id: str) -> np.ndarray | None:
+    """A run's stored embedding statistics [4, d] (image mean, image std, text mean, text std), or None."""
+    if not Path(path).is_file():
+        return None
+    rows = query(path, "SELECT stats FROM calibration WHERE run_id = ?", [run_id])
+    return blob_to_array(rows[0][0]) if rows else None
+
+
+def stored_sample_ids(path: str | Path, run_id: str) -> set[str]:
+    """Ids of the samples of a run already stored."""
+    if not Path(path).is_file():
+        return set()
+    return {row[0] for row in query(path, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
+
+
+def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:
+    """A run's stored samples in dataset order, arrays decoded."""
+    rows = query(path, "SELECT run_id, sample_id, position, gold, x1, x2, probs, letter_mass FROM samples "
+                       "WHERE run_id = ? ORDER BY position", [run_id])
+    return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs))
+            for run, sample, position, gold, *blobs in rows]
+
+
+def run_depth(path: str | Path, run_id: str) -> int:
+    """The decoder depth (n_layers) a run was registered with."""
+    rows = query(path, "SELECT n_layers FROM runs WHERE run_id = ?", [run_id])
+    if not rows:
+        raise StoreError(f"no run {run_id} in {path}")
+    return int(rows[0][0])
+
+
+def stored_layers(path: str | Path, run_id: str, estimator: str) -> set[int]:
+    """Layers of a run whose atoms are stored for an estimator."""
+    return {row[0] for row in query(path, "SELECT layer FROM layer_atoms WHERE run_id = ? AND estimator = ?",
+                                    [run_id, estimator])}
+
+
+def read_layer_results(path: str | Path, run_id: str, estimator: str, layers: list[int]) -> list[LayerResult]:
+    """The stored atoms and accuracy of some layers of a run, in layer order."""
+    rows = query(path, f"SELECT layer, {', '.join(ATOMS)}, accuracy FROM layer_atoms WHERE run_id = ? "
+                       "AND estimator = ? AND list_contains(?, layer) ORDER BY layer", [run_id, estimator, layers])
+    return [LayerResult(layer, Atoms(*values), accuracy) for layer, *values, accuracy in rows]
+
+
+def table_sizes(path: str | Path, attempts: int = 20) -> dict[str, int]:
+    """Row counts of the tables (one try with attempts=1, for polling while a writer runs)."""
+    connection = connect_read_only(path, attempts)
+    try:
+        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables"
+                                                        " WHERE table_type = 'BASE TABLE'").fetchall()}
+        return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                for name in sorted(present & OBJECTS)}
+    finally:
+        connection.close()

@@ -1,0 +1,84 @@
+"""The results database's tables and its public `atoms` view, each column list named once, and the record types
+that cross the store's boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pidcore.atoms import ATOMS, Atoms
+
+ATOM_DOUBLES = tuple((name, "DOUBLE") for name in ATOMS)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's name, its (column, type) pairs in order, and its primary key."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def create_sql(self) -> str:
+        columns = ", ".join(f"{name} {kind}" for name, kind in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} ({columns}, PRIMARY KEY ({', '.join(self.key)}))"
+
+
+RUNS = Table("runs", (("run_id", "VARCHAR"), ("model", "VARCHAR"), ("family", "VARCHAR"), ("task", "VARCHAR"),
+                      ("checkpoint", "VARCHAR"), ("step", "BIGINT"), ("stage", "VARCHAR"), ("n_layers", "INTEGER"),
+                      ("settings", "VARCHAR"), ("created", "DOUBLE")), ("run_id",))
+CALIBRATION = Table("calibration", (("run_id", "VARCHAR"), ("stats", "BLOB")), ("run_id",))
+SAMPLES = Table("samples", (("run_id", "VARCHAR"), ("sample_id", "VARCHAR"), ("position", "INTEGER"),
+                            ("gold", "INTEGER"), ("n_options", "INTEGER"), ("x1", "BLOB"), ("x2", "BLOB"),
+                            ("probs", "BLOB"), ("letter_mass", "BLOB")), ("run_id", "sample_id"))
+LAYER_ATOMS = Table("layer_atoms", (("run_id", "VARCHAR"), ("layer", "INTEGER"), ("estimator", "VARCHAR"),
+                                    *ATOM_DOUBLES, ("n_samples", "INTEGER"), ("accuracy", "DOUBLE"),
+                                    ("diagnostics", "VARCHAR"), ("fitted", "BLOB")), ("run_id", "layer", "estimator"))
+POINTWISE_ATOMS = Table("pointwise_atoms", (("run_id", "VARCHAR"), ("layer", "INTEGER"), ("estimator", "VARCHAR"),
+                                            ("sample_id", "VARCHAR"), *ATOM_DOUBLES),
+                        ("run_id", "layer", "estimator", "sample_id"))
+TASK_PID = Table("task_pid", (("task", "VARCHAR"), *ATOM_DOUBLES, ("planted", "VARCHAR")), ("task",))
+TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID)
+
+# The public view: one row per (model, task, checkpoint, layer, estimator); DESIGN section 3 fixes its columns.
+ATOMS_VIEW = "atoms"
+ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer", "n_layers", "estimator", *ATOMS,
+                "n_samples", "accuracy"]
+_FROM_RUNS = {"model", "family", "task", "checkpoint", "step", "stage", "n_layers"}
+_VIEW_SELECT = ", ".join(f"{'runs' if column in _FROM_RUNS else 'layer_atoms'}.{column}" for column in ATOM_COLUMNS)
+ATOMS_VIEW_SQL = (f"CREATE OR REPLACE VIEW {ATOMS_VIEW} AS SELECT {_VIEW_SELECT} "
+                  "FROM layer_atoms JOIN runs USING (run_id)")
+SCHEMA = [table.create_sql() for table in TABLES] + [ATOMS_VIEW_SQL]
+OBJECTS = {table.name for table in TABLES} | {ATOMS_VIEW}
+
+
+@dataclass
+class SampleRow:
+    """One probed sample of a run: features, letter distributions [pass, stored layers, k] and letter mass [pass]."""
+
+    run_id: str
+    sample_id: str
+    position: int
+    gold: int | None
+    x1: np.ndarray
+    x2: np.ndarray
+    probs: np.ndarray
+    letter_mass: np.ndarray
+
+    @property
+    def n_options(self) -> int:
+        return int(self.probs.shape[-1])
+
+
+@dataclass
+class LayerResult:
+    """One layer's dataset atoms and the accuracy of the full pass (None without gold answers)."""
+
+    layer: int
+    atoms: Atoms
+    accuracy: float | None

@@ -1,0 +1,157 @@
+"""The writer side of the results database: short keyed write units.
+
+The writer opens the file, writes one unit (a run's registration, a chunk of samples, one layer's atoms) in a
+transaction and closes it again, so readers (the dashboard) can open it between units. Every insert is keyed,
+so a run killed at any point and started again neither duplicates nor loses rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pidcore.atoms import ATOMS, Atoms
+from pidcore.store.blobs import array_to_blob
+from pidcore.store.read import query
+from pidcore.store.schema import (
+    CALIBRATION,
+    LAYER_ATOMS,
+    OBJECTS,
+    POINTWISE_ATOMS,
+    RUNS,
+    SAMPLES,
+    SCHEMA,
+    TASK_PID,
+    SampleRow,
+    Table,
+)
+
+
+@contextmanager
+def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short read-write connection in one transaction, the schema created if missing; waits while a reader holds
+    the file."""
+    connection = _connect(Path(path), attempts, wait_s)
+    try:
+        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not present.issuperset(OBJECTS):
+            for statement in SCHEMA:
+                connection.execute(statement)
+        connection.execute("BEGIN TRANSACTION")
+        yield connection
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    finally:
+        connection.close()
+
+
+def _connect(path: Path, attempts: int, wait_s: float) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(attempts):
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
+def ensure_schema(path: str | Path) -> None:
+    """Create the database and its tables if they do not exist yet."""
+    with write_unit(path):
+        pass
+
+
+def _insert(connection: duckdb.DuckDBPyConnection, table: Table, rows: Sequence[Mapping],
+            replace: bool = False) -> None:
+    """Insert rows given as {column: value} in one statement through an Arrow table (values never enter the SQL
+    text); rows whose key is already stored are kept as they are, or replaced."""
+    if not rows:
+        return
+    names = table.column_names
+    incoming = pa.table({name: pa.array([row[name] for row in rows]) for name in names})
+    connection.register("incoming_rows", incoming)
+    try:
+        connection.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table.name} ({', '.join(names)}) "
+                           f"SELECT {', '.join(names)} FROM incoming_rows")
+    finally:
+        connection.unregister("incoming_rows")
+
+
+def register_run(path: str | Path, *, run_id: str, model: str, family: str, task: str, checkpoint: str,
+                 step: int | None, stage: str | None, n_layers: int, settings: Mapping) -> None:
+    """Insert a run's row once: its names, checkpoint, depth and full settings."""
+    row = {"run_id": run_id, "model": model, "family": family, "task": task, "checkpoint": checkpoint, "step": step,
+           "stage": stage, "n_layers": n_layers, "settings": json.dumps(settings, sort_keys=True, default=str),
+           "created": time.time()}
+    with write_unit(path) as connection:
+        _insert(connection, RUNS, [row])
+
+
+def write_calibration(path: str | Path, run_id: str, stats) -> None:
+    """A run's embedding statistics [4, d] (image mean, image std, text mean, text std), once."""
+    with write_unit(path) as connection:
+        _insert(connection, CALIBRATION, [{"run_id": run_id, "stats": array_to_blob(stats)}])
+
+
+def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
+    """Probed samples in one short transaction; samples already stored are kept as they are."""
+    rows = [{"run_id": sample.run_id, "sample_id": sample.sample_id, "position": sample.position,
+             "gold": sample.gold, "n_options": sample.n_options, "x1": array_to_blob(sample.x1),
+             "x2": array_to_blob(sample.x2), "probs": array_to_blob(sample.probs),
+             "letter_mass": array_to_blob(sample.letter_mass)} for sample in samples]
+    with write_unit(path) as connection:
+        _insert(connection, SAMPLES, rows)
+
+
+def write_layer(path: str | Path, *, run_id: str, layer: int, estimator: str, atoms: Atoms, n_samples: int,
+                accuracy: float | None, diagnostics: Mapping, fitted: bytes | None,
+                pointwise: Mapping[str, Sequence[float]], sample_ids: Sequence[str]) -> None:
+    """One layer's dataset atoms, diagnostics and fitted estimator, with its per-sample atoms, in one transaction."""
+    row = {"run_id": run_id, "layer": layer, "estimator": estimator, **atoms.as_dict(), "n_samples": n_samples,
+           "accuracy": accuracy, "diagnostics": json.dumps(diagnostics, default=str), "fitted": fitted}
+    local = [{"run_id": run_id, "layer": layer, "estimator": estimator, "sample_id": sample_id,
+              **{name: float(pointwise[name][index]) for name in ATOMS}} for index, sample_id in enumerate(sample_ids)]
+    with write_unit(path) as connection:
+        _insert(connection, LAYER_ATOMS, [row])
+        _insert(connection, POINTWISE_ATOMS, local)
+
+
+def write_task_pid(path: str | Path, exact: Mapping[str, tuple[Atoms, str]]) -> None:
+    """The exact PID of each synthetic task's generator and the atom it plants, replacing earlier values."""
+    rows = [{"task": task, **atoms.as_dict(), "planted": planted} for task, (atoms, planted) in exact.items()]
+    with write_unit(path) as connection:
+        _insert(connection, TASK_PID, rows, replace=True)
+
+
+# Which rows `compact` keeps: every table except the per-sample ones keeps the runs of models not excluded;
+# samples and pointwise atoms keep only each model's last checkpoint.
+_KEPT = "run_id IN (SELECT run_id FROM runs WHERE NOT list_contains(?, model))"
+_FINAL = (_KEPT + " AND run_id IN (SELECT run_id FROM runs r WHERE step = "
+          "(SELECT max(step) FROM runs m WHERE m.model = r.model))")
+_COMPACT = {RUNS: _KEPT, CALIBRATION: _KEPT, TASK_PID: None, LAYER_ATOMS: _KEPT, SAMPLES: _FINAL,
+            POINTWISE_ATOMS: _FINAL}
+
+
+def compact(source: str | Path, target: str | Path, exclude_models: set[str] = frozenset()) -> None:
+    """Add a results database's rows to `target`, per-sample rows (probe outputs, pointwise atoms) of each model's
+    last checkpoint only, leaving out the models in `exclude_models`.
+
+    Every checkpoint keeps its run, calibration and per-layer atoms with diagnostics; leaving out the per-sample
+    rows of intermediate checkpoints keeps a shipped file small.
+    """
+    with write_unit(target) as destination:
+        for table, condition in _COMPACT.items():
+            names = ", ".join(table.column_names)
+            sql = f"SELECT {names} FROM {table.name}" + (f" WHERE {condition}" if condition else "")
+            rows = query(source, sql, [sorted(exclude_models)] if condition else None)
+            _insert(destination, table, [dict(zip(table.column_names, row)) for row in rows])
