@@ -23,20 +23,20 @@ def join_diagnostics(atoms: pd.DataFrame, diagnostics: pd.DataFrame) -> pd.DataF
     return atoms.merge(diagnostics, on=JOIN_KEYS, how="left", suffixes=("", "_diag"))
 
 
-def flag_reasons(row: pd.Series) -> list[str]:
-    """Why one row of atoms with diagnostics and letter mass is untrustworthy; empty when it is fine."""
-    if pd.isna(row["marginal_gap"]):
+def flag_reasons(n_samples: int, letter_mass: float, marginal_gap: float, sinkhorn_converged: bool,
+                 sinkhorn_residual: float) -> list[str]:
+    """Why one row of atoms is untrustworthy by the FLAG_RULE; empty when it is fine (NaN: not measured)."""
+    if math.isnan(marginal_gap):
         return [NO_DIAGNOSTICS]
     reasons = []
-    if row["n_samples"] < FLAG_MIN_SAMPLES:
-        reasons.append(f"only {row['n_samples']} held-out samples")
-    mass = row.get("letter_mass")
-    if mass is not None and not math.isnan(mass) and mass < LETTER_MASS_FALLBACK:
-        reasons.append(f"letter mass {mass:.2f}")
-    if row["marginal_gap"] > FLAG_MAX_MARGINAL_GAP:
-        reasons.append(f"marginal gap {row['marginal_gap']:.2f}")
-    if not row["sinkhorn_converged"] or row["sinkhorn_residual"] > FLAG_MAX_SINKHORN_RESIDUAL:
-        reasons.append(f"Sinkhorn residual {row['sinkhorn_residual']:.1e}")
+    if n_samples < FLAG_MIN_SAMPLES:
+        reasons.append(f"only {n_samples} held-out samples")
+    if letter_mass < LETTER_MASS_FALLBACK:
+        reasons.append(f"letter mass {letter_mass:.2f}")
+    if marginal_gap > FLAG_MAX_MARGINAL_GAP:
+        reasons.append(f"marginal gap {marginal_gap:.2f}")
+    if not sinkhorn_converged or sinkhorn_residual > FLAG_MAX_SINKHORN_RESIDUAL:
+        reasons.append(f"Sinkhorn residual {sinkhorn_residual:.1e}")
     return reasons
 
 
@@ -44,5 +44,6 @@ def with_flags(rows: pd.DataFrame, letter_mass: Mapping[str, float]) -> pd.DataF
     """Rows joined with diagnostics, plus their run's mean letter mass and a `flags` column ("" when fine)."""
     flagged = rows.copy()
     flagged["letter_mass"] = flagged["run_id"].map(letter_mass).astype(float)
-    flagged["flags"] = ["; ".join(flag_reasons(row)) for _, row in flagged.iterrows()]
+    columns = ["n_samples", "letter_mass", "marginal_gap", "sinkhorn_converged", "sinkhorn_residual"]
+    flagged["flags"] = ["; ".join(flag_reasons(*values)) for values in flagged[columns].itertuples(index=False)]
     return flagged

@@ -34,15 +34,19 @@ def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:
 
 def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
     """Model x task heatmap of one atom, annotated with the value and the accuracy."""
-    values = frame.pivot_table(index="model", columns="task", values=atom, aggfunc="mean")
-    accuracy = frame.pivot_table(index="model", columns="task", values="accuracy", aggfunc="mean")
-    accuracy = accuracy.reindex(index=values.index, columns=values.columns)
-    text = [[_cell(values.iat[i, j], accuracy.iat[i, j]) for j in range(values.shape[1])]
-            for i in range(values.shape[0])]
-    figure = go.Figure(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), text=text,
-                                  texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}))
-    figure.update_layout(title=f"{LABELS[atom]} at the output layer", xaxis_title="task", yaxis_title="model")
-    return figure
+    values = _grid(frame, atom)
+    accuracy = _grid(frame, "accuracy").reindex_like(values)
+    text = [[_cell(value, score) for value, score in zip(row, scores)]
+            for row, scores in zip(values.to_numpy(), accuracy.to_numpy())]
+    trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text, texttemplate="%{text}",
+                       colorscale="Viridis", colorbar={"title": unit_label})
+    return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
+                             "yaxis_title": "model"})
+
+
+def _grid(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A model x task table of one column's mean, models and tasks sorted."""
+    return frame.groupby(["model", "task"])[column].mean().unstack("task").sort_index().sort_index(axis=1)
 
 
 def _cell(value: float, accuracy: float) -> str:
@@ -55,7 +59,7 @@ def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     figure = make_subplots(rows=1, cols=4, subplot_titles=[LABELS[a] for a in ATOMS], shared_yaxes=True)
     low, high = float(frame[list(ATOMS)].min().min()), float(frame[list(ATOMS)].max().max())
     for column, atom in enumerate(ATOMS, start=1):
-        values = frame.pivot_table(index="model", columns="task", values=atom, aggfunc="mean")
+        values = _grid(frame, atom)
         figure.add_trace(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), zmin=low,
                                     zmax=high, colorscale="Viridis", showscale=column == 4,
                                     colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
@@ -69,39 +73,58 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
     frame = frame.sort_values("layer")
     depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
     scale = float(frame["n_layers"].iloc[0]) if normalised else 1.0
-    figure = go.Figure()
+    shapes, notes = [_zero_line()], []
     if phases is not None:
         for name, span in (("silent", phases.silent), ("language", phases.language), ("fusion", phases.fusion)):
             if span is not None:
-                figure.add_vrect(x0=(span[0] - 0.5) / scale, x1=(span[1] + 0.5) / scale, line_width=0,
-                                 fillcolor=PHASE_COLOURS[name], annotation_text=name, annotation_position="top left")
-    for atom in ATOMS:
-        figure.add_trace(go.Scatter(x=depth, y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                                    line={"color": COLOURS[atom]}))
-    figure.add_vline(x=selected_layer / scale, line_dash="dash", line_color="black")
-    figure.add_hline(y=0, line_color="lightgray")
-    figure.update_layout(xaxis_title="depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
-                         yaxis_title=unit_label, title="Atoms layer by layer (logit lens)")
-    return figure
+                shapes.append(_band((span[0] - 0.5) / scale, (span[1] + 0.5) / scale, PHASE_COLOURS[name]))
+                notes.append(_note((span[0] - 0.5) / scale, name, "left"))
+    shapes.append(_vertical_line(selected_layer / scale, "dash", "black"))
+    traces = [go.Scatter(x=depth, y=frame[atom], mode="lines+markers", name=LABELS[atom],
+                         line={"color": COLOURS[atom]}) for atom in ATOMS]
+    return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms layer by layer (logit lens)",
+                              "xaxis_title": "depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
+                              "yaxis_title": unit_label})
 
 
 def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit_label: str) -> go.Figure:
     """Atoms at the output layer against training step, stage boundaries marked, the chosen checkpoint marked."""
     frame = frame.sort_values("step")
-    figure = go.Figure()
-    for atom in atoms:
-        figure.add_trace(go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                                    line={"color": COLOURS[atom]}))
+    shapes, notes = [_zero_line()], []
     for stage, rows in frame.groupby("stage", sort=False):
         first = rows["step"].min()
         if first > frame["step"].min():
-            figure.add_vline(x=first - 0.5, line_dash="dot", line_color="gray",
-                             annotation_text=f"stage {stage} begins", annotation_position="top")
-    figure.add_vline(x=selected_step, line_dash="dash", line_color="black")
-    figure.add_hline(y=0, line_color="lightgray")
-    figure.update_layout(xaxis_title="training step", yaxis_title=unit_label,
-                         title="Atoms over training (output layer)")
-    return figure
+            shapes.append(_vertical_line(first - 0.5, "dot", "gray"))
+            notes.append(_note(first - 0.5, f"stage {stage} begins", "center"))
+    shapes.append(_vertical_line(selected_step, "dash", "black"))
+    traces = [go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
+                         line={"color": COLOURS[atom]}) for atom in atoms]
+    return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
+                              "xaxis_title": "training step", "yaxis_title": unit_label})
+
+
+def _vertical_line(x: float, dash: str, colour: str) -> dict:
+    """A vertical line across the plot at data x (layout shapes are much cheaper to build than add_vline)."""
+    return {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+            "line": {"dash": dash, "color": colour}}
+
+
+def _band(x0: float, x1: float, colour: str) -> dict:
+    """A shaded vertical band between data x0 and x1, behind the traces."""
+    return {"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+            "fillcolor": colour, "line": {"width": 0}, "layer": "below"}
+
+
+def _zero_line() -> dict:
+    """The horizontal line at 0 bits."""
+    return {"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
+            "line": {"color": "lightgray"}}
+
+
+def _note(x: float, text: str, align: str) -> dict:
+    """A label at the top of the plot at data x."""
+    return {"x": x, "y": 1, "xref": "x", "yref": "paper", "text": text, "showarrow": False, "xanchor": align,
+            "yanchor": "bottom"}
 
 
 def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:

@@ -4,6 +4,9 @@ A widget change reruns the page script; it must not reopen the database or decod
 cached under the file's path and (modification time, size) of the file and of its write-ahead log, so a
 `profile` still running into the same file shows its new rows at the next rerun, and letter masses are decoded
 only for the runs a view shows.
+
+The cache hands every session the same objects (st.cache_resource: no copy per rerun, which st.cache_data would
+make by pickling), so what these functions return is read-only: pages filter and copy, never assign into them.
 """
 
 from __future__ import annotations
@@ -31,27 +34,33 @@ def version(db: str) -> tuple:
     return tuple(stamps)
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _atoms(db: str, stamp: tuple) -> pd.DataFrame:
     return store.read_atoms(db)
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
-def _atoms_with_diagnostics(db: str, stamp: tuple) -> pd.DataFrame:
-    return join_diagnostics(store.read_atoms(db), store.read_diagnostics(db))
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _estimators(db: str, stamp: tuple) -> tuple[str, ...]:
+    return tuple(sorted(_atoms(db, stamp)["estimator"].unique()))
 
 
-@st.cache_data(max_entries=4 * CACHE_ENTRIES, show_spinner=False)
-def _letter_mass(db: str, stamp: tuple, run_id: str) -> float:
-    return store.read_letter_mass(db, run_id)
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _atoms_with_diagnostics(db: str, stamp: tuple, estimator: str | None) -> pd.DataFrame:
+    atoms = _atoms(db, stamp)
+    return join_diagnostics(atoms[atoms["estimator"] == estimator], store.read_diagnostics(db))
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _letter_mass(db: str, stamp: tuple, run_ids: tuple[str, ...]) -> dict[str, float]:
+    return store.read_letter_mass(db, list(run_ids))
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _pointwise(db: str, stamp: tuple, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:
     return store.read_pointwise(db, model, task, checkpoint, estimator)
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _reference_runs(db: str, stamp: tuple, model: str, n_options: int) -> pd.DataFrame:
     return store.reference_runs(db, model, n_options)
 
@@ -63,19 +72,17 @@ def atoms(db: str) -> pd.DataFrame:
 
 def estimators(db: str) -> list[str]:
     """The estimators the database holds atoms for."""
-    return sorted(atoms(db)["estimator"].unique())
+    return list(_estimators(db, version(db)))
 
 
 def atoms_with_diagnostics(db: str, estimator: str | None) -> pd.DataFrame:
     """The `atoms` rows of one estimator, with their run id and diagnostics."""
-    rows = _atoms_with_diagnostics(db, version(db))
-    return rows[rows["estimator"] == estimator]
+    return _atoms_with_diagnostics(db, version(db), estimator)
 
 
 def flagged(rows: pd.DataFrame, db: str) -> pd.DataFrame:
     """The rows a view shows, with their run's letter mass and the flags of the stated rule."""
-    stamp = version(db)
-    return with_flags(rows, {run_id: _letter_mass(db, stamp, run_id) for run_id in rows["run_id"].dropna().unique()})
+    return with_flags(rows, _letter_mass(db, version(db), tuple(sorted(rows["run_id"].dropna().unique()))))
 
 
 def pointwise(db: str, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:

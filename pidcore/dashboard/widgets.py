@@ -25,9 +25,11 @@ def diagnostics(rows: pd.DataFrame) -> None:
     flagged = rows[rows["flags"] != ""]
     if not flagged.empty:
         st.warning(f"{len(flagged)} of {len(rows)} rows shown have poor diagnostics (marked in the table below).")
-    with st.expander("Diagnostics" + (" (some rows flagged)" if not flagged.empty else "")):
+    label = "Diagnostics" + (" (some rows flagged)" if not flagged.empty else "")
+    with st.expander(label, key="diagnostics", on_change="rerun", bind="query-params") as box:
         st.caption(FLAG_RULE + " Per-sample (local) atoms can be negative; dataset atoms are never clipped.")
-        st.dataframe(rows[[column for column in DIAGNOSTIC_COLUMNS if column in rows]], hide_index=True)
+        if box.open:
+            st.dataframe(rows[[column for column in DIAGNOSTIC_COLUMNS if column in rows]], hide_index=True)
 
 
 def atom_metrics(row: pd.Series, unit_label: str) -> None:

@@ -90,12 +90,15 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
     return frame[DIAGNOSTIC_COLUMNS]
 
 
-def read_letter_mass(path: str | Path, run_id: str) -> float:
-    """Mean probability mass the full pass puts on the option letters over a run's stored samples (NaN if none)."""
-    masses = [float(blob_to_array(blob)[0]) for (blob,) in
-              query(path, "SELECT letter_mass FROM samples WHERE run_id = ?", [run_id])]
-    finite = [mass for mass in masses if not np.isnan(mass)]
-    return float(np.mean(finite)) if finite else float("nan")
+def read_letter_mass(path: str | Path, run_ids: list[str]) -> dict[str, float]:
+    """Per run: the mean probability mass its full pass puts on the option letters over its stored samples (NaN
+    where a run has no samples, or an imported run has no mass)."""
+    masses: dict[str, list[float]] = {run_id: [] for run_id in run_ids}
+    for run_id, blob in query(path, "SELECT run_id, letter_mass FROM samples WHERE list_contains(?, run_id)",
+                              [list(run_ids)]):
+        masses[run_id].append(float(blob_to_array(blob)[0]))
+    return {run_id: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+            for run_id, values in masses.items()}
 
 
 def read_pointwise(path: str | Path, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:
