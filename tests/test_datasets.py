@@ -87,15 +87,9 @@ def write_mmbench(tmp_path: Path) -> Fixture:
         ("11", "How many?", ["1", "2", "3"], "C", None, (5, 5), GREEN),
         ("12", "Same image?", ["yes", "no"], None, None, (4, 3), RED),
     ]
-    skipped = [
-        ("13", "invalid base64 image"),
-        ("14", "unreadable image: UnidentifiedImageError"),
-        ("15", "fewer than 2 non-empty options"),
-        ("16", "empty option before a later option: B"),
-        ("17", "gold answer not among the options: 'D'"),
-        ("18", "missing question"),
-        ("19", "missing image"),
-    ]
+    skipped = [("13", "invalid base64 image"), ("14", "unreadable image: UnidentifiedImageError"),
+               ("15", "fewer than 2 non-empty options"), ("16", "empty option before a later option: B"),
+               ("17", "gold answer not among the options: 'D'"), ("18", "missing question"), ("19", "missing image")]
     return f"mmbench:{path}", expected, skipped
 
 
@@ -124,14 +118,9 @@ def write_pope(tmp_path: Path, image_dir: Path | None = None) -> Fixture:
         ("2", "Is there a cat in the image?", ["yes", "no"], "B", None, (3, 3), GREY),
         ("9", "Is there a bus in the image?", ["yes", "no"], None, None, (6, 4), BLUE),
     ]
-    skipped = [
-        ("3", "image file not found: missing.jpg"),
-        ("4", "unreadable image: UnidentifiedImageError"),
-        ("5", "invalid JSON: Expecting property name enclosed in double quotes"),
-        ("7", "label is not yes or no: 'maybe'"),
-        ("8", "missing question"),
-        ("10", "not a JSON object"),
-    ]
+    skipped = [("3", "image file not found: missing.jpg"), ("4", "unreadable image: UnidentifiedImageError"),
+               ("5", "invalid JSON: Expecting property name enclosed in double quotes"),
+               ("7", "label is not yes or no: 'maybe'"), ("8", "missing question"), ("10", "not a JSON object")]
     return f"pope:{path}", expected, skipped
 
 
@@ -168,14 +157,9 @@ def write_pmc_vqa(tmp_path: Path, image_dir: Path | None = None) -> Fixture:
         ("1", "Which side is affected?", ["Left", "Right"], "B", None, (7, 7), GREEN),
         ("8", "Which organ is shown?", ["Heart", "Lung", "Liver", "Kidney"], "C", None, (8, 6), RED),
     ]
-    skipped = [
-        ("2", "image file not found: PMC3_F1.png"),
-        ("3", "gold answer not among the options: 'E'"),
-        ("4", "missing question"),
-        ("5", "gold answer not among the options: 'Spleen'"),
-        ("6", "unreadable image: OSError"),
-        ("7", "fewer than 2 non-empty options"),
-    ]
+    skipped = [("2", "image file not found: PMC3_F1.png"), ("3", "gold answer not among the options: 'E'"),
+               ("4", "missing question"), ("5", "gold answer not among the options: 'Spleen'"),
+               ("6", "unreadable image: OSError"), ("7", "fewer than 2 non-empty options")]
     return f"pmc-vqa:{path}", expected, skipped
 
 
@@ -206,16 +190,10 @@ def write_jsonl(tmp_path: Path, image_dir: Path | None = None) -> Fixture:
         ("2", "Is it grey?", ["Yes", "No"], "A", None, (5, 3), GREY),
         ("7", "Pick one.", ["x", "y"], None, None, (4, 4), RED),
     ]
-    skipped = [
-        ("few", "fewer than 2 non-empty options"),
-        ("5", "invalid JSON: Expecting value"),
-        ("no-image", "missing image"),
-        ("truncated", "unreadable image: OSError"),
-        ("bad-gold", "gold answer not among the options: 'Z'"),
-        ("string-options", "options is not a list"),
-        ("gap", "empty option before a later option: B"),
-        ("nested", "question is not text"),
-    ]
+    skipped = [("few", "fewer than 2 non-empty options"), ("5", "invalid JSON: Expecting value"),
+               ("no-image", "missing image"), ("truncated", "unreadable image: OSError"),
+               ("bad-gold", "gold answer not among the options: 'Z'"), ("string-options", "options is not a list"),
+               ("gap", "empty option before a later option: B"), ("nested", "question is not text")]
     return f"jsonl:{path}", expected, skipped
 
 
@@ -252,14 +230,9 @@ def write_paper(tmp_path: Path, layout: str = "list") -> Fixture:
         ("p2", "Context: a farm.\nWhich animal moos?", ["cow", "hen", "pig"], "A", None, (3, 2), RED),
         ("3", "Is it blue?", ["yes", "no"], None, None, (2, 2), BLUE),
     ]
-    skipped = [
-        ("p4", "invalid base64 image"),
-        ("p5", "expected 4 options, found 3"),
-        ("p6", "gold answer not among the options: 'E'"),
-        ("6", "not a JSON object"),
-        ("p8", "image file not found: imgs/nope.png"),
-        ("p9", "missing conversations"),
-    ]
+    skipped = [("p4", "invalid base64 image"), ("p5", "expected 4 options, found 3"),
+               ("p6", "gold answer not among the options: 'E'"), ("6", "not a JSON object"),
+               ("p8", "image file not found: imgs/nope.png"), ("p9", "missing conversations")]
     return f"paper:{path}", expected, skipped
 
 

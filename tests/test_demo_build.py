@@ -25,7 +25,7 @@ def quick_build(tmp_path_factory):
 def test_every_model_task_layer_and_checkpoint_is_stored(quick_build):
     out, _ = quick_build
     atoms = read_atoms(out / "results.duckdb")
-    checkpoints = 1 + QUICK_SCHEDULE.stage1_checkpoints + QUICK_SCHEDULE.stage2_checkpoints
+    checkpoints = 1 + QUICK_SCHEDULE.stage1.checkpoints + QUICK_SCHEDULE.stage2.checkpoints
     for spec in QUICK_ZOO:
         rows = atoms[atoms["model"] == spec.name]
         assert set(rows["family"]) == {spec.family}

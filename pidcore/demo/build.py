@@ -92,14 +92,14 @@ def train_model(spec: ModelSpec, schedule: Schedule, work: Path, seed: int) -> l
            training.language_batches(vlm, rng, schedule.batch_size), schedule.language_steps, schedule.learning_rate)
     checkpoints = [_save(vlm, spec, work, 0, "1")]
     checkpoints += _phase(spec, "stage 1 (projector alignment)", vlm, training.parameters(vlm, "projector"),
-                          training.caption_batches(vlm, rng, schedule.batch_size), schedule.stage1_steps,
-                          schedule.learning_rate, work, "1", 0, schedule.stage1_checkpoints)
+                          training.caption_batches(vlm, rng, schedule.batch_size), schedule.stage1.steps,
+                          schedule.learning_rate, work, "1", 0, schedule.stage1.checkpoints)
     checkpoints += _phase(spec, "stage 2 (instruction tuning)", vlm,
                           training.parameters(vlm, "projector") + training.parameters(vlm, "language"),
                           training.instruction_batches(vlm, rng, schedule.batch_size, spec.mix,
                                                        schedule.modality_dropout),
-                          schedule.stage2_steps, stage2_learning_rate(spec, schedule), work, "2", schedule.stage1_steps,
-                          schedule.stage2_checkpoints)
+                          schedule.stage2.steps, stage2_learning_rate(spec, schedule), work, "2", schedule.stage1.steps,
+                          schedule.stage2.checkpoints)
     return checkpoints
 
 

@@ -20,15 +20,21 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A training stage: its steps and how many evenly spaced checkpoints it keeps (the last at its end)."""
+
+    steps: int
+    checkpoints: int
+
+
+@dataclass(frozen=True)
 class Schedule:
-    """Training steps of each phase, checkpoints kept per stage, batch size and learning rate."""
+    """Training steps of each phase, the two stages, batch size, learning rate and stage 2's modality dropout."""
 
     vision_steps: int = 250
     language_steps: int = 250
-    stage1_steps: int = 300
-    stage2_steps: int = 1200
-    stage1_checkpoints: int = 2
-    stage2_checkpoints: int = 6
+    stage1: Stage = Stage(steps=300, checkpoints=2)
+    stage2: Stage = Stage(steps=1200, checkpoints=6)
     batch_size: int = 32
     learning_rate: float = 3e-3
     modality_dropout: float = 0.3
@@ -43,5 +49,5 @@ ZOO = (
 
 QUICK_ZOO = (ModelSpec("llava-xs", "llava", hidden=32, layers=2), ModelSpec("qwen2vl-xs", "qwen2_vl", hidden=32,
                                                                             layers=2, mix=LANGUAGE_HEAVY))
-QUICK_SCHEDULE = Schedule(vision_steps=10, language_steps=10, stage1_steps=10, stage2_steps=20, stage1_checkpoints=1,
-                          stage2_checkpoints=2, batch_size=8)
+QUICK_SCHEDULE = Schedule(vision_steps=10, language_steps=10, stage1=Stage(steps=10, checkpoints=1),
+                          stage2=Stage(steps=20, checkpoints=2), batch_size=8)

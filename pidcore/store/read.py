@@ -38,21 +38,20 @@ def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25
 
 
 def query(path: str | Path, sql: str, parameters: list | None = None, attempts: int = 20) -> list[tuple]:
-    """One parameterised query on a short read-only connection; a missing table is a StoreError."""
-    connection = connect_read_only(path, attempts)
-    try:
-        return connection.execute(sql, parameters or []).fetchall()
-    except duckdb.CatalogException as error:
-        raise StoreError(f"{path} lacks a table this needs: {error}") from error
-    finally:
-        connection.close()
+    """One parameterised query on a short read-only connection, as a list of rows."""
+    return _on_short_connection(path, sql, parameters, attempts, lambda result: result.fetchall())
 
 
 def query_frame(path: str | Path, sql: str, parameters: list | None = None) -> pd.DataFrame:
     """One parameterised query on a short read-only connection, as a DataFrame."""
-    connection = connect_read_only(path)
+    return _on_short_connection(path, sql, parameters, 20, lambda result: result.df())
+
+
+def _on_short_connection(path, sql: str, parameters: list | None, attempts: int, fetch):
+    """Open read-only, run one query, fetch its result, close; a missing table is a StoreError."""
+    connection = connect_read_only(path, attempts)
     try:
-        return connection.execute(sql, parameters or []).df()
+        return fetch(connection.execute(sql, parameters or []))
     except duckdb.CatalogException as error:
         raise StoreError(f"{path} lacks a table this needs: {error}") from error
     finally:
