@@ -38,8 +38,8 @@ def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
     accuracy = _grid(frame, "accuracy").reindex_like(values)
     text = [[_cell(value, score) for value, score in zip(row, scores)]
             for row, scores in zip(values.to_numpy(), accuracy.to_numpy())]
-    trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text, texttemplate="%{text}",
-                       colorscale="Viridis", colorbar={"title": unit_label})
+    trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text,
+                       texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label})
     return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
                              "yaxis_title": "model"})
 
