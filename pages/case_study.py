@@ -66,8 +66,7 @@ for name, model_id in models:
     try:
         vlm = cached_model(model_id)
         progress.progress(0.5, text=f"running the three probes and scoring {name}")
-        result = analyse(vlm, settings.db if run is not None else None, None if run is None else run["run_id"], image,
-                         question, options)
+        result = analyse(vlm, settings.db, None if run is None else run["run_id"], image, question, options)
     except Exception as error:  # a user-chosen model may fail in any way; report it and go on with the others
         progress.empty()
         st.error(f"{name} could not be run: {error}")

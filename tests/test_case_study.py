@@ -1,15 +1,23 @@
 """The case-study page: an uploaded image run live through a shipped model, and every bad input explained."""
 
+import base64
 import io
+import json
 import random
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pidcore.atoms import ATOMS, LABELS
 from pidcore.datasets import shapes
-from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, check_question, read_image
+from pidcore.models.loading import load_vlm
+from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
+from pidcore.shipped import DEFAULT_DB, MODELS
+from pidcore.store import reference_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -28,16 +36,36 @@ def _page():
 
 
 def test_an_uploaded_image_gets_probes_and_atoms_from_a_shipped_model():
+    image = shapes.render(2, random.Random(3))
     app = _page()
     assert app.multiselect(key="case_models").value == ["idefics3-s"]
-    app.file_uploader(key="case_image").upload("shape.png", _png(shapes.render(2, random.Random(3))),
-                                                "image/png").run()
+    app.file_uploader(key="case_image").upload("shape.png", _png(image), "image/png").run()
     assert not app.exception and not app.error
-    assert len(app.get("plotly_chart")) == 3
-    text = " ".join(markdown.value for markdown in app.markdown)
-    for label in ("R (redundancy)", "U1 (vision-unique)", "U2 (language-unique)", "S (synergy)"):
-        assert label in text
+    charts = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    assert len(charts) == 3
+    shown = {match[1]: float(match[2]) for markdown in app.markdown
+             if (match := re.match(r"\*\*(.+): ([+-]\d+\.\d{3})\*\*", markdown.value))}
+    assert list(shown) == [LABELS[atom] for atom in ATOMS]
     assert any("can be negative" in caption.value for caption in app.caption)
+
+    reference = reference_runs(DEFAULT_DB, "idefics3-s", 4).iloc[0]
+    assert app.selectbox(key="case_task_idefics3-s").value == reference["task"]
+    expected = analyse(load_vlm(str(MODELS / "idefics3-s"), device="auto"), str(DEFAULT_DB), reference["run_id"],
+                       read_image(_png(image)), "What colour is the shape?", ["red", "green", "blue", "yellow"])
+    output = expected.atoms[max(expected.atoms)]
+    assert shown == {LABELS[atom]: round(output[atom], 3) for atom in ATOMS}
+    bars = [_values(trace["y"]) for trace in charts[0]["data"]]
+    np.testing.assert_allclose(bars, expected.probs[:, -1], atol=1e-6)
+    layers = charts[2]["data"][0]
+    assert list(_values(layers["x"])) == sorted(expected.atoms)
+    assert _values(layers["y"])[-1] == pytest.approx(output.r)
+
+
+def _values(encoded) -> np.ndarray:
+    """A Plotly figure JSON's array: a plain list, or a typed array given as {"dtype", "bdata" (base64)}."""
+    if isinstance(encoded, dict):
+        return np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
+    return np.asarray(encoded)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pidcore.shipped import DEFAULT_DB
+from pidcore.store import ensure_schema
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/overview.py", "pages/heatmap.py", "pages/layers.py", "pages/training.py"]
@@ -33,9 +34,11 @@ def test_each_page_draws_its_chart_on_the_shipped_data(page):
 
 def test_heatmap_labels_tasks_and_families_with_the_rule():
     app = _open("pages/heatmap.py")
-    text = " ".join(markdown.value for markdown in app.markdown)
-    assert "synergy-driven" in text or "knowledge-driven" in text
-    assert "fusion-centric" in text or "language-centric" in text
+    tasks, families = (markdown.value for markdown in app.markdown if markdown.value.startswith("**"))
+    assert tasks.splitlines()[2:] == ["- language: knowledge-driven", "- redundancy: knowledge-driven",
+                                      "- synergy: synergy-driven", "- vision: synergy-driven"]
+    assert families.splitlines()[2:] == ["- idefics3: language-centric", "- llava: language-centric",
+                                         "- qwen2_vl: language-centric"]
     assert any("A task is synergy-driven when" in caption.value for caption in app.caption)
 
 
@@ -67,8 +70,6 @@ def test_a_missing_database_is_explained(page, tmp_path):
 @pytest.mark.parametrize("page", PAGES[1:])
 def test_a_database_without_rows_is_explained(page, tmp_path):
     db = tmp_path / "empty.duckdb"
-    from pidcore.store import ensure_schema
-
     ensure_schema(db)
     app = _open(page, db=db)
     assert app.warning or app.info

@@ -67,9 +67,10 @@ def check_question(question: str, options: list[str]) -> tuple[str, list[str]]:
     return question, options
 
 
-def analyse(vlm: LoadedVLM, db: str | None, run_id: str | None, image: Image.Image, question: str,
+def analyse(vlm: LoadedVLM, db: str, run_id: str | None, image: Image.Image, question: str,
             options: list[str], seed: int = 0) -> CaseResult:
-    """Probe the sample; with a reference run, score its pointwise atoms at every layer that run has."""
+    """Probe the sample; with a reference run of the database, score its pointwise atoms at every layer that run
+    has (without one, the masked probes use the sample's own embedding statistics and no atoms are scored)."""
     question, options = check_question(question, options)
     encoded = encode_sample(vlm, image, question, options)
     stats = _stored_stats(db, run_id) if run_id else embedding_stats(vlm, [encoded])

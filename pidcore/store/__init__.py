@@ -4,39 +4,16 @@ schema.py names the tables, their columns and the public `atoms` view; read.py r
 connections that retry while a writer holds the lock; write.py writes short keyed units.
 """
 
-from pidcore.store.read import (
-                                StoreError,
-                                connect_read_only,
-                                fitted_estimators,
-                                load_calibration,
-                                load_samples,
-                                read_atoms,
-                                read_diagnostics,
-                                read_layer_results,
-                                read_letter_mass,
-                                read_pointwise,
-                                read_runs,
-                                read_task_pid,
-                                reference_runs,
-                                run_depth,
-                                stored_layers,
-                                stored_sample_ids,
-                                table_sizes,
-)
+from pidcore.store.read import (StoreError, fitted_estimators, load_calibration, load_samples, read_atoms,
+                                read_diagnostics, read_layer_results, read_letter_mass, read_pointwise, read_runs,
+                                read_task_pid, reference_runs, run_depth, stored_layers, stored_sample_ids,
+                                table_sizes)
 from pidcore.store.schema import ATOM_COLUMNS, LayerResult, SampleRow
-from pidcore.store.write import (
-                                compact,
-                                ensure_schema,
-                                register_run,
-                                write_calibration,
-                                write_layer,
-                                write_samples,
-                                write_task_pid,
-                                write_unit,
-)
+from pidcore.store.write import (compact, ensure_schema, register_run, write_calibration, write_layer, write_samples,
+                                 write_task_pid)
 
-__all__ = ["ATOM_COLUMNS", "LayerResult", "SampleRow", "StoreError", "compact", "connect_read_only",
-           "ensure_schema", "fitted_estimators", "load_calibration", "load_samples", "read_atoms",
-           "read_diagnostics", "read_layer_results", "read_letter_mass", "read_pointwise", "read_runs", "read_task_pid",
-           "reference_runs", "register_run", "run_depth", "stored_layers", "stored_sample_ids", "table_sizes",
-           "write_calibration", "write_layer", "write_samples", "write_task_pid", "write_unit"]
+__all__ = ["ATOM_COLUMNS", "LayerResult", "SampleRow", "StoreError", "compact", "ensure_schema", "fitted_estimators",
+           "load_calibration", "load_samples", "read_atoms", "read_diagnostics", "read_layer_results",
+           "read_letter_mass", "read_pointwise", "read_runs", "read_task_pid", "reference_runs", "register_run",
+           "run_depth", "stored_layers", "stored_sample_ids", "table_sizes", "write_calibration", "write_layer",
+           "write_samples", "write_task_pid"]
