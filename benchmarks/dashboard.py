@@ -1,17 +1,18 @@
-"""How fast the dashboard answers a widget change, in a real browser, against a bare Streamlit page in the same run.
+"""How fast the dashboard answers a widget change, in a real browser, against baselines measured in the same run.
 
-  python benchmarks/dashboard.py [--steps 12] [--load 0]
+  python benchmarks/dashboard.py [--steps 15] [--load 0] [--against REV]
 
 Serves `streamlit run app.py` on the shipped data and a bare one-slider Streamlit page on loopback ports, drives
 Debian's Chromium with Playwright, and times three interactions:
   depth slider:       one step of the layer slider on the depth page (llava-m, synergy);
   checkpoint scrub:   one step of the checkpoint scrubber on the time page (llava-m, synergy);
-  breadth atom:       choosing another atom in the heatmap page's selectbox;
-  floor (baseline):   one step of the only slider of a bare Streamlit page.
-Each time runs in the browser's own clock, from the key press until the page is idle again: the server has sent
-the rerun's `script_finished` message and the browser has painted twice after the last message. The target is a
-median of at most 0.25 s for each of the three. `--load N` runs N busy-looping processes meanwhile, as other work
-on a shared laptop would.
+  breadth atom:       choosing another atom in the heatmap page's selectbox.
+Baselines, same run: the floor (one step of the only slider of a bare Streamlit page) and, with `--against REV`,
+the same three interactions on the dashboard as it was at git revision REV (served from a temporary worktree).
+Each time runs in the browser's own clock, from the key or pointer press until the page is idle again: the server
+has sent the rerun's `script_finished` message and the browser has painted twice after the last message. The
+target is a median of at most 0.25 s for each of the three. `--load N` runs N busy-looping processes meanwhile, as
+other work on a shared laptop would.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -134,50 +137,86 @@ def _busy() -> None:
         pass
 
 
-def measure(steps: int) -> dict[str, list[float]]:
-    """Times for the three dashboard interactions and the bare-page floor, in seconds."""
+def measure_dashboard(playwright, root: Path, steps: int) -> dict[str, list[float]]:
+    """Times of the three interactions on the dashboard of the checkout at `root`, in seconds."""
     slider = "[data-testid='stSlider'] input[type='range']"
     results = {}
-    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+    with streamlit_server(root / "app.py", cwd=root) as url, chromium_page(playwright, RECORDER) as page:
+        _open(page, f"{url}/layers?model=llava-m&task=synergy")
+        results["depth slider"] = _slider_steps(page, slider, steps)
+        _open(page, f"{url}/training?train_model=llava-m&train_task=synergy")
+        results["checkpoint scrub"] = _slider_steps(page, slider, steps)
+        _open(page, f"{url}/heatmap")
+        results["breadth atom"] = _select_steps(page, "Atom", steps)
+    return results
+
+
+def measure_floor(playwright, steps: int) -> list[float]:
+    """Times of one slider step on a bare Streamlit page, in seconds."""
+    with tempfile.TemporaryDirectory() as folder:
         floor_app = Path(folder) / "floor.py"
         floor_app.write_text(FLOOR_APP)
-        with streamlit_server(floor_app) as floor_url, streamlit_server(ROOT / "app.py") as url, \
-                chromium_page(playwright, RECORDER) as page:
-            _open(page, floor_url)
-            results["floor: bare page slider"] = _slider_steps(page, slider, steps)
-            _open(page, f"{url}/layers?model=llava-m&task=synergy")
-            results["depth slider"] = _slider_steps(page, slider, steps)
-            _open(page, f"{url}/training?train_model=llava-m&train_task=synergy")
-            results["checkpoint scrub"] = _slider_steps(page, slider, steps)
-            _open(page, f"{url}/heatmap")
-            results["breadth atom"] = _select_steps(page, "Atom", steps)
-    return results
+        with streamlit_server(floor_app) as url, chromium_page(playwright, RECORDER) as page:
+            _open(page, url)
+            return _slider_steps(page, "[data-testid='stSlider'] input[type='range']", steps)
+
+
+@contextmanager
+def checkout(revision: str):
+    """The repository at `revision` in a temporary git worktree, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="dashboard-baseline-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision], check=True,
+                   capture_output=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=True,
+                       capture_output=True)
+
+
+def report(results: dict[str, list[float]], floor: list[float], baseline: dict[str, list[float]] | None,
+           revision: str | None) -> None:
+    """Print each interaction's times against the floor and the baseline revision, and whether the target is met."""
+    header = f"{'interaction':18s} {'median s':>9s} {'p90 s':>7s} {'max s':>7s} {'vs floor':>9s}"
+    if baseline:
+        header += f" {'at ' + revision[:10]:>14s} {'speed-up':>9s}"
+    print(header + "  target")
+    met = True
+    for name, times in results.items():
+        median = statistics.median(times)
+        line = (f"{name:18s} {median:9.3f} {sorted(times)[int(0.9 * (len(times) - 1))]:7.3f} {max(times):7.3f} "
+                f"{median / statistics.median(floor):8.1f}x")
+        if baseline:
+            before = statistics.median(baseline[name])
+            line += f" {before:12.3f} s {before / median:8.1f}x"
+        met &= median <= TARGET_S
+        print(line + ("  met" if median <= TARGET_S else "  NOT met"))
+    print(f"{'floor (bare page)':18s} {statistics.median(floor):9.3f}")
+    print(f"target: median <= {TARGET_S} s per interaction: {'met' if met else 'NOT met'}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12, help="changes timed per interaction")
+    parser.add_argument("--steps", type=int, default=15, help="changes timed per interaction")
     parser.add_argument("--load", type=int, default=0, help="busy-looping processes to run meanwhile")
+    parser.add_argument("--against", default=None, help="also time the dashboard at this git revision")
     args = parser.parse_args()
     burners = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.load)]
     for burner in burners:
         burner.start()
     try:
-        results = measure(args.steps)
+        with sync_playwright() as playwright:
+            floor = measure_floor(playwright, args.steps)
+            results = measure_dashboard(playwright, ROOT, args.steps)
+            baseline = None
+            if args.against:
+                with checkout(args.against) as old:
+                    baseline = measure_dashboard(playwright, old, args.steps)
     finally:
         for burner in burners:
             burner.terminate()
-    floor = statistics.median(results["floor: bare page slider"])
     print(f"{args.steps} changes each, {args.load} busy processes alongside, {os.cpu_count()} cores")
-    print(f"{'interaction':26s} {'median s':>9s} {'p90 s':>7s} {'max s':>7s} {'vs floor':>9s}  target")
-    met = True
-    for name, times in results.items():
-        median = statistics.median(times)
-        p90 = sorted(times)[int(0.9 * (len(times) - 1))]
-        verdict = "" if name.startswith("floor") else ("met" if median <= TARGET_S else "NOT met")
-        met &= verdict != "NOT met"
-        print(f"{name:26s} {median:9.3f} {p90:7.3f} {max(times):7.3f} {median / floor:8.1f}x  {verdict}")
-    print(f"target: median <= {TARGET_S} s per interaction: {'met' if met else 'NOT met'}")
+    report(results, floor, baseline, args.against)
     return 0
 
 

@@ -27,13 +27,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(script: Path, start_timeout_s: float = 90):
-    """`streamlit run SCRIPT` headless on loopback; yields its URL once /_stcore/health answers."""
+def streamlit_server(script: Path, start_timeout_s: float = 90, cwd: Path = ROOT):
+    """`streamlit run SCRIPT` headless on loopback, from `cwd` (whose .streamlit/config.toml applies); yields its URL
+    once /_stcore/health answers."""
     port = free_port()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                                 "--server.address", "127.0.0.1", "--server.port", str(port),
-                                "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                                "--browser.gatherUsageStats", "false"], cwd=cwd, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
