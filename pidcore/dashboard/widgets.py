@@ -10,7 +10,7 @@ from pidcore.analysis.flags import FLAG_RULE
 from pidcore.atoms import ATOMS, SYMBOLS
 from pidcore.dashboard.sidebar import Settings
 
-DIAGNOSTIC_COLUMNS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap",
+SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap",
                       "sinkhorn_residual", "mode", "flags"]
 
 
@@ -29,7 +29,7 @@ def diagnostics(rows: pd.DataFrame) -> None:
     with st.expander(label, key="diagnostics", on_change="rerun", bind="query-params") as box:
         st.caption(FLAG_RULE + " Per-sample (local) atoms can be negative; dataset atoms are never clipped.")
         if box.open:
-            st.dataframe(rows[[column for column in DIAGNOSTIC_COLUMNS if column in rows]], hide_index=True)
+            st.dataframe(rows[[column for column in SHOWN_DIAGNOSTICS if column in rows]], hide_index=True)
 
 
 def atom_metrics(row: pd.Series, unit_label: str) -> None:
