@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from pidcore.atoms import ATOMS
+
 
 def _mlp(d_in: int, out: int) -> nn.Sequential:
     blocks = [nn.Linear(d_in, 32), nn.ReLU()]
@@ -91,4 +93,4 @@ def published_batch_pid(fit, held, epochs: int = 10, batch_size: int = 256, seed
     if not results:
         return {}
     atoms = torch.stack(results).mean(0)
-    return dict(zip(("r", "u1", "u2", "s"), atoms.tolist()))
+    return dict(zip(ATOMS, atoms.tolist()))

@@ -3,11 +3,11 @@
 import streamlit as st
 
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_regimes
-from pidcore.atoms import LABELS
+from pidcore.atoms import LABELS, MENU
 from pidcore.dashboard.charts import heatmap, in_units, small_multiples
-from pidcore.dashboard.data import flagged
 from pidcore.dashboard.report import report_button
-from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.rows import flag_rows, load_rows
+from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import chart, diagnostics
 
 st.title("Breadth: which tasks and models rely on what")
@@ -15,9 +15,9 @@ settings = sidebar()
 rows = load_rows(settings)
 if rows is None:
     st.stop()
-final = flagged(final_rows(rows), settings.db)
+final = flag_rows(final_rows(rows), settings)
 view = st.radio("Show", ["one atom", "all four atoms"], key="view", bind="query-params", horizontal=True)
-atom = st.selectbox("Atom", ["s", "u2", "u1", "r"], format_func=LABELS.get, key="atom", bind="query-params",
+atom = st.selectbox("Atom", MENU, format_func=LABELS.get, key="atom", bind="query-params",
                     disabled=view != "one atom")
 shown = in_units(final, settings.units)
 figure = heatmap(shown, atom, settings.unit_label) if view == "one atom" else small_multiples(shown,

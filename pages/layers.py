@@ -4,9 +4,9 @@ import streamlit as st
 
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.dashboard.charts import in_units, layer_curves
-from pidcore.dashboard.data import flagged
 from pidcore.dashboard.report import report_button
-from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.rows import flag_rows, load_rows
+from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
 
 st.title("Depth: where in the layers the information appears")
@@ -22,7 +22,7 @@ runs = rows[(rows["model"] == model) & (rows["task"] == task)]
 checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
 checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
                                          bind="query-params")
-curve = flagged(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings.db)
+curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
 n_layers = int(curve["n_layers"].iloc[0])
 layer = st.slider("Layer (0 = embeddings, last = the model's output)", 0, n_layers, n_layers, key="layer",
                   bind="query-params")
@@ -34,10 +34,8 @@ phases = detect_phases(curve) if len(curve) > 2 else None
 figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
 chart(figure, settings, f"layers-{model}-{task}")
 if phases is not None:
-    found = ", ".join(f"{name} {span[0]}-{span[1]}" for name, span in
-                      (("silent", phases.silent), ("language build-up", phases.language),
-                       ("synergistic fusion", phases.fusion)) if span is not None) or "none"
-    st.markdown(f"**Phases found:** {found}. Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
+    st.markdown(f"**Phases found:** {phases.describe()}. Three-phase pattern: "
+                f"**{'yes' if phases.three_phase else 'no'}**.")
 st.caption(PHASE_RULE)
 diagnostics(curve)
 report_button(f"Depth: {model} on {task} ({checkpoint})", [figure],

@@ -3,11 +3,11 @@
 import streamlit as st
 
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
-from pidcore.atoms import LABELS
+from pidcore.atoms import LABELS, MENU
 from pidcore.dashboard.charts import in_units, trajectories
-from pidcore.dashboard.data import flagged
 from pidcore.dashboard.report import report_button
-from pidcore.dashboard.sidebar import load_rows, sidebar
+from pidcore.dashboard.rows import flag_rows, load_rows
+from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
 
 st.title("Time: when in training the information is learned")
@@ -20,7 +20,7 @@ model = choose_model.selectbox("Model", sorted(rows["model"].unique()), key="tra
 task = choose_task.selectbox("Task", sorted(rows[rows["model"] == model]["task"].unique()), key="train_task",
                              bind="query-params")
 outputs = rows[(rows["model"] == model) & (rows["task"] == task) & (rows["layer"] == rows["n_layers"])]
-outputs = flagged(outputs.sort_values("step", na_position="first"), settings.db)
+outputs = flag_rows(outputs.sort_values("step", na_position="first"), settings)
 if outputs["step"].isna().all() or len(outputs) < 2:
     st.info(f"{model} on {task} has {len(outputs)} checkpoint(s) with a training step; profile checkpoints with "
             "`--checkpoint-step` and `--stage` to see a trajectory.")
@@ -30,7 +30,7 @@ checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1]
                               key="train_checkpoint", bind="query-params")
 chosen = in_units(outputs, settings.units)
 atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
-shown_atoms = st.multiselect("Atoms", ["s", "u2", "u1", "r"], default=["s", "u2"], format_func=LABELS.get,
+shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get,
                              key="train_atoms")
 step = int(outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0])
 figure = trajectories(chosen, shown_atoms, step, settings.unit_label)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 ATOMS = ("r", "u1", "u2", "s")
+MENU = ("s", "u2", "u1", "r")  # the order the pages offer atoms in: the paper's central contrast, S against U2, first
 SYMBOLS = {"r": "R", "u1": "U1", "u2": "U2", "s": "S"}
 LABELS = {"r": "R (redundancy)", "u1": "U1 (vision-unique)", "u2": "U2 (language-unique)", "s": "S (synergy)"}
 MEANINGS = {"r": "available from either the image or the question", "u1": "only the image has it",

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pidcore.atoms import ATOMS, SYMBOLS
+
+if TYPE_CHECKING:
+    from pidcore.store import LayerResult
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -82,13 +86,13 @@ def _demo_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_atoms(results: list) -> None:
+def _print_atoms(results: list[LayerResult]) -> None:
     """The LayerResults of a run as a table in bits."""
-    print("layer " + "".join(f"{SYMBOLS[atom]:>9s}" for atom in ATOMS)
+    print("layer" + "".join(f" {SYMBOLS[atom]:>8s}" for atom in ATOMS)
           + "  accuracy (bits; last layer = the model's output)")
     for result in results:
         accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
-        print(f"{result.layer:5d} " + "".join(f"{result.atoms[atom]:9.4f}" for atom in ATOMS) + f"  {accuracy}")
+        print(f"{result.layer:5d}" + "".join(f" {result.atoms[atom]:8.4f}" for atom in ATOMS) + f"  {accuracy}")
 
 
 def build_parser() -> argparse.ArgumentParser:

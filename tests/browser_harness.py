@@ -1,5 +1,5 @@
 """A Streamlit server on a loopback port and Debian's Chromium driven by Playwright, shared by the browser test and
-the dashboard benchmark (DESIGN section 6: the flags, a fresh profile, a tall viewport)."""
+the dashboard benchmark (DESIGN.md section 6: the flags, a fresh profile, a tall viewport)."""
 
 from __future__ import annotations
 

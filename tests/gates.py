@@ -1,4 +1,4 @@
-"""The canonical gates of DESIGN section 2, defined once: each gate's joint distribution P[x1, x2, y] with its exact
+"""The canonical gates of DESIGN.md section 2, defined once: each gate's joint distribution P[x1, x2, y] with its exact
 atoms in bits, and planted continuous data drawn from a gate for the continuous estimators (tests and benchmarks).
 
 The planted features are noisy rotated one-hots; the rotations depend only on `rotation_seed`, so a fitting

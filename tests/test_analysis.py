@@ -18,6 +18,7 @@ def test_a_textbook_curve_has_all_three_phases():
     phases = detect_phases(curve)
     assert phases.silent == (0, 2) and phases.language == (3, 5) and phases.fusion == (6, 6)
     assert phases.three_phase
+    assert phases.describe() == "silent 0-2, language build-up 3-5, synergistic fusion 6-6"
 
 
 def test_a_curve_where_synergy_peaks_early_has_no_fusion_phase():
@@ -25,6 +26,7 @@ def test_a_curve_where_synergy_peaks_early_has_no_fusion_phase():
                     (4, 0, 0, 0.3, 0.1)])
     phases = detect_phases(curve)
     assert phases.silent is None and phases.fusion is None and not phases.three_phase
+    assert phases.describe() == "language build-up 2-3"
 
 
 def test_stage2_rise_compares_the_end_of_stage_1_with_the_last_checkpoint():

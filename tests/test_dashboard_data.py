@@ -93,5 +93,21 @@ def test_a_flag_follows_the_letter_mass_of_the_run_shown(tmp_path, reads):
     assert any("letter mass 0.10" in warning.value for warning in app.warning)
 
 
+def test_an_unreadable_database_is_explained_not_a_traceback(tmp_path, reads, monkeypatch):
+    db = tmp_path / "results.duckdb"
+    write_run(db, "llava-a", "synergy")
+
+    def locked(*args):
+        raise store.StoreError(f"could not open {db} read-only: locked")
+
+    monkeypatch.setattr(store, "read_letter_mass", locked)
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.switch_page("pages/layers.py")
+    app.query_params["db"] = str(db)
+    app.run()
+    assert not app.exception
+    assert [info.value for info in app.info] == [f"could not open {db} read-only: locked. Reload the page in a moment."]
+
+
 def test_version_is_empty_for_a_missing_file(tmp_path):
     assert version(str(tmp_path / "none.duckdb")) == ()

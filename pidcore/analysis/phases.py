@@ -30,6 +30,11 @@ class Phases:
     def three_phase(self) -> bool:
         return None not in (self.silent, self.language, self.fusion)
 
+    def describe(self) -> str:
+        """The phases found with their layers, e.g. "language build-up 1-3, synergistic fusion 4-4", or "none"."""
+        spans = (("silent", self.silent), ("language build-up", self.language), ("synergistic fusion", self.fusion))
+        return ", ".join(f"{name} {span[0]}-{span[1]}" for name, span in spans if span is not None) or "none"
+
 
 def threshold(curve: pd.DataFrame) -> float:
     """The bits below which an atom counts as zero for this curve."""

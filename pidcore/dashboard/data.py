@@ -19,7 +19,7 @@ import streamlit as st
 from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
 
-CACHE_ENTRIES = 64
+CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
 
 
 def version(db: str) -> tuple:

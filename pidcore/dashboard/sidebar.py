@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
 import streamlit as st
 
 from pidcore.dashboard import data
@@ -50,16 +49,3 @@ def _estimators(db: str) -> list[str]:
         return data.estimators(db)
     except StoreError:
         return []
-
-
-def load_rows(settings: Settings) -> pd.DataFrame | None:
-    """The `atoms` rows of the chosen estimator with their diagnostics, or None after explaining why there are none."""
-    try:
-        rows = data.atoms_with_diagnostics(settings.db, settings.estimator)
-    except StoreError as error:
-        st.info(f"{error}. {HOW_TO_FILL}")
-        return None
-    if rows.empty:
-        st.warning(f"{settings.db} holds no results for this estimator yet. {HOW_TO_FILL}")
-        return None
-    return rows

@@ -15,7 +15,7 @@ from pidcore.estimators.batch_config import BatchConfig
 from pidcore.estimators.batch_terms import conditional_terms
 from pidcore.estimators.calibration import Calibration, apply_log_weights
 from pidcore.estimators.information import kl_nats, to_bits
-from pidcore.estimators.sample_set import FIELDS, SampleSet, even_chunks
+from pidcore.estimators.sample_set import TENSOR_NAMES, SampleSet, even_chunks
 from pidcore.estimators.validation import check_sample_set
 
 
@@ -87,7 +87,7 @@ class BatchPIDEstimator:
     def _score_one(self, sample: SampleSet) -> dict[str, torch.Tensor]:
         device = next(self.net.parameters()).device
         batch = SampleSet(*(torch.cat([getattr(self.reference, name), getattr(sample, name)])
-                            for name in FIELDS)).to(device, torch.float64)
+                            for name in TENSOR_NAMES)).to(device, torch.float64)
         net = copy.deepcopy(self.net).to(device, torch.float64).eval()
         terms, _ = conditional_terms(net(batch.x1, batch.x2), batch.p1, batch.p2,
                                      self.config.sinkhorn_tol * 0.1, self.config.sinkhorn_max_iter)
@@ -104,7 +104,7 @@ def estimator_to_bytes(estimator: BatchPIDEstimator) -> bytes:
     tensors = {f"net.{name}": value.detach().cpu().contiguous() for name, value in net.state_dict().items()}
     for name in ("p_y", "log_w1", "log_w2"):
         tensors[f"calibration.{name}"] = getattr(estimator.calibration, name).clone()
-    for name in FIELDS:
+    for name in TENSOR_NAMES:
         tensors[f"reference.{name}"] = getattr(estimator.reference, name).clone()
     tensors["header_json"] = torch.frombuffer(bytearray(json.dumps(header).encode()), dtype=torch.uint8)
     return safetensors.torch.save(tensors)
@@ -121,5 +121,5 @@ def estimator_from_bytes(blob: bytes, device: str | torch.device = "cpu") -> Bat
     net.load_state_dict({name[4:]: value for name, value in tensors.items() if name.startswith("net.")})
     calibration = Calibration(tensors["calibration.p_y"], tensors["calibration.log_w1"],
                               tensors["calibration.log_w2"], float("nan"), float("nan"))
-    reference = SampleSet(*(tensors[f"reference.{name}"] for name in FIELDS))
+    reference = SampleSet(*(tensors[f"reference.{name}"] for name in TENSOR_NAMES))
     return BatchPIDEstimator(net.to(resolve_device(device)), config, calibration, reference)

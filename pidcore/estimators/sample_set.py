@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-FIELDS = ("x1", "x2", "p1", "p2", "p12")
+TENSOR_NAMES = ("x1", "x2", "p1", "p2", "p12")
 
 
 @dataclass
@@ -20,10 +20,10 @@ class SampleSet:
     p12: torch.Tensor
 
     def subset(self, index: torch.Tensor) -> "SampleSet":
-        return SampleSet(*(getattr(self, name)[index] for name in FIELDS))
+        return SampleSet(*(getattr(self, name)[index] for name in TENSOR_NAMES))
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "SampleSet":
-        return SampleSet(*(getattr(self, name).to(device, dtype) for name in FIELDS))
+        return SampleSet(*(getattr(self, name).to(device, dtype) for name in TENSOR_NAMES))
 
     def __len__(self) -> int:
         return len(self.x1)

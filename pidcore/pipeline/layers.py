@@ -13,7 +13,7 @@ from pidcore.estimators import BatchPIDResult, batch_pid
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import LayerResult, load_samples, read_layer_results, run_depth, stored_layers, write_layer
 
-logger = logging.getLogger("pidcore.pipeline")
+logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import LayerResult, SampleRow, ensure_schema, register_run, write_samples
 
-logger = logging.getLogger("pidcore.stage2_import")
+logger = logging.getLogger(__name__)
 
 FIELDS = {
     "x1": ("x1", "image_feature", "image_features", "vision_feature"),

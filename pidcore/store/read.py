@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -12,10 +15,12 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import ATOM_COLUMNS, ATOMS_VIEW, OBJECTS, RUNS, LayerResult, SampleRow
+from pidcore.store.schema import ATOM_COLUMNS, ATOMS_VIEW, RUNS, TABLES, TASK_PID, LayerResult, SampleRow
 
-DIAGNOSTIC_COLUMNS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples", "mode",
-                      "marginal_gap", "sinkhorn_residual", "sinkhorn_converged", "stopped_because"]
+T = TypeVar("T")
+_DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
+DIAGNOSTIC_COLUMNS = [*_DIAGNOSTIC_KEYS, "mode", "marginal_gap", "sinkhorn_residual", "sinkhorn_converged",
+                      "stopped_because"]
 
 
 class StoreError(RuntimeError):
@@ -37,30 +42,35 @@ def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25
     raise AssertionError("unreachable")
 
 
-def query(path: str | Path, sql: str, parameters: list | None = None, attempts: int = 20) -> list[tuple]:
+def query(path: str | Path, sql: str, parameters: list | None = None) -> list[tuple]:
     """One parameterised query on a short read-only connection, as a list of rows."""
-    return _on_short_connection(path, sql, parameters, attempts, lambda result: result.fetchall())
+    return _on_short_connection(path, lambda connection: connection.execute(sql, parameters or []).fetchall())
 
 
 def query_frame(path: str | Path, sql: str, parameters: list | None = None) -> pd.DataFrame:
     """One parameterised query on a short read-only connection, as a DataFrame."""
-    return _on_short_connection(path, sql, parameters, 20, lambda result: result.df())
+    return _on_short_connection(path, lambda connection: connection.execute(sql, parameters or []).df())
 
 
-def _on_short_connection(path, sql: str, parameters: list | None, attempts: int, fetch):
-    """Open read-only, run one query, fetch its result, close; a missing table is a StoreError."""
+def _on_short_connection(path: str | Path, work: Callable[[duckdb.DuckDBPyConnection], T],
+                         attempts: int = 20) -> T:
+    """Open read-only, do `work`, close; a missing table is a StoreError."""
     connection = connect_read_only(path, attempts)
     try:
-        return fetch(connection.execute(sql, parameters or []))
+        return work(connection)
     except duckdb.CatalogException as error:
         raise StoreError(f"{path} lacks a table this needs: {error}") from error
     finally:
         connection.close()
 
 
+def present_objects(connection: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables and views an open database holds."""
+    return {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
 def _objects(path: str | Path) -> set[str]:
-    """Names of the tables and views in the database."""
-    return {row[0] for row in query(path, "SELECT table_name FROM information_schema.tables")}
+    return _on_short_connection(path, present_objects)
 
 
 def read_atoms(path: str | Path) -> pd.DataFrame:
@@ -78,8 +88,8 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 def read_diagnostics(path: str | Path) -> pd.DataFrame:
     """Per run and layer: the estimator's diagnostics, flattened to DIAGNOSTIC_COLUMNS."""
-    frame = query_frame(path, "SELECT r.run_id, r.model, r.task, r.checkpoint, l.layer, l.estimator, l.n_samples, "
-                              "l.diagnostics FROM layer_atoms l JOIN runs r USING (run_id)")
+    frame = query_frame(path, f"SELECT {', '.join(_DIAGNOSTIC_KEYS)}, diagnostics FROM layer_atoms JOIN runs "
+                              "USING (run_id)")
     details = pd.DataFrame([json.loads(text) for text in frame.pop("diagnostics")], index=frame.index,
                            columns=["mode", "marginal_gap_x1", "marginal_gap_x2", "sinkhorn_residual",
                                     "sinkhorn_converged", "stopped_because"])
@@ -110,9 +120,9 @@ def read_pointwise(path: str | Path, model: str, task: str, checkpoint: str, est
 
 def read_task_pid(path: str | Path) -> pd.DataFrame:
     """The exact generator PID of the synthetic tasks (empty for databases without them)."""
-    if "task_pid" not in _objects(path):
-        return pd.DataFrame(columns=["task", *ATOMS, "planted"])
-    return query_frame(path, f"SELECT task, {', '.join(ATOMS)}, planted FROM task_pid ORDER BY task")
+    if TASK_PID.name not in _objects(path):
+        return pd.DataFrame(columns=TASK_PID.column_names)
+    return query_frame(path, f"SELECT {', '.join(TASK_PID.column_names)} FROM {TASK_PID.name} ORDER BY task")
 
 
 def reference_runs(path: str | Path, model: str, n_options: int) -> pd.DataFrame:
@@ -146,8 +156,8 @@ def stored_sample_ids(path: str | Path, run_id: str) -> set[str]:
 
 def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:
     """A run's stored samples in dataset order, arrays decoded."""
-    rows = query(path, "SELECT run_id, sample_id, position, gold, x1, x2, probs, letter_mass FROM samples "
-                       "WHERE run_id = ? ORDER BY position", [run_id])
+    columns = [field.name for field in fields(SampleRow)]
+    rows = query(path, f"SELECT {', '.join(columns)} FROM samples WHERE run_id = ? ORDER BY position", [run_id])
     return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs))
             for run, sample, position, gold, *blobs in rows]
 
@@ -174,12 +184,10 @@ def read_layer_results(path: str | Path, run_id: str, estimator: str, layers: li
 
 
 def table_sizes(path: str | Path, attempts: int = 20) -> dict[str, int]:
-    """Row counts of the tables (one try with attempts=1, for polling while a writer runs)."""
-    connection = connect_read_only(path, attempts)
-    try:
-        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables"
-                                                        " WHERE table_type = 'BASE TABLE'").fetchall()}
-        return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                for name in sorted(present & OBJECTS)}
-    finally:
-        connection.close()
+    """Row counts of the results tables present (one try with attempts=1, for polling while a writer runs)."""
+
+    def count(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        names = sorted(present_objects(connection) & {table.name for table in TABLES})
+        return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in names}
+
+    return _on_short_connection(path, count, attempts)

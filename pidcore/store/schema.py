@@ -45,7 +45,7 @@ POINTWISE_ATOMS = Table("pointwise_atoms", (("run_id", "VARCHAR"), ("layer", "IN
 TASK_PID = Table("task_pid", (("task", "VARCHAR"), *ATOM_DOUBLES, ("planted", "VARCHAR")), ("task",))
 TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID)
 
-# The public view: one row per (model, task, checkpoint, layer, estimator); DESIGN section 3 fixes its columns.
+# The public view: one row per (model, task, checkpoint, layer, estimator); DESIGN.md section 3 fixes its columns.
 ATOMS_VIEW = "atoms"
 ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer", "n_layers", "estimator", *ATOMS,
                 "n_samples", "accuracy"]

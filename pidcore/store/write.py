@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pidcore.atoms import ATOMS, Atoms
 from pidcore.store.blobs import array_to_blob
-from pidcore.store.read import query
+from pidcore.store.read import present_objects, query
 from pidcore.store.schema import (
     CALIBRATION,
     LAYER_ATOMS,
@@ -39,8 +39,7 @@ def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25) -> It
     the file."""
     connection = _connect(Path(path), attempts, wait_s)
     try:
-        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if not present.issuperset(OBJECTS):
+        if not present_objects(connection).issuperset(OBJECTS):
             for statement in SCHEMA:
                 connection.execute(statement)
         connection.execute("BEGIN TRANSACTION")
