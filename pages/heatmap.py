@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_regimes
-from pidcore.atoms import LABELS, MENU
+from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import heatmap, in_units, small_multiples
 from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import flag_rows, load_rows
@@ -38,5 +38,5 @@ if go.button("Open layers"):
     st.switch_page("pages/layers.py", query_params={"model": model, "task": task})
 
 diagnostics(final)
-report_button("Breadth: models x tasks", [figure], final[["model", "family", "task", "checkpoint", "layer", "r", "u1",
-                                                        "u2", "s", "accuracy", "flags"]], "heatmap")
+report_button("Breadth: models x tasks", [figure],
+              final[["model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]], "heatmap")

@@ -3,11 +3,11 @@
 import streamlit as st
 
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
+from pidcore.atoms import ATOMS
 from pidcore.dashboard.charts import in_units, layer_curves
-from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import flag_rows, load_rows
 from pidcore.dashboard.sidebar import sidebar
-from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
+from pidcore.dashboard.widgets import atom_metrics, chart, footer
 
 st.title("Depth: where in the layers the information appears")
 settings = sidebar()
@@ -36,7 +36,5 @@ chart(figure, settings, f"layers-{model}-{task}")
 if phases is not None:
     st.markdown(f"**Phases found:** {phases.describe()}. Three-phase pattern: "
                 f"**{'yes' if phases.three_phase else 'no'}**.")
-st.caption(PHASE_RULE)
-diagnostics(curve)
-report_button(f"Depth: {model} on {task} ({checkpoint})", [figure],
-              curve[["layer", "n_layers", "r", "u1", "u2", "s", "accuracy", "flags"]], "layers")
+footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", figure,
+       ["layer", "n_layers", *ATOMS, "accuracy", "flags"], "layers")

@@ -3,12 +3,11 @@
 import streamlit as st
 
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
-from pidcore.atoms import LABELS, MENU
+from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import in_units, trajectories
-from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import flag_rows, load_rows
 from pidcore.dashboard.sidebar import sidebar
-from pidcore.dashboard.widgets import atom_metrics, chart, diagnostics
+from pidcore.dashboard.widgets import atom_metrics, chart, footer
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
@@ -39,7 +38,5 @@ rise = stage2_rise(outputs)
 if rise is not None:
     st.markdown(f"**S from the end of stage 1 to the last checkpoint:** {rise:+.3f} bits "
                 f"({'a stage-2 rise' if is_stage2_rise(rise) else 'no stage-2 rise'}).")
-st.caption(STAGE2_RULE)
-diagnostics(outputs)
-report_button(f"Time: {model} on {task}", [figure],
-              outputs[["checkpoint", "step", "stage", "r", "u1", "u2", "s", "accuracy", "flags"]], "training")
+footer(STAGE2_RULE, outputs, f"Time: {model} on {task}", figure,
+       ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"], "training")

@@ -8,6 +8,7 @@ import streamlit as st
 
 from pidcore.analysis.flags import FLAG_RULE
 from pidcore.atoms import ATOMS, SYMBOLS
+from pidcore.dashboard.report import report_button
 from pidcore.dashboard.sidebar import Settings
 
 SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap",
@@ -38,3 +39,10 @@ def atom_metrics(row: pd.Series, unit_label: str) -> None:
         column.metric(SYMBOLS[atom], f"{row[atom]:+.3f}", help=unit_label)
     if row.get("flags"):
         st.warning(f"Poor diagnostics for this row: {row['flags']}")
+
+
+def footer(rule: str, rows: pd.DataFrame, title: str, figure: go.Figure, columns: list[str], key: str) -> None:
+    """The end a results page shares: the rule it applied, the diagnostics behind its rows, the HTML report."""
+    st.caption(rule)
+    diagnostics(rows)
+    report_button(title, [figure], rows[columns], key)
