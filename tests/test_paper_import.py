@@ -74,6 +74,17 @@ def test_bad_records_are_skipped_with_reasons(stage2):
     assert len(run.ids) == 397
 
 
+def test_a_record_with_a_bad_answer_is_skipped_whole_and_later_labels_stay_aligned(tmp_path):
+    records = _vision_unique_records(n=40)
+    records[10]["answer"] = "Z"
+    path = tmp_path / "m_task.json"
+    path.write_text(json.dumps(records))
+    run = read_paper_file(path)
+    assert dict(run.skipped) == {"q10": "answer 'Z' is neither a letter A-B nor an index below 2"}
+    assert len(run.ids) == len(run.gold) == len(run.x1) == 39
+    assert run.gold == [int(np.argmax(probs[0, 0])) for probs in run.probs]
+
+
 def test_a_bad_file_is_a_clear_error_and_the_good_file_still_lands(stage2, tmp_path):
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps([{"id": 1, "image_feature": [1]}]))
