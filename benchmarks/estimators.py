@@ -5,9 +5,10 @@
 
 1. discrete_pid on 1,000 random distributions (shapes up to 5x5x4, zero-padded into one stack)
    in one call, against dit's exact cone solver on a sample of them: time per distribution.
-2. batch_pid on the planted AND task (2 x 2,048 samples) against the published BATCH algorithm
-   re-implemented in benchmarks/published_batch.py: wall time and accuracy against the exact PID.
-3. batch_pid wall time for n = 2k, 20k, 200k samples (half fitting, half held out), k = 2 and 4.
+2. batch_pid on the planted AND task (2 x 2,048 samples), both presets without intervals, against the published
+   BATCH algorithm re-implemented in benchmarks/published_batch.py: wall time and accuracy against the exact PID;
+   then what the 95% intervals (100 bootstrap resamples) add.
+3. batch_pid (calibrated, no intervals) wall time for n = 2k, 20k, 200k samples (half held out), k = 2 and 4.
 """
 
 from __future__ import annotations
@@ -62,12 +63,20 @@ def describe(atoms) -> str:
 def bench_and_case(with_baseline: bool) -> None:
     joint, fit, held = planted_splits("AND", 2048, 2048)
     exact = discrete_pid(joint).atoms()
-    started = time.perf_counter()
-    ours = batch_pid(*fit, held_out=held, device="cpu").atoms
-    ours_time = time.perf_counter() - started
     print(f"AND, 2 x 2048 samples; exact PID: {describe(exact)}")
-    print(f"  batch_pid:           {ours_time:6.1f} s   {describe(ours)}   "
-          f"max error {max(abs(ours[a] - exact[a]) for a in ATOMS):.3f} bits")
+    times = {}
+    for mode in ("published", "calibrated"):
+        started = time.perf_counter()
+        ours = batch_pid(*fit, held_out=held, device="cpu", mode=mode, bootstrap=0).atoms
+        times[mode] = time.perf_counter() - started
+        print(f"  batch_pid {mode:10s} {times[mode]:6.1f} s   {describe(ours)}   "
+              f"max error {max(abs(ours[a] - exact[a]) for a in ATOMS):.3f} bits")
+    started = time.perf_counter()
+    bounds = batch_pid(*fit, held_out=held, device="cpu", mode="calibrated").atoms.bounds
+    added = time.perf_counter() - started - times["calibrated"]
+    print(f"  with 95% intervals (100 resamples of 8 scoring batches): +{added:.1f} s; "
+          + ", ".join(f"{a} [{bounds[a][0]:.3f}, {bounds[a][1]:.3f}]" for a in ATOMS))
+    ours_time = times["published"]
     if with_baseline:
         from published_batch import published_batch_pid
 
@@ -85,7 +94,7 @@ def bench_scaling(sizes: list[int]) -> None:
         for n in sizes:
             _, fit, held = planted_splits(gate, n // 2, n // 2)
             started = time.perf_counter()
-            result = batch_pid(*fit, held_out=held, device="cpu")
+            result = batch_pid(*fit, held_out=held, device="cpu", mode="calibrated", bootstrap=0)
             seconds = time.perf_counter() - started
             baseline = baseline or seconds
             print(f"batch_pid k={k} n={n:>7,}: {seconds:7.1f} s ({seconds / baseline:5.1f}x the n={sizes[0]:,} time), "

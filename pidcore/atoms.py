@@ -3,6 +3,7 @@ rules use, and `Atoms`, the one result type for a dataset's four atoms."""
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ LABELS = {"r": "R (redundancy)", "u1": "U1 (vision-unique)", "u2": "U2 (language
 MEANINGS = {"r": "available from either the image or the question", "u1": "only the image has it",
             "u2": "only the question has it", "s": "only the combination has it"}
 INFORMATIONS = ("i1", "i2", "i12", "iq")
+BOUND_ENDS = ("lo", "hi")
+BOUND_COLUMNS = tuple(f"{atom}_{end}" for atom in ATOMS for end in BOUND_ENDS)  # r_lo, r_hi, u1_lo, ...
 UNITS = "bits"
 
 PASSES = ("full", "image_only", "text_only")
@@ -31,6 +34,7 @@ LETTER_MASS_FALLBACK = 0.3
 FLAG_MIN_SAMPLES = 50
 FLAG_MAX_MARGINAL_GAP = 0.1
 FLAG_MAX_SINKHORN_RESIDUAL = 1e-3
+FLAG_TRAINABLE_BITS = 0.01  # an alignment starting above this conditional term should improve on its initialisation
 
 
 def option_letters(count: int) -> list[str]:
@@ -64,6 +68,12 @@ class Atoms:
     def as_dict(self) -> dict[str, float]:
         """The four atoms by name."""
         return {name: getattr(self, name) for name in ATOMS}
+
+    def bound_columns(self) -> dict[str, float]:
+        """The bounds as columns r_lo, r_hi, u1_lo, ... (NaN where there are none)."""
+        bounds = self.bounds or {}
+        return {f"{atom}_{end}": float(bounds.get(atom, (math.nan, math.nan))[index])
+                for atom in ATOMS for index, end in enumerate(BOUND_ENDS)}
 
     @property
     def i1(self) -> float:

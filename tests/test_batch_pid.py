@@ -17,16 +17,40 @@ from tests.gates import PLANTED, planted_samples, planted_splits, smoothed_joint
 def test_planted_gates_match_exact_pid_within_003_bits(gate, mode):
     joint, fit, held = planted_splits(gate)
     exact = discrete_pid(joint).atoms()
-    result = batch_pid(*fit, held_out=held, mode=mode, device="cpu")
+    result = batch_pid(*fit, held_out=held, mode=mode, device="cpu", bootstrap=0)
     errors = {atom: abs(result.atoms[atom] - exact[atom]) for atom in ATOMS}
     assert max(errors.values()) < 0.03, (gate, mode, result.atoms, exact)
     assert result.diagnostics["sinkhorn_converged"]
 
 
+@pytest.mark.parametrize("mode", ["published", "calibrated"])
+def test_training_never_reads_the_evaluation_split(mode):
+    _, fit, held = planted_splits("AND", 512, 128)
+    _, _, other = planted_splits("XOR", 2, 128)
+    first = batch_pid(*fit, held_out=held, mode=mode, seed=3, bootstrap=0)
+    second = batch_pid(*fit, held_out=other, mode=mode, seed=3, bootstrap=0)
+    assert first.diagnostics["objective_curve"] == second.diagnostics["objective_curve"]
+    assert first.diagnostics["best_epoch"] == second.diagnostics["best_epoch"]
+    weights = second.estimator.net.state_dict()
+    assert all(torch.equal(value, weights[name]) for name, value in first.estimator.net.state_dict().items())
+    assert first.atoms.s != second.atoms.s
+
+
+def test_the_presets_choose_how_training_stops_and_where_p_y_comes_from():
+    _, fit, held = planted_splits("AND", 512, 128)
+    published = batch_pid(*fit, held_out=held, mode="published", bootstrap=0)
+    calibrated = batch_pid(*fit, held_out=held, mode="calibrated", bootstrap=0)
+    assert published.diagnostics["selection"] == "fixed epochs" and published.diagnostics["epochs"] == 8
+    assert calibrated.diagnostics["selection"] == "early stopping on a validation part of the fitting split"
+    assert torch.allclose(published.estimator.calibration.p_y, torch.as_tensor(fit[4]).mean(0))
+    assert torch.allclose(calibrated.estimator.calibration.p_y, torch.as_tensor(held[4]).mean(0))
+    assert published.diagnostics["p_y_from"] == "fit" and calibrated.diagnostics["p_y_from"] == "evaluation"
+
+
 @pytest.fixture(scope="module")
 def and_result():
     _, fit, held = planted_splits("AND", 768, 512)
-    return batch_pid(*fit, held_out=held, seed=5)
+    return batch_pid(*fit, held_out=held, seed=5, bootstrap=20)
 
 
 def test_pointwise_atoms_average_to_dataset_atoms(and_result):

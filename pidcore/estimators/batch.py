@@ -2,7 +2,9 @@
 
 Two small networks embed x1 and x2 per label; for a batch, the pair kernel is Sinkhorn-projected
 onto couplings that keep the probes' (modality, answer) marginals, and the networks are trained
-to minimise I_q(X1,X2;Y). Fitted on one split, evaluated on a held-out split, in bits.
+to minimise I_q(X1,X2;Y). Fitted on one split, evaluated on a held-out split, in bits. Training
+never reads the evaluation split: early stopping, where used, watches a validation part of the
+fitting split.
 """
 
 from __future__ import annotations
@@ -11,26 +13,28 @@ import copy
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from pidcore.atoms import ATOMS, Atoms
 from pidcore.devices import resolve_device
-from pidcore.estimators.alignment import AlignmentNet
-from pidcore.estimators.batch_config import BatchConfig
+from pidcore.estimators.alignment import alignment_net
+from pidcore.estimators.batch_config import PRESETS, BatchConfig
 from pidcore.estimators.batch_terms import conditional_terms
 from pidcore.estimators.calibration import Calibration, apply_log_weights, calibration_log_weights, marginal_gap
 from pidcore.estimators.fitted import BatchPIDEstimator
-from pidcore.estimators.information import to_bits
+from pidcore.estimators.information import kl_nats, to_bits
 from pidcore.estimators.sample_set import SampleSet, even_chunks
 from pidcore.estimators.validation import check_sample_set
+
+_P_Y_FLOOR = 1e-8
 
 
 @dataclass
 class BatchPIDResult:
-    """Dataset atoms (bits), per-sample atoms and informations of the held-out split (ATOMS + INFORMATIONS, their
-    means the dataset values), diagnostics, and the fitted estimator."""
+    """Dataset atoms (bits, with bootstrap bounds), per-sample atoms and informations of the held-out split
+    (ATOMS + INFORMATIONS, their means the dataset values), diagnostics, and the fitted estimator."""
 
     atoms: Atoms
     pointwise: dict[str, torch.Tensor]
@@ -39,39 +43,59 @@ class BatchPIDResult:
     held_out_index: torch.Tensor = field(repr=False)
 
 
+@dataclass
+class Training:
+    """What training produced: the kept network and how it was chosen."""
+
+    net: torch.nn.Module
+    curve: list[dict]
+    stopped_because: str
+    selection: str
+    kept_epoch: int
+    initial_bits: float
+    kept_bits: float
+    floor_bits: float
+
+
 def batch_pid(x1, x2, p_y_x1, p_y_x2, p_y_x1x2, *, held_out=None, mode: str = "published",
               device: str | torch.device = "auto", config: BatchConfig | None = None,
               progress=None, **overrides) -> BatchPIDResult:
     """Fit BATCH on one split and evaluate on a held-out split.
 
+    `mode` picks a preset of conventions (batch_config.PRESETS: "published" reproduces the paper's stage 3,
+    "calibrated" is ours); `config` replaces the preset, and `overrides` set single BatchConfig fields.
     With `held_out=(x1, x2, p_y_x1, p_y_x2, p_y_x1x2)` the given arrays are the fitting split;
-    otherwise a seeded `held_out_fraction` of them is held out. `overrides` set BatchConfig fields.
-    `progress(epoch, max_epochs, held_out_bits)` is called after every epoch when given.
+    otherwise a seeded `held_out_fraction` of them is held out.
+    `progress(epoch, max_epochs, monitored_bits)` is called after every epoch when given.
     """
-    config = _replace(config or BatchConfig(), mode=mode, **overrides)
-    config.validate()
+    config = _configured(mode, config, overrides)
     started = time.perf_counter()
     fit, held, held_index = _splits(x1, x2, p_y_x1, p_y_x2, p_y_x1x2, held_out, config)
-    fit, fit_cal = _prepared(fit, config.mode)
-    held, held_cal = _prepared(held, config.mode)
+    p_y = _p_y(fit if config.p_y_from == "fit" else held)
+    fit, fit_cal = _prepared(fit, p_y, config.calibrate_probes)
+    held, held_cal = _prepared(held, p_y, config.calibrate_probes)
     dev = resolve_device(device)
-    net, curve, stop = _train(fit, held, config, dev, progress)
-    estimator = BatchPIDEstimator(net, config, held_cal, _reference(held, config))
+    training = _train(fit, p_y, config, dev, progress)
+    estimator = BatchPIDEstimator(training.net, config, held_cal, _reference(held, config))
     pointwise, sinkhorn = estimator.score(held, dev)
-    atoms = Atoms.from_mapping({name: values.mean() for name, values in pointwise.items()})
-    diagnostics = _diagnostics(atoms, pointwise, sinkhorn, curve, fit_cal, held_cal, fit, held, dev)
-    diagnostics["mode"] = config.mode
-    diagnostics["stopped_because"] = stop
+    atoms = estimator.dataset_atoms(held, pointwise, device=dev)
+    diagnostics = _diagnostics(atoms, pointwise, sinkhorn, training, fit_cal, held_cal, fit, held, config, dev)
     diagnostics["seconds"] = time.perf_counter() - started
     return BatchPIDResult(atoms, pointwise, diagnostics, estimator, held_index)
 
 
-def _replace(config: BatchConfig, **changes) -> BatchConfig:
-    """A copy of config with some fields changed; unknown names are an error."""
-    unknown = set(changes) - set(asdict(config))
+def _configured(mode: str, config: BatchConfig | None, overrides: dict) -> BatchConfig:
+    """The preset (or given config) with some fields changed; unknown names and modes are errors."""
+    if config is None:
+        if mode not in PRESETS:
+            raise ValueError(f"mode must be one of {tuple(PRESETS)}, got {mode!r}")
+        config = PRESETS[mode]
+    unknown = set(overrides) - set(asdict(config))
     if unknown:
         raise ValueError(f"unknown BATCH settings: {sorted(unknown)}")
-    return BatchConfig(**{**asdict(config), **changes})
+    config = replace(config, **overrides)
+    config.validate()
+    return config
 
 
 def _splits(x1, x2, p1, p2, p12, held_out, config):
@@ -85,10 +109,15 @@ def _splits(x1, x2, p1, p2, p12, held_out, config):
         return data, held, torch.arange(len(held))
     if len(data) < 4:
         raise ValueError(f"need at least 4 samples to split into fitting and held-out sets, got {len(data)}")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
-    n_held = min(max(2, round(len(data) * config.held_out_fraction)), len(data) - 2)
-    held_index, fit_index = order[:n_held].sort().values, order[n_held:]
+    fit_index, held_index = _seeded_split(len(data), config.held_out_fraction, config.seed)
     return data.subset(fit_index), data.subset(held_index), held_index
+
+
+def _seeded_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded split of n items: (the rest, a `fraction` of them, at least 2 in each part)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_part = min(max(2, round(n * fraction)), n - 2)
+    return order[n_part:], order[:n_part].sort().values
 
 
 def _check_compatible(fit: SampleSet, held: SampleSet) -> None:
@@ -100,55 +129,69 @@ def _check_compatible(fit: SampleSet, held: SampleSet) -> None:
         raise ValueError("the held-out split needs at least 2 samples")
 
 
-def _prepared(data: SampleSet, mode: str) -> tuple[SampleSet, Calibration]:
-    """Set p_y to the mean of p(y|x1,x2); in calibrated mode rescale both unimodal probes to match it."""
+def _p_y(data: SampleSet) -> torch.Tensor:
+    """p(y): the mean of the full pass over a split; exact zeros lifted to 1e-8, as published, so no KL is infinite."""
     p_y = data.p12.mean(0)
-    k = len(p_y)
-    log_w1 = log_w2 = torch.zeros(k, dtype=p_y.dtype)
-    if mode == "calibrated":
-        log_w1 = calibration_log_weights(data.p1, p_y)
-        log_w2 = calibration_log_weights(data.p2, p_y)
-    calibration = Calibration(p_y, log_w1, log_w2, marginal_gap(data.p1, p_y), marginal_gap(data.p2, p_y))
+    return torch.where(p_y == 0, torch.full_like(p_y, _P_Y_FLOOR), p_y)
+
+
+def _prepared(data: SampleSet, p_y: torch.Tensor, calibrate: bool) -> tuple[SampleSet, Calibration]:
+    """The split's probes, rescaled per class until their means match the split's full pass when `calibrate`;
+    with the p(y) the informations use and the split's marginal gaps."""
+    own = data.p12.mean(0)
+    k = len(own)
+    log_w1 = log_w2 = torch.zeros(k, dtype=own.dtype)
+    if calibrate:
+        log_w1 = calibration_log_weights(data.p1, own)
+        log_w2 = calibration_log_weights(data.p2, own)
+    calibration = Calibration(p_y, log_w1, log_w2, marginal_gap(data.p1, own), marginal_gap(data.p2, own))
     p1, p2 = apply_log_weights(data.p1, log_w1), apply_log_weights(data.p2, log_w2)
     return SampleSet(data.x1, data.x2, p1, p2, data.p12), calibration
 
 
-def _train(fit: SampleSet, held: SampleSet, config: BatchConfig, device, progress):
-    """Adam on the fitting split; keep the weights with the best held-out objective (early stopping)."""
+def _train(fit: SampleSet, p_y: torch.Tensor, config: BatchConfig, device, progress) -> Training:
+    """Adam on the fitting split: max_epochs exactly, or early stopping on a validation part of the fitting split."""
+    training_part, validation = fit, None
+    if config.early_stopping and len(fit) >= 8:
+        train_index, validation_index = _seeded_split(len(fit), config.validation_fraction, config.seed + 5)
+        training_part, validation = fit.subset(train_index), fit.subset(validation_index)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        net = AlignmentNet(fit.x1.shape[1], fit.x2.shape[1], fit.p1.shape[1],
-                           config.hidden_dim, config.embed_dim, config.layers, config.logit_cap)
-    net.set_feature_stats(fit.x1.float(), fit.x2.float())
+        net = alignment_net(fit.x1.shape[1], fit.x2.shape[1], fit.p1.shape[1], config)
+    if config.standardise_features:
+        net.set_feature_stats(training_part.x1.float(), training_part.x2.float())
     net.to(device)
-    fit32 = fit.to(device, torch.float32)
     generator = torch.Generator().manual_seed(config.seed + 1)
-    monitor = held.subset(torch.randperm(len(held), generator=generator)[: config.monitor_samples])
+    watched = validation if validation is not None else training_part
+    monitor = watched.subset(torch.randperm(len(watched), generator=generator)[: config.monitor_samples])
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    best = _objective_bits(net, monitor, config, device)
-    curve = [{"epoch": 0, "fit_bits": None, "held_out_bits": best, "kept": True}]
-    best_state, stale, stop = copy.deepcopy(net.state_dict()), 0, "max_epochs reached"
+    initial = _objective_bits(net, monitor, config, device)
+    floor = _floor_bits(monitor, p_y)
+    curve = [{"epoch": 0, "fit_bits": None, "monitored_bits": initial}]
+    best, best_state, kept, stale = initial, copy.deepcopy(net.state_dict()), 0, 0
+    stop = "max_epochs reached"
+    training32 = training_part.to(device, torch.float32)
     for epoch in range(1, config.max_epochs + 1):
-        fit_bits = _epoch(net, optimizer, fit32, config, generator)
-        held_bits = _objective_bits(net, monitor, config, device)
-        improved = held_bits < best - config.min_improvement_bits
-        curve.append({"epoch": epoch, "fit_bits": fit_bits, "held_out_bits": held_bits, "kept": improved})
+        fit_bits = _epoch(net, optimizer, training32, config, generator)
+        monitored = _objective_bits(net, monitor, config, device)
+        curve.append({"epoch": epoch, "fit_bits": fit_bits, "monitored_bits": monitored})
         if progress is not None:
-            progress(epoch, config.max_epochs, held_bits)
-        if not (math.isfinite(fit_bits) and math.isfinite(held_bits)):
-            warnings.warn(f"BATCH objective became non-finite at epoch {epoch}; keeping epoch "
-                          f"{[row['epoch'] for row in curve if row['kept']][-1]}")
+            progress(epoch, config.max_epochs, monitored)
+        if not (math.isfinite(fit_bits) and math.isfinite(monitored)):
+            warnings.warn(f"BATCH objective became non-finite at epoch {epoch}; keeping epoch {kept}")
             stop = "non-finite objective"
             break
-        if improved:
-            best, best_state, stale = held_bits, copy.deepcopy(net.state_dict()), 0
+        if validation is None or monitored < best - config.min_improvement_bits:
+            best, best_state, kept, stale = monitored, copy.deepcopy(net.state_dict()), epoch, 0
         else:
             stale += 1
             if stale >= config.patience:
                 stop = "early stopping"
                 break
     net.load_state_dict(best_state)
-    return net, curve, stop
+    selection = ("early stopping on a validation part of the fitting split" if validation is not None
+                 else "fixed epochs (fitting split under 8 samples)" if config.early_stopping else "fixed epochs")
+    return Training(net, curve, stop, selection, kept, initial, best, floor)
 
 
 def _epoch(net, optimizer, fit: SampleSet, config: BatchConfig, generator) -> float:
@@ -171,7 +214,7 @@ def _epoch(net, optimizer, fit: SampleSet, config: BatchConfig, generator) -> fl
 
 @torch.no_grad()
 def _objective_bits(net, data: SampleSet, config: BatchConfig, device) -> float:
-    """Mean held-out I_q(X2;Y|X1) in bits, batched like the final evaluation."""
+    """Mean I_q(X2;Y|X1) in bits over `data`, batched like the final evaluation."""
     net.eval()
     data = data.to(device, torch.float32)
     total = 0.0
@@ -183,32 +226,47 @@ def _objective_bits(net, data: SampleSet, config: BatchConfig, device) -> float:
     return float(to_bits(torch.tensor(total / len(data))))
 
 
+def _floor_bits(data: SampleSet, p_y: torch.Tensor) -> float:
+    """A lower bound on the conditional term I_q(X2;Y|X1) = Iq - I(X1;Y) over data: I(X2;Y) - I(X1;Y), since
+    Iq >= I(X2;Y). An objective at its floor has nothing left to learn."""
+    i1, i2 = (float(to_bits(kl_nats(p, p_y[None]).mean())) for p in (data.p1, data.p2))
+    return max(0.0, i2 - i1)
+
+
 def _reference(held: SampleSet, config: BatchConfig) -> SampleSet:
     """The held-out samples a new sample is scored among: a seeded batch_size - 1 of them."""
     order = torch.randperm(len(held), generator=torch.Generator().manual_seed(config.seed + 2))
     return held.subset(order[: config.batch_size - 1].sort().values)
 
 
-def _diagnostics(atoms, pointwise, sinkhorn, curve, fit_cal, held_cal, fit, held, device) -> dict:
+def _diagnostics(atoms, pointwise, sinkhorn, training: Training, fit_cal, held_cal, fit, held, config,
+                 device) -> dict:
     """What a careful reader needs to trust (or distrust) the atoms."""
-    kept = [row["epoch"] for row in curve if row["kept"]][-1]
     return {
+        "mode": config.mode,
+        "config": asdict(config),
         "device": str(device),
         "n_fit": len(fit),
         "n_held_out": len(held),
+        "p_y_from": config.p_y_from,
         "marginal_gap_x1": held_cal.gap1,
         "marginal_gap_x2": held_cal.gap2,
         "marginal_gap_x1_fit": fit_cal.gap1,
         "marginal_gap_x2_fit": fit_cal.gap2,
-        "marginal_gap_after_calibration": max(marginal_gap(held.p1, held_cal.p_y),
-                                              marginal_gap(held.p2, held_cal.p_y)),
+        "marginal_gap_after_calibration": max(marginal_gap(held.p1, held.p12.mean(0)),
+                                              marginal_gap(held.p2, held.p12.mean(0))),
         "sinkhorn_residual": sinkhorn["residual"],
         "sinkhorn_iterations": sinkhorn["iterations"],
         "sinkhorn_converged": sinkhorn["converged"],
-        "epochs": curve[-1]["epoch"],
-        "best_epoch": kept,
-        "objective_curve": curve,
+        "selection": training.selection,
+        "epochs": training.curve[-1]["epoch"],
+        "best_epoch": training.kept_epoch,
+        "initial_bits": training.initial_bits,
+        "kept_bits": training.kept_bits,
+        "floor_bits": training.floor_bits,
+        "stopped_because": training.stopped_because,
+        "objective_curve": training.curve,
+        "bounds": dict(atoms.bounds),
         "negative_atoms": {name: value for name, value in atoms.as_dict().items() if value < 0},
         "negative_pointwise_fraction": {name: float((pointwise[name] < 0).double().mean()) for name in ATOMS},
     }
-
