@@ -26,31 +26,34 @@ def _profile(args: argparse.Namespace) -> int:
     from pidcore.pipeline.settings import ProfileSettings
 
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
-                               device=args.device, dtype=args.dtype, limit=args.limit, seed=args.seed,
-                               estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
-                               step=args.checkpoint_step, stage=args.stage, trust_remote_code=args.trust_remote_code,
-                               task=args.task)
+                               dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
+                               task=args.task, **_estimation_settings(args))
     _print_atoms(profile(settings))
     return 0
 
 
 def _import_paper(args: argparse.Namespace) -> int:
     from pidcore.pipeline.settings import ProfileSettings
-    from pidcore.pipeline.stage2_import import import_paper_file
+    from pidcore.pipeline.stage2_import import import_stage2
 
-    settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, device=args.device, seed=args.seed,
-                               estimator_mode=args.estimator_mode, checkpoint=args.checkpoint,
-                               step=args.checkpoint_step, stage=args.stage, task=args.task)
+    settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, task=args.task,
+                               **_estimation_settings(args))
     failed = 0
-    for path in args.files:
+    for path in args.paths:
         try:
-            rows = import_paper_file(path, settings, n_layers=args.n_layers)
+            imported = import_stage2(path, settings, n_layers=args.n_layers, widen_uniform=args.widen_uniform,
+                                     family=args.family)
         except ValueError as error:
             failed += 1
             print(f"error: {path}: {error}", file=sys.stderr)
             continue
-        print(f"{path}: imported")
-        _print_atoms(rows)
+        for run in imported:
+            skipped = sum(len(reasons) for reasons in run.skipped.values())
+            print(f"{path}: imported {run.model}: {run.kept} records kept, {skipped} skipped")
+            for source, reasons in run.skipped.items():
+                for record, reason in reasons:
+                    print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
+            _print_atoms(run.results)
     return 2 if failed else 0
 
 
@@ -87,12 +90,20 @@ def _demo_summary(args: argparse.Namespace) -> int:
 
 
 def _print_atoms(results: list[LayerResult]) -> None:
-    """The LayerResults of a run as a table in bits."""
-    print("layer" + "".join(f" {SYMBOLS[atom]:>8s}" for atom in ATOMS)
+    """The LayerResults of a run as a table in bits, each atom with its 95% bootstrap interval."""
+    print("layer" + "".join(f" {SYMBOLS[atom] + ' [95% interval]':>27s}" for atom in ATOMS)
           + "  accuracy (bits; last layer = the model's output)")
     for result in results:
         accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
-        print(f"{result.layer:5d}" + "".join(f" {result.atoms[atom]:8.4f}" for atom in ATOMS) + f"  {accuracy}")
+        cells = []
+        for atom in ATOMS:
+            low, high = (result.atoms.bounds or {}).get(atom, (float("nan"), float("nan")))
+            cells.append(f" {result.atoms[atom]:8.4f} [{low:7.4f}, {high:7.4f}]")
+        print(f"{result.layer:5d}" + "".join(cells) + f"  {accuracy}")
+        repeats = result.diagnostics.get("repeats")
+        if repeats:
+            spread = ", ".join(f"{SYMBOLS[atom]} {repeats['spread'][atom]['sd']:.4f}" for atom in ATOMS)
+            print(f"      refitted on {len(repeats['seeds'])} seeds ({repeats['split']}): standard deviation {spread}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,12 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     run.add_argument("--task", default=None, help="task name shown in the dashboard (default KIND:FILENAME)")
     run.set_defaults(run=_profile)
-    paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 JSON files as runs")
-    paper.add_argument("files", nargs="+", help="stage-2 JSON files, one model on one task each")
+    paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 output as runs")
+    paper.add_argument("paths", nargs="+", metavar="PATH",
+                       help="a stage-2 folder holding train/<model>.json and val/<model>.json (every model in both is "
+                            "fitted on train and evaluated on val), or single JSON files, one model on one task each")
     paper.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
-    paper.add_argument("--model", default=None, help="model name (default: the file's `model`, else its name)")
-    paper.add_argument("--task", default=None, help="task name (default: the file's `task`, else its name)")
+    paper.add_argument("--model", default=None, help="model name of a single file (default: its `model`, else its "
+                                                     "name; a folder's models are named by their files)")
+    paper.add_argument("--task", default=None, help="task name (default: a file's `task`, else its name; a folder's "
+                                                    "name)")
+    paper.add_argument("--family", default=None, help="model family shown in the dashboard (default: a file's "
+                                                      "`family`, else imported)")
     paper.add_argument("--n-layers", type=int, default=1, help="the model's decoder depth; the import is its output")
+    paper.add_argument("--widen-uniform", action="store_true",
+                       help="as the paper's MMBench stage 3: a probe uniform over n options, n below the padded "
+                            "width, becomes uniform over the whole width")
     _estimation_options(paper)
     paper.set_defaults(run=_import_paper)
     demo = commands.add_parser("demo", help="the offline demo world")
@@ -142,13 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _estimation_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `profile` and `import-paper`: estimator, seed, device and checkpoint."""
+    """Options shared by `profile` and `import-paper`: estimator and its conventions, seed, device, checkpoint."""
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--estimator-mode", default="published", choices=["published", "calibrated"])
+    parser.add_argument("--estimator", "--estimator-mode", dest="estimator_mode", default="published",
+                        choices=["published", "calibrated"],
+                        help="published: the paper's stage 3 (p(y) from the fitting split, 8 epochs, letter-mass "
+                             "fallback); calibrated: ours (calibrated probes, early stopping on a validation part "
+                             "of the fitting split, no fallback)")
+    parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
+                        help="replace probes with less than 30%% of their mass on the option letters by the uniform "
+                             "distribution, per layer (default: on for published, off for calibrated)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="refit on this many seeded fit/evaluation splits and report the spread of the atoms")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="resamples behind each atom's 95%% interval (default 100; 0: no interval, faster)")
     parser.add_argument("--checkpoint", default="final", help="checkpoint name")
     parser.add_argument("--checkpoint-step", type=int, default=None, help="training step of the checkpoint")
     parser.add_argument("--stage", default=None, help="training stage of the checkpoint")
+
+
+def _estimation_settings(args: argparse.Namespace) -> dict:
+    """The ProfileSettings fields the estimation options give."""
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.bootstrap is not None and args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must not be negative, got {args.bootstrap}")
+    return {"device": args.device, "seed": args.seed, "estimator_mode": args.estimator_mode,
+            "letter_mass_fallback": args.fallback, "repeats": args.repeats, "bootstrap": args.bootstrap,
+            "checkpoint": args.checkpoint, "step": args.checkpoint_step, "stage": args.stage}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pidcore.atoms import ATOMS, LABELS
 from pidcore.datasets import shapes
 from pidcore.models.loading import load_vlm
 from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import DEFAULT_DB, MODELS
 from pidcore.store import reference_runs
 
@@ -48,10 +49,11 @@ def test_an_uploaded_image_gets_probes_and_atoms_from_a_shipped_model():
     assert list(shown) == [LABELS[atom] for atom in ATOMS]
     assert any("can be negative" in caption.value for caption in app.caption)
 
-    reference = reference_runs(DEFAULT_DB, "idefics3-s", 4).iloc[0]
+    reference = reference_runs(DEFAULT_DB, "idefics3-s", 4, DEFAULT_ESTIMATOR).iloc[0]
     assert app.selectbox(key="case_task_idefics3-s").value == reference["task"]
     expected = analyse(load_vlm(str(MODELS / "idefics3-s"), device="auto"), str(DEFAULT_DB), reference["run_id"],
-                       read_image(_png(image)), "What colour is the shape?", ["red", "green", "blue", "yellow"])
+                       DEFAULT_ESTIMATOR, read_image(_png(image)), "What colour is the shape?",
+                       ["red", "green", "blue", "yellow"])
     output = expected.atoms[max(expected.atoms)]
     assert shown == {LABELS[atom]: round(output[atom], 3) for atom in ATOMS}
     bars = [_values(trace["y"]) for trace in charts[0]["data"]]

@@ -2,14 +2,17 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from pidcore.pipeline.stage2_import import PaperFileError, read_paper_file
-from pidcore.store import read_atoms
+from pidcore.pipeline.stage2_records import PaperFileError
+from pidcore.pipeline.stage2_records import read_stage2_file as read_paper_file
+from pidcore.store import load_samples, read_atoms, read_runs
+from tests.stage2_files import conversation_records, write_folder
 
 
 def _vision_unique_records(n=400, seed=0):
@@ -82,7 +85,7 @@ def test_a_record_with_a_bad_answer_is_skipped_whole_and_later_labels_stay_align
     run = read_paper_file(path)
     assert dict(run.skipped) == {"q10": "answer 'Z' is neither a letter A-B nor an index below 2"}
     assert len(run.ids) == len(run.gold) == len(run.x1) == 39
-    assert run.gold == [int(np.argmax(probs[0, 0])) for probs in run.probs]
+    assert run.gold == [int(np.argmax(probs[0])) for probs in run.probs]
 
 
 def test_a_bad_file_is_a_clear_error_and_the_good_file_still_lands(stage2, tmp_path):
@@ -97,3 +100,115 @@ def test_a_bad_file_is_a_clear_error_and_the_good_file_still_lands(stage2, tmp_p
     assert done.returncode == 2
     assert "garbage.json is not valid JSON" in done.stderr and "Traceback" not in done.stderr
     assert len(read_atoms(db)) == 1
+
+
+def _mixed_records(n, seed, width=4, prefix="r"):
+    """Records in the paper's layout with 2, 3 or 4 options zero-padded to `width`; the gold letter is the option
+    the image decides, and the full pass agrees with it."""
+    rng = np.random.default_rng(seed)
+    features, probes, counts, labels = [], [], [], []
+    for _ in range(n):
+        k = int(rng.integers(2, width + 1))
+        gold = int(rng.integers(k))
+        image = np.full(k, 0.02 / (k - 1))
+        image[gold] = 0.98
+        features.append((np.eye(width)[gold] + 0.05 * rng.standard_normal(width), rng.standard_normal(3)))
+        probes.append((image, np.full(k, 1.0 / k), image))
+        counts.append(k)
+        labels.append("ABCD"[gold])
+    x1, x2 = (np.stack(column) for column in zip(*features))
+    p1, p2, p12 = ([probe[i] for probe in probes] for i in range(3))
+    return conversation_records(x1, x2, p1, p2, p12, num_options=counts, width=width, labels=labels, prefix=prefix)
+
+
+@pytest.fixture(scope="module")
+def stage2_folder(tmp_path_factory):
+    """A train/val folder: one four-wide model with bad records among good ones, one two-option model, and a
+    model without a val file."""
+    folder = tmp_path_factory.mktemp("stage2")
+    train, val = _mixed_records(200, seed=1, prefix="t"), _mixed_records(120, seed=2, prefix="v")
+    bad = {("train", 50): ("label", "E"), ("train", 51): ("vl_prob", [0.5, 0.25, 0.25, 0.0]),
+           ("val", 10): ("label", "Z"), ("val", 11): ("v_feature", None)}
+    for (split, index), (key, value) in bad.items():
+        records = train if split == "train" else val
+        records[index]["num_options"] = 2 if key == "vl_prob" else records[index]["num_options"]
+        records[index]["conversations"][1][key] = value
+    val[12] = {"id": "no-turn", "num_options": 4, "conversations": [{"from": "human", "value": "?"}]}
+    val[13]["id"] = val[14]["id"]
+    write_folder(folder, "wide", train, val)
+    write_folder(folder, "two", _mixed_records(80, seed=3, width=2, prefix="t"),
+                 _mixed_records(60, seed=4, width=2, prefix="v"))
+    (folder / "train" / "lonely.json").write_text(json.dumps(_mixed_records(20, seed=5)))
+    return folder, {"train": train, "val": val}
+
+
+def test_a_stage2_folder_imports_every_model_in_both_splits(stage2_folder):
+    folder, _ = stage2_folder
+    db = folder / "paper.duckdb"
+    done = _run(str(folder), "--db", str(db), "--task", "MMBench", "--n-layers", "28", "--family", "llava",
+                "--bootstrap", "20")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported two: 140 records kept, 0 skipped" in done.stdout
+    assert "imported wide: 314 records kept, 6 skipped" in done.stdout
+    assert "lonely.json has no val/ counterpart" in done.stderr
+    atoms = read_atoms(db).set_index("model")
+    assert sorted(atoms.index) == ["two", "wide"] and set(atoms["layer"]) == {28} and set(atoms["task"]) == {"MMBench"}
+    assert atoms.loc["wide", "accuracy"] == 1.0 and atoms.loc["wide", "n_samples"] == 116
+    assert atoms.loc["wide", "u1"] > 0.5 and abs(atoms.loc["wide", "u2"]) < 0.05
+    assert atoms.loc["wide", "u1_lo"] <= atoms.loc["wide", "u1"] <= atoms.loc["wide", "u1_hi"]
+
+
+def test_every_good_record_lands_with_its_own_label_and_every_bad_one_is_skipped_whole(stage2_folder):
+    folder, records = stage2_folder
+    db = folder / "paper.duckdb"
+    (run_id,) = read_runs(db).set_index("model").loc[["wide"], "run_id"]
+    stored = {sample.sample_id: sample for sample in load_samples(db, run_id)}
+    skipped = {"t50", "t51", "v10", "v11", "no-turn"}
+    expected = {}
+    for split in ("train", "val"):
+        for record in records[split]:
+            key = f"{split}:{record['id']}"
+            if record["id"] not in skipped and key not in expected:
+                turn = record["conversations"][1]
+                split_name = {"train": "fit", "val": "evaluation"}[split]
+                expected[key] = ("ABCD".index(turn["label"]), turn["vl_prob"], split_name)
+    assert set(stored) == set(expected) and len(stored) == 314
+    for sample_id, (gold, full, split) in expected.items():
+        sample = stored[sample_id]
+        assert (sample.gold, sample.split) == (gold, split) and np.allclose(sample.probs[0, 0], full)
+
+
+def test_bad_records_in_the_papers_layout_are_named_with_their_reasons(stage2_folder):
+    folder, records = stage2_folder
+    found = read_paper_file(folder / "val" / "wide.json")
+    reasons = dict(found.skipped)
+    assert reasons["v10"] == "label 'Z' is not one of the option letters " + \
+        ("A-" + "ABCD"[records["val"][10]["num_options"] - 1])
+    assert reasons["v11"] == "missing v_feature"
+    assert reasons["no-turn"] == "no gpt turn in conversations"
+    assert reasons[records["val"][14]["id"]] == f"duplicate id {records['val'][14]['id']!r}"
+    train = dict(read_paper_file(folder / "train" / "wide.json").skipped)
+    assert train["t51"] == "vl_prob puts probability past its 2 options"
+    assert train["t50"].startswith("label 'E' is not one of the option letters")
+
+
+def test_repeats_report_how_much_the_split_moves_the_atoms(stage2):
+    folder, path = stage2
+    db = folder / "repeats.duckdb"
+    done = _run(str(path), "--db", str(db), "--repeats", "3", "--bootstrap", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(line for line in done.stdout.splitlines() if "refitted on 3 seeds" in line)
+    assert "(redrawn per seed)" in line
+    spread = {name: float(value) for name, value in re.findall(r"(R|U1|U2|S) ([0-9.]+)", line)}
+    assert set(spread) == {"R", "U1", "U2", "S"} and 0 < spread["U1"] < 0.1
+    assert read_atoms(db)["r_lo"].isna().all()
+
+
+def test_widen_uniform_follows_the_papers_mmbench_stage3(tmp_path):
+    records = _mixed_records(6, seed=7)
+    three = next(record for record in records if record["num_options"] == 3)
+    three["conversations"][1]["l_prob"] = [1 / 3, 1 / 3, 1 / 3, 0.0]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([three]))
+    assert np.allclose(read_paper_file(path).probs[0][2], [1 / 3, 1 / 3, 1 / 3, 0])
+    assert np.allclose(read_paper_file(path, widen_uniform=True).probs[0][2], [0.25] * 4)

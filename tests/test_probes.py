@@ -39,6 +39,9 @@ def test_lens_at_the_last_layer_is_the_real_output(vlm, images):
     assert torch.allclose(result.probs[0, -1], real, atol=1e-6)
     assert result.probs.shape == (3, vlm.model.config.text_config.num_hidden_layers + 1, 3)
     assert torch.allclose(result.probs.sum(-1), torch.ones(3, result.probs.shape[1]), atol=1e-6)
+    assert result.letter_mass.shape == result.probs.shape[:2]
+    assert float(result.letter_mass[0, -1]) == pytest.approx(float(torch.softmax(logits, -1)[letters].sum()), abs=1e-6)
+    assert ((result.letter_mass > 0) & (result.letter_mass <= 1)).all()
 
 
 def test_text_only_probe_ignores_the_image(vlm, images):

@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from pidcore.atoms import MIN_OPTIONS, Atoms
+from pidcore.atoms import LETTER_MASS_FALLBACK, MIN_OPTIONS, Atoms
 from pidcore.estimators import BatchPIDEstimator
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes
+from pidcore.pipeline.layers import with_fallback
+from pidcore.pipeline.settings import applies_fallback
 from pidcore.store import fitted_estimators, load_calibration
 
 MAX_UPLOAD_BYTES = 5 * 2**20
@@ -31,8 +33,8 @@ class CaseInputError(ValueError):
 
 @dataclass
 class CaseResult:
-    """Probe distributions [pass, layer, k] (full, image-only, text-only), letter mass [pass], and the sample's
-    pointwise atoms by layer (empty without a reference run)."""
+    """Probe distributions [pass, layer, k] (full, image-only, text-only), letter mass [pass, layer], and the
+    sample's pointwise atoms by layer (empty without a reference run)."""
 
     probs: np.ndarray
     letter_mass: np.ndarray
@@ -67,15 +69,16 @@ def check_question(question: str, options: list[str]) -> tuple[str, list[str]]:
     return question, options
 
 
-def analyse(vlm: LoadedVLM, db: str, run_id: str | None, image: Image.Image, question: str,
+def analyse(vlm: LoadedVLM, db: str, run_id: str | None, estimator: str, image: Image.Image, question: str,
             options: list[str], seed: int = 0) -> CaseResult:
-    """Probe the sample; with a reference run of the database, score its pointwise atoms at every layer that run
-    has (without one, the masked probes use the sample's own embedding statistics and no atoms are scored)."""
+    """Probe the sample; with a reference run of the database, score its pointwise atoms at every layer where that
+    run kept the estimator's fitted networks, with the estimator's conventions (the letter-mass fallback where it
+    applies). Without one, the masked probes use the sample's own embedding statistics and no atoms are scored."""
     question, options = check_question(question, options)
     encoded = encode_sample(vlm, image, question, options)
     stats = _stored_stats(db, run_id) if run_id else embedding_stats(vlm, [encoded])
     result = run_probes(vlm, encoded, stats, seed=seed)
-    atoms = _pointwise(db, run_id, result) if run_id else {}
+    atoms = _pointwise(db, run_id, estimator, result) if run_id else {}
     return CaseResult(result.probs.numpy(), result.letter_mass.numpy(), atoms)
 
 
@@ -86,12 +89,15 @@ def _stored_stats(db: str, run_id: str) -> EmbeddingStats:
     return EmbeddingStats(*(torch.from_numpy(array) for array in stored))
 
 
-def _pointwise(db: str, run_id: str, result: ProbeResult) -> dict[int, Atoms]:
+def _pointwise(db: str, run_id: str, estimator_name: str, result: ProbeResult) -> dict[int, Atoms]:
     """The sample's atoms at each layer with a stored estimator, scored among that layer's reference batch."""
     atoms = {}
-    for layer, blob in fitted_estimators(db, run_id):
+    for layer, blob in fitted_estimators(db, run_id, estimator_name):
         estimator = BatchPIDEstimator.from_bytes(blob)
-        full, image_only, text_only = result.probs[:, layer].double()[:, None]
+        probs = result.probs[None, :, layer].double().numpy()
+        if applies_fallback(estimator_name):
+            probs, _ = with_fallback(probs, result.letter_mass[None, :, layer].double().numpy(), LETTER_MASS_FALLBACK)
+        full, image_only, text_only = torch.from_numpy(probs[0])[:, None]
         local = estimator.pointwise(result.x1[None].double(), result.x2[None].double(), image_only, text_only, full)
         atoms[layer] = Atoms.from_mapping({name: values[0] for name, values in local.items()})
     return atoms

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK, PASSES
 from pidcore.estimators import BatchPIDResult, batch_pid
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import LayerResult, load_samples, read_layer_results, run_depth, stored_layers, write_layer
@@ -18,13 +19,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunSamples:
-    """A run's samples with the most common option count, stacked: probs is [sample, pass, stored layer, k]."""
+    """A run's samples with the most common option count, stacked: probs [sample, pass, stored layer, k],
+    letter mass [sample, pass, stored layer] (NaN where unknown), and each sample's split (None: not fixed)."""
 
     ids: list[str]
     gold: np.ndarray
     x1: np.ndarray
     x2: np.ndarray
     probs: np.ndarray
+    mass: np.ndarray
+    split: list[str | None]
 
 
 def load_run_samples(db: str, run_id: str) -> RunSamples:
@@ -37,9 +41,20 @@ def load_run_samples(db: str, run_id: str) -> RunSamples:
     if len(kept) < len(rows):
         logger.warning("estimating on the %d samples with %d options; %d others left out", len(kept), k,
                        len(rows) - len(kept))
+    probs = np.stack([row.probs for row in kept]).astype(np.float64)
     return RunSamples([row.sample_id for row in kept], np.array([-1 if row.gold is None else row.gold for row in kept]),
-                      np.stack([row.x1 for row in kept]), np.stack([row.x2 for row in kept]),
-                      np.stack([row.probs for row in kept]).astype(np.float64))
+                      np.stack([row.x1 for row in kept]), np.stack([row.x2 for row in kept]), probs,
+                      np.stack([_mass_by_layer(row.letter_mass, probs.shape[2]) for row in kept]),
+                      [row.split for row in kept])
+
+
+def _mass_by_layer(mass: np.ndarray, stored_layers: int) -> np.ndarray:
+    """Letter mass [pass, stored layer]; databases written before per-layer mass hold the output layer's only."""
+    if mass.ndim == 2:
+        return mass.astype(np.float64)
+    by_layer = np.full((len(PASSES), stored_layers), np.nan)
+    by_layer[:, -1] = mass
+    return by_layer
 
 
 def selected_layers(spec: str, n_layers: int) -> list[int]:
@@ -55,9 +70,18 @@ def selected_layers(spec: str, n_layers: int) -> list[int]:
     return layers
 
 
+def with_fallback(probs: np.ndarray, mass: np.ndarray, threshold: float) -> tuple[np.ndarray, dict]:
+    """Probes [sample, pass, k] whose letter mass [sample, pass] is below `threshold` replaced by the uniform
+    distribution over the k options (the published convention); with counts of what was replaced."""
+    low = mass < threshold
+    replaced = np.where(low[..., None], 1.0 / probs.shape[-1], probs)
+    counts = {name: int(low[:, index].sum()) for index, name in enumerate(PASSES)}
+    return replaced, {"threshold": threshold, "replaced": counts, "unknown_mass": int(np.isnan(mass).sum())}
+
+
 def estimate_layers(settings: ProfileSettings, run_id: str) -> list[LayerResult]:
-    """Fit BATCH per layer not yet stored; store dataset atoms, pointwise atoms and the fitted estimator; return the
-    output layer's result.
+    """Fit BATCH per layer not yet stored; store dataset atoms with intervals, pointwise atoms and the fitted
+    estimator; return the output layer's result.
 
     Stored probe outputs cover the run's last layers (all of them for `profile`, only the output for an
     imported run), so layer l sits at index l - first stored layer.
@@ -72,20 +96,64 @@ def estimate_layers(settings: ProfileSettings, run_id: str) -> list[LayerResult]
         raise ValueError(f"layers {unavailable} were not stored for this run; only {first_stored}..{n_layers} were")
     layers = [layer for layer in selected if layer >= first_stored and layer not in done]
     for layer in tqdm(layers, desc="estimating", unit="layer", disable=not settings.progress):
-        full, image_only, text_only = (samples.probs[:, index, layer - first_stored] for index in range(3))
-        result = batch_pid(samples.x1, samples.x2, image_only, text_only, full, mode=settings.estimator_mode,
-                           device=settings.device, seed=settings.seed)
-        _write(settings, run_id, layer, samples, full, result)
+        probs, fallback = _layer_probs(settings, samples, layer - first_stored)
+        (result, evaluated), repeats = _estimate(settings, samples, probs)
+        diagnostics = {k: v for k, v in result.diagnostics.items() if k != "objective_curve"}
+        diagnostics.update(fallback=fallback, repeats=repeats)
+        _write(settings, run_id, layer, samples, probs[:, 0], result, evaluated, diagnostics)
     return read_layer_results(settings.db, run_id, settings.estimator, [n_layers])
 
 
+def _layer_probs(settings: ProfileSettings, samples: RunSamples, index: int) -> tuple[np.ndarray, dict]:
+    """The three probes [sample, pass, k] at one stored layer, after the letter-mass fallback where it applies."""
+    probs = samples.probs[:, :, index]
+    if settings.fallback_upstream:
+        return probs, {"applied": "upstream, by the pipeline that wrote the probabilities"}
+    if not settings.fallback:
+        return probs, {"applied": "no"}
+    replaced, counts = with_fallback(probs, samples.mass[:, :, index], LETTER_MASS_FALLBACK)
+    return replaced, {"applied": "yes", **counts}
+
+
+def _estimate(settings: ProfileSettings, samples: RunSamples,
+              probs: np.ndarray) -> tuple[tuple[BatchPIDResult, list[int]], dict]:
+    """BATCH on the run's fixed fit/evaluation split (when it has one) or a seeded split, with the positions of the
+    evaluated samples; with `repeats`, refit with the next seeds and report the spread of the atoms."""
+    fits = [_fit_once(settings, samples, probs, settings.seed + repeat) for repeat in range(settings.repeats)]
+    if settings.repeats < 2:
+        return fits[0], {}
+    values = {atom: [result.atoms[atom] for result, _ in fits] for atom in ATOMS}
+    spread = {atom: {"sd": float(np.std(found, ddof=1)), "min": min(found), "max": max(found)}
+              for atom, found in values.items()}
+    return fits[0], {"seeds": [settings.seed + repeat for repeat in range(settings.repeats)],
+                     "split": "fixed by the run" if _fixed_split(samples) else "redrawn per seed",
+                     "values": values, "spread": spread}
+
+
+def _fixed_split(samples: RunSamples) -> bool:
+    return any(split is not None for split in samples.split)
+
+
+def _fit_once(settings: ProfileSettings, samples: RunSamples, probs: np.ndarray,
+              seed: int) -> tuple[BatchPIDResult, list[int]]:
+    full, image_only, text_only = np.moveaxis(probs, 1, 0)
+    inputs = (samples.x1, samples.x2, image_only, text_only, full)
+    options = {"mode": settings.estimator_mode, "device": settings.device, "seed": seed}
+    if settings.bootstrap is not None:
+        options["bootstrap"] = settings.bootstrap
+    if not _fixed_split(samples):
+        result = batch_pid(*inputs, **options)
+        return result, [int(i) for i in result.held_out_index]
+    fit = np.array([split == "fit" for split in samples.split])
+    result = batch_pid(*(array[fit] for array in inputs), held_out=tuple(array[~fit] for array in inputs), **options)
+    return result, [int(i) for i in np.flatnonzero(~fit)]
+
+
 def _write(settings: ProfileSettings, run_id: str, layer: int, samples: RunSamples, full: np.ndarray,
-           result: BatchPIDResult) -> None:
+           result: BatchPIDResult, evaluated: list[int], diagnostics: dict) -> None:
     has_gold = samples.gold >= 0
     accuracy = float((full.argmax(1)[has_gold] == samples.gold[has_gold]).mean()) if has_gold.any() else None
-    held = result.held_out_index.tolist()
     write_layer(settings.db, run_id=run_id, layer=layer, estimator=settings.estimator, atoms=result.atoms,
-                n_samples=len(held), accuracy=accuracy,
-                diagnostics={k: v for k, v in result.diagnostics.items() if k != "objective_curve"},
+                n_samples=len(evaluated), accuracy=accuracy, diagnostics=diagnostics,
                 fitted=result.estimator.to_bytes() if settings.keep_fitted else None,
-                pointwise=result.pointwise, sample_ids=[samples.ids[i] for i in held])
+                pointwise=result.pointwise, sample_ids=[samples.ids[i] for i in evaluated])

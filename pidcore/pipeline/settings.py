@@ -7,10 +7,36 @@ import json
 from dataclasses import dataclass
 
 
+def estimator_name(mode: str, fallback: bool) -> str:
+    """The estimator's name in the store: batch-MODE, and the letter-mass fallback where it is not the mode's
+    default (on for published, off for calibrated)."""
+    default = mode == "published"
+    suffix = "" if fallback == default else ("+fallback" if fallback else "-nofallback")
+    return f"batch-{mode}{suffix}"
+
+
+DEFAULT_ESTIMATOR = estimator_name("published", True)
+
+
+def applies_fallback(estimator: str) -> bool:
+    """Whether a stored estimator name (estimator_name's output) applied the letter-mass fallback."""
+    return estimator.endswith("+fallback") or (estimator.startswith("batch-published")
+                                               and not estimator.endswith("-nofallback"))
+
+
 @dataclass
 class ProfileSettings:
-    """Everything a profile run depends on; the run id hashes the fields that change results.
+    """Everything a profile run depends on; the run id hashes the fields that change its samples, and the
+    estimator name (`estimator`) the conventions that change its atoms.
 
+    estimator_mode: a preset of estimators.batch_config.PRESETS ("published" reproduces the paper's stage 3).
+    letter_mass_fallback: replace a probe whose vocabulary mass on the option letters is below
+      LETTER_MASS_FALLBACK by the uniform distribution, per probe and per layer, as published (None: the mode's
+      default, on for "published", off for "calibrated").
+    fallback_upstream: the probabilities were stored after the fallback (the paper's stage-2 files), so it is
+      not applied again.
+    repeats: refit on this many seeded fit/evaluation splits and report the spread of the atoms.
+    bootstrap: resamples behind each atom's 95% interval (None: the preset's, 100; 0: no interval).
     keep_fitted: store each layer's fitted estimator (about 50 kB), needed to score new samples later.
     progress: show tqdm bars (off when a caller shows its own).
     """
@@ -31,6 +57,10 @@ class ProfileSettings:
     chunk: int = 8
     trust_remote_code: bool = False
     task: str | None = None
+    letter_mass_fallback: bool | None = None
+    fallback_upstream: bool = False
+    repeats: int = 1
+    bootstrap: int | None = None
     keep_fitted: bool = True
     progress: bool = True
 
@@ -40,8 +70,13 @@ class ProfileSettings:
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
     @property
+    def fallback(self) -> bool:
+        """Whether the letter-mass fallback applies (the mode's default unless set)."""
+        return self.estimator_mode == "published" if self.letter_mass_fallback is None else self.letter_mass_fallback
+
+    @property
     def estimator(self) -> str:
-        return f"batch-{self.estimator_mode}"
+        return estimator_name(self.estimator_mode, self.fallback)
 
     @property
     def task_name(self) -> str:

@@ -30,7 +30,8 @@ class EmbeddingStats:
 
 @dataclass
 class ProbeResult:
-    """Features, letter distributions [pass, layer, k] (layer 0 = embeddings) and final letter mass [pass]."""
+    """Features, letter distributions [pass, layer, k] (layer 0 = embeddings), and the probability the whole
+    vocabulary puts on the option letters [pass, layer], which decides the letter-mass fallback."""
 
     x1: torch.Tensor
     x2: torch.Tensor
@@ -168,7 +169,7 @@ def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Te
 
 def logit_lens(vlm: LoadedVLM, states: torch.Tensor,
                letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per sample: letter distributions [pass, layer, k] and the final layer's vocabulary mass on the letters [pass].
+    """Per sample: letter distributions [pass, layer, k] and the vocabulary's mass on the letters [pass, layer].
 
     `states` is [rows, layers + 1, d], rows grouped by sample, three passes each. Every layer, the last one
     included, goes through the same read-out, so the lens at the last layer is the model's own output.
@@ -178,7 +179,7 @@ def logit_lens(vlm: LoadedVLM, states: torch.Tensor,
     for sample, ids in enumerate(letter_ids):
         rows = logits[len(PASSES) * sample: len(PASSES) * (sample + 1)]
         letters_only = torch.softmax(rows[..., ids], -1).cpu()
-        mass = torch.softmax(rows[:, -1], -1)[:, ids].sum(-1).cpu()
+        mass = torch.exp(torch.logsumexp(rows[..., ids], -1) - torch.logsumexp(rows, -1)).cpu()
         results.append((letters_only, mass))
     return results
 

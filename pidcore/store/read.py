@@ -13,14 +13,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pidcore.atoms import ATOMS, Atoms
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
 from pidcore.store.schema import ATOM_COLUMNS, ATOMS_VIEW, RUNS, TABLES, TASK_PID, LayerResult, SampleRow
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
-DIAGNOSTIC_COLUMNS = [*_DIAGNOSTIC_KEYS, "mode", "marginal_gap", "sinkhorn_residual", "sinkhorn_converged",
-                      "stopped_because"]
+_DIAGNOSTIC_DETAILS = ["mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
+                       "initial_bits", "kept_bits", "floor_bits"]
+DIAGNOSTIC_COLUMNS = [*_DIAGNOSTIC_KEYS, "marginal_gap", *_DIAGNOSTIC_DETAILS]
 
 
 class StoreError(RuntimeError):
@@ -64,20 +65,26 @@ def _on_short_connection(path: str | Path, work: Callable[[duckdb.DuckDBPyConnec
         connection.close()
 
 
-def present_objects(connection: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables and views an open database holds."""
-    return {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+def present_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """The tables and views an open database holds, with their columns."""
+    present: dict[str, set[str]] = {}
+    rows = connection.execute("SELECT table_name, column_name FROM information_schema.columns").fetchall()
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
+    return present
 
 
-def _objects(path: str | Path) -> set[str]:
-    return _on_short_connection(path, present_objects)
+def _objects(path: str | Path) -> dict[str, set[str]]:
+    return _on_short_connection(path, present_columns)
 
 
 def read_atoms(path: str | Path) -> pd.DataFrame:
-    """All rows of the public `atoms` view."""
-    if ATOMS_VIEW not in _objects(path):
+    """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN."""
+    view = _objects(path).get(ATOMS_VIEW)
+    if view is None:
         raise StoreError(f"{path} has no `atoms` view; is it a results database?")
-    return query_frame(path, f"SELECT {', '.join(ATOM_COLUMNS)} FROM {ATOMS_VIEW}")
+    frame = query_frame(path, f"SELECT {', '.join(c for c in ATOM_COLUMNS if c in view)} FROM {ATOMS_VIEW}")
+    return frame.reindex(columns=ATOM_COLUMNS)
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -91,21 +98,20 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
     frame = query_frame(path, f"SELECT {', '.join(_DIAGNOSTIC_KEYS)}, diagnostics FROM layer_atoms JOIN runs "
                               "USING (run_id)")
     details = pd.DataFrame([json.loads(text) for text in frame.pop("diagnostics")], index=frame.index,
-                           columns=["mode", "marginal_gap_x1", "marginal_gap_x2", "sinkhorn_residual",
-                                    "sinkhorn_converged", "stopped_because"])
+                           columns=["marginal_gap_x1", "marginal_gap_x2", *_DIAGNOSTIC_DETAILS])
     frame["marginal_gap"] = details[["marginal_gap_x1", "marginal_gap_x2"]].abs().max(axis=1)
-    for column in ("mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because"):
+    for column in _DIAGNOSTIC_DETAILS:
         frame[column] = details[column]
     return frame[DIAGNOSTIC_COLUMNS]
 
 
 def read_letter_mass(path: str | Path, run_ids: list[str]) -> dict[str, float]:
-    """Per run: the mean probability mass its full pass puts on the option letters over its stored samples (NaN
-    where a run has no samples, or an imported run has no mass)."""
+    """Per run: the mean probability mass its full pass puts on the option letters at the output layer, over its
+    stored samples (NaN where a run has no samples, or an imported run has no mass)."""
     masses: dict[str, list[float]] = {run_id: [] for run_id in run_ids}
     for run_id, blob in query(path, "SELECT run_id, letter_mass FROM samples WHERE list_contains(?, run_id)",
                               [list(run_ids)]):
-        masses[run_id].append(float(blob_to_array(blob)[0]))
+        masses[run_id].append(float(blob_to_array(blob).reshape(3, -1)[0, -1]))
     return {run_id: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
             for run_id, values in masses.items()}
 
@@ -125,18 +131,19 @@ def read_task_pid(path: str | Path) -> pd.DataFrame:
     return query_frame(path, f"SELECT {', '.join(TASK_PID.column_names)} FROM {TASK_PID.name} ORDER BY task")
 
 
-def reference_runs(path: str | Path, model: str, n_options: int) -> pd.DataFrame:
-    """Runs of `model` with `n_options` options whose fitted estimators were kept: run_id, task, checkpoint, step."""
+def reference_runs(path: str | Path, model: str, n_options: int, estimator: str) -> pd.DataFrame:
+    """Runs of `model` with `n_options` options that kept this estimator's fitted networks: run_id, task,
+    checkpoint, step."""
     return query_frame(path, "SELECT DISTINCT r.run_id, r.task, r.checkpoint, r.step FROM runs r "
                              "JOIN layer_atoms l USING (run_id) JOIN samples s USING (run_id) "
-                             "WHERE r.model = ? AND s.n_options = ? AND l.fitted IS NOT NULL ORDER BY r.task",
-                       [model, n_options])
+                             "WHERE r.model = ? AND s.n_options = ? AND l.estimator = ? AND l.fitted IS NOT NULL "
+                             "ORDER BY r.task", [model, n_options, estimator])
 
 
-def fitted_estimators(path: str | Path, run_id: str) -> list[tuple[int, bytes]]:
-    """(layer, fitted estimator bytes) of every layer of a run whose estimator was kept, in layer order."""
-    return query(path, "SELECT layer, fitted FROM layer_atoms WHERE run_id = ? AND fitted IS NOT NULL "
-                       "ORDER BY layer", [run_id])
+def fitted_estimators(path: str | Path, run_id: str, estimator: str) -> list[tuple[int, bytes]]:
+    """(layer, fitted estimator bytes) of every layer of a run where this estimator's networks were kept."""
+    return query(path, "SELECT layer, fitted FROM layer_atoms WHERE run_id = ? AND estimator = ? "
+                       "AND fitted IS NOT NULL ORDER BY layer", [run_id, estimator])
 
 
 def load_calibration(path: str | Path, run_id: str) -> np.ndarray | None:
@@ -158,8 +165,8 @@ def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:
     """A run's stored samples in dataset order, arrays decoded."""
     columns = [field.name for field in fields(SampleRow)]
     rows = query(path, f"SELECT {', '.join(columns)} FROM samples WHERE run_id = ? ORDER BY position", [run_id])
-    return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs))
-            for run, sample, position, gold, *blobs in rows]
+    return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs), split)
+            for run, sample, position, gold, *blobs, split in rows]
 
 
 def run_depth(path: str | Path, run_id: str) -> int:
@@ -178,16 +185,18 @@ def stored_layers(path: str | Path, run_id: str, estimator: str) -> set[int]:
 
 def read_layer_results(path: str | Path, run_id: str, estimator: str, layers: list[int]) -> list[LayerResult]:
     """The stored atoms and accuracy of some layers of a run, in layer order."""
-    rows = query(path, f"SELECT layer, {', '.join(ATOMS)}, accuracy FROM layer_atoms WHERE run_id = ? "
-                       "AND estimator = ? AND list_contains(?, layer) ORDER BY layer", [run_id, estimator, layers])
-    return [LayerResult(layer, Atoms(*values), accuracy) for layer, *values, accuracy in rows]
+    rows = query(path, f"SELECT layer, {', '.join(ATOMS + BOUND_COLUMNS)}, accuracy, diagnostics FROM layer_atoms "
+                       "WHERE run_id = ? AND estimator = ? AND list_contains(?, layer) ORDER BY layer",
+                 [run_id, estimator, layers])
+    return [LayerResult(layer, Atoms(*values[:4], bounds=dict(zip(ATOMS, zip(values[4::2], values[5::2])))), accuracy,
+                        json.loads(diagnostics)) for layer, *values, accuracy, diagnostics in rows]
 
 
 def table_sizes(path: str | Path, attempts: int = 20) -> dict[str, int]:
     """Row counts of the results tables present (one try with attempts=1, for polling while a writer runs)."""
 
     def count(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
-        names = sorted(present_objects(connection) & {table.name for table in TABLES})
+        names = sorted(set(present_columns(connection)) & {table.name for table in TABLES})
         return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in names}
 
     return _on_short_connection(path, count, attempts)

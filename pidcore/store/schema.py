@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pidcore.atoms import ATOMS, Atoms
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 
 ATOM_DOUBLES = tuple((name, "DOUBLE") for name in ATOMS)
+BOUND_DOUBLES = tuple((name, "DOUBLE") for name in BOUND_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ RUNS = Table("runs", (("run_id", "VARCHAR"), ("model", "VARCHAR"), ("family", "V
 CALIBRATION = Table("calibration", (("run_id", "VARCHAR"), ("stats", "BLOB")), ("run_id",))
 SAMPLES = Table("samples", (("run_id", "VARCHAR"), ("sample_id", "VARCHAR"), ("position", "INTEGER"),
                             ("gold", "INTEGER"), ("n_options", "INTEGER"), ("x1", "BLOB"), ("x2", "BLOB"),
-                            ("probs", "BLOB"), ("letter_mass", "BLOB")), ("run_id", "sample_id"))
+                            ("probs", "BLOB"), ("letter_mass", "BLOB"), ("split", "VARCHAR")), ("run_id", "sample_id"))
 LAYER_ATOMS = Table("layer_atoms", (("run_id", "VARCHAR"), ("layer", "INTEGER"), ("estimator", "VARCHAR"),
-                                    *ATOM_DOUBLES, ("n_samples", "INTEGER"), ("accuracy", "DOUBLE"),
+                                    *ATOM_DOUBLES, *BOUND_DOUBLES, ("n_samples", "INTEGER"), ("accuracy", "DOUBLE"),
                                     ("diagnostics", "VARCHAR"), ("fitted", "BLOB")), ("run_id", "layer", "estimator"))
 POINTWISE_ATOMS = Table("pointwise_atoms", (("run_id", "VARCHAR"), ("layer", "INTEGER"), ("estimator", "VARCHAR"),
                                             ("sample_id", "VARCHAR"), *ATOM_DOUBLES),
@@ -48,18 +49,34 @@ TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID)
 # The public view: one row per (model, task, checkpoint, layer, estimator); DESIGN.md section 3 fixes its columns.
 ATOMS_VIEW = "atoms"
 ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer", "n_layers", "estimator", *ATOMS,
-                "n_samples", "accuracy"]
+                *BOUND_COLUMNS, "n_samples", "accuracy"]
 _FROM_RUNS = {"model", "family", "task", "checkpoint", "step", "stage", "n_layers"}
 _VIEW_SELECT = ", ".join(f"{'runs' if column in _FROM_RUNS else 'layer_atoms'}.{column}" for column in ATOM_COLUMNS)
 ATOMS_VIEW_SQL = (f"CREATE OR REPLACE VIEW {ATOMS_VIEW} AS SELECT {_VIEW_SELECT} "
                   "FROM layer_atoms JOIN runs USING (run_id)")
-SCHEMA = [table.create_sql() for table in TABLES] + [ATOMS_VIEW_SQL]
 OBJECTS = {table.name for table in TABLES} | {ATOMS_VIEW}
+
+
+def schema_changes(present: dict[str, set[str]]) -> list[str]:
+    """The statements that bring a database with these tables and columns ({table: columns}) to this schema:
+    missing tables created, columns added since a database was made added (NULL in old rows), the view renewed."""
+    statements = []
+    for table in TABLES:
+        if table.name not in present:
+            statements.append(table.create_sql())
+            continue
+        statements += [f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}" for name, kind in table.columns
+                       if name not in present[table.name]]
+    if statements or set(ATOM_COLUMNS) - present.get(ATOMS_VIEW, set()):
+        statements.append(ATOMS_VIEW_SQL)
+    return statements
 
 
 @dataclass
 class SampleRow:
-    """One probed sample of a run: features, letter distributions [pass, stored layers, k] and letter mass [pass]."""
+    """One probed sample of a run: features, letter distributions [pass, stored layers, k], the mass the full
+    vocabulary puts on the letters [pass, stored layers] (or [pass] in databases written before), and the split
+    it belongs to when the run fixes one ("fit" or "evaluation"; None: the estimator splits)."""
 
     run_id: str
     sample_id: str
@@ -69,6 +86,7 @@ class SampleRow:
     x2: np.ndarray
     probs: np.ndarray
     letter_mass: np.ndarray
+    split: str | None = None
 
     @property
     def n_options(self) -> int:
@@ -77,8 +95,9 @@ class SampleRow:
 
 @dataclass
 class LayerResult:
-    """One layer's dataset atoms and the accuracy of the full pass (None without gold answers)."""
+    """One layer's dataset atoms, the accuracy of the full pass (None without gold answers) and the diagnostics."""
 
     layer: int
     atoms: Atoms
     accuracy: float | None
+    diagnostics: dict

@@ -18,18 +18,17 @@ import pyarrow as pa
 
 from pidcore.atoms import ATOMS, Atoms
 from pidcore.store.blobs import array_to_blob
-from pidcore.store.read import present_objects, query
+from pidcore.store.read import present_columns, query
 from pidcore.store.schema import (
     CALIBRATION,
     LAYER_ATOMS,
-    OBJECTS,
     POINTWISE_ATOMS,
     RUNS,
     SAMPLES,
-    SCHEMA,
     TASK_PID,
     SampleRow,
     Table,
+    schema_changes,
 )
 
 
@@ -39,9 +38,8 @@ def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25) -> It
     the file."""
     connection = _connect(Path(path), attempts, wait_s)
     try:
-        if not present_objects(connection).issuperset(OBJECTS):
-            for statement in SCHEMA:
-                connection.execute(statement)
+        for statement in schema_changes(present_columns(connection)):
+            connection.execute(statement)
         connection.execute("BEGIN TRANSACTION")
         yield connection
         connection.execute("COMMIT")
@@ -107,7 +105,7 @@ def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
     rows = [{"run_id": sample.run_id, "sample_id": sample.sample_id, "position": sample.position,
              "gold": sample.gold, "n_options": sample.n_options, "x1": array_to_blob(sample.x1),
              "x2": array_to_blob(sample.x2), "probs": array_to_blob(sample.probs),
-             "letter_mass": array_to_blob(sample.letter_mass)} for sample in samples]
+             "letter_mass": array_to_blob(sample.letter_mass), "split": sample.split} for sample in samples]
     with write_unit(path) as connection:
         _insert(connection, SAMPLES, rows)
 
@@ -116,7 +114,8 @@ def write_layer(path: str | Path, *, run_id: str, layer: int, estimator: str, at
                 accuracy: float | None, diagnostics: Mapping, fitted: bytes | None,
                 pointwise: Mapping[str, Sequence[float]], sample_ids: Sequence[str]) -> None:
     """One layer's dataset atoms, diagnostics and fitted estimator, with its per-sample atoms, in one transaction."""
-    row = {"run_id": run_id, "layer": layer, "estimator": estimator, **atoms.as_dict(), "n_samples": n_samples,
+    row = {"run_id": run_id, "layer": layer, "estimator": estimator, **atoms.as_dict(), **atoms.bound_columns(),
+           "n_samples": n_samples,
            "accuracy": accuracy, "diagnostics": json.dumps(diagnostics, default=str), "fitted": fitted}
     local = [{"run_id": run_id, "layer": layer, "estimator": estimator, "sample_id": sample_id,
               **{name: float(pointwise[name][index]) for name in ATOMS}} for index, sample_id in enumerate(sample_ids)]

@@ -1,0 +1,236 @@
+"""Reading stage-2 files: per-sample features and the three probe distributions, one model on one task.
+
+Two layouts are read:
+- the paper pipeline's own output (RiiShin/pid-lvlm-analysis): a JSON list of records `{"id"?, "image",
+  "num_options", "conversations": [{"from": "human", ...}, {"from": "gpt", "value", "label", "v_feature",
+  "l_feature", "v_prob", "l_prob", "vl_prob", "v_orig_prob"?, "l_orig_prob"?, "vl_orig_prob"?}]}`. v is the
+  image-only probe p(y|x1) with the feature x1, l the text-only probe p(y|x2) with x2, vl the full pass;
+  probabilities are zero-padded past num_options; the *_orig_prob are the vocabulary's probabilities of the
+  letters, whose sum over the options is the letter mass;
+- a flat layout: records with x1, x2, the three distributions and an optional answer under the names in FIELDS,
+  at the top level or under "samples"/"data"/"records", with optional top-level "model", "task", "family".
+
+A record is kept whole or skipped whole, with its reason counted and logged; nothing is appended before every
+check has passed, so no label can shift onto another record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pidcore.atoms import LETTERS, MIN_OPTIONS, PASSES, option_letters
+
+logger = logging.getLogger(__name__)
+
+FIELDS = {
+    "x1": ("x1", "image_feature", "image_features", "vision_feature"),
+    "x2": ("x2", "text_feature", "text_features", "language_feature"),
+    "image_only": ("p_y_x1", "prob_image_only", "image_only_probs"),
+    "text_only": ("p_y_x2", "prob_text_only", "text_only_probs"),
+    "full": ("p_y_x1x2", "prob_full", "full_probs"),
+    "answer": ("answer", "gold", "label"),
+}
+# The paper's names for the three probes, by our pass names, and the prefix of their letter probabilities.
+CONVERSATION_PROBES = {"full": "vl", "image_only": "v", "text_only": "l"}
+LIST_KEYS = ("samples", "data", "records")
+SUM_TOLERANCE = 1e-3
+PADDING_TOLERANCE = 1e-6
+
+
+class PaperFileError(ValueError):
+    """A stage-2 file cannot be imported at all: unreadable, not the expected layout, or no usable record."""
+
+
+class BadRecord(Exception):
+    """One record is unusable; the message is the reason that is logged and counted."""
+
+
+@dataclass
+class Stage2Records:
+    """The usable records of one stage-2 file, and the (id, reason) of every record skipped.
+
+    probs[i] is [pass, k] (full, image-only, text-only); mass[i] is [pass], NaN where the file gives none.
+    """
+
+    model: str
+    task: str
+    family: str
+    ids: list[str] = field(default_factory=list)
+    x1: list[np.ndarray] = field(default_factory=list)
+    x2: list[np.ndarray] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+    mass: list[np.ndarray] = field(default_factory=list)
+    gold: list[int | None] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    conversation_layout: bool = False
+
+    def add(self, row_id: str, x1: np.ndarray, x2: np.ndarray, probs: np.ndarray, mass: np.ndarray,
+            gold: int | None) -> None:
+        """Append one checked record, after checking it against the first one and the ids already kept."""
+        if row_id in self.ids:
+            raise BadRecord(f"duplicate id {row_id!r}")
+        if self.ids:
+            expected = (self.x1[0].shape, self.x2[0].shape, self.probs[0].shape[-1])
+            if (x1.shape, x2.shape, probs.shape[-1]) != expected:
+                raise BadRecord(f"shapes {x1.shape}, {x2.shape}, k={probs.shape[-1]} differ from the first "
+                                f"record's {expected[0]}, {expected[1]}, k={expected[2]}")
+        self.ids.append(row_id)
+        self.x1.append(x1)
+        self.x2.append(x2)
+        self.probs.append(probs)
+        self.mass.append(mass)
+        self.gold.append(gold)
+
+
+def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Records:
+    """Parse one stage-2 file of either layout, skipping (and logging) bad records.
+
+    widen_uniform: a probe that is exactly uniform over its n options, n below the padded width, becomes uniform
+    over the whole width, as the paper's MMBench stage 3 does (its pope and pmc scripts do not).
+    """
+    path = Path(path)
+    top = _load_json(path)
+    records = top if isinstance(top, list) else next((top[k] for k in LIST_KEYS if isinstance(top.get(k), list)), None)
+    if records is None:
+        raise PaperFileError(f"{path.name} holds no list of records (top level, or under one of {LIST_KEYS})")
+    meta = top if isinstance(top, dict) else {}
+    conversations = any(isinstance(record, dict) and "conversations" in record for record in records[:10])
+    found = Stage2Records(model=str(meta.get("model") or path.stem),
+                          task=str(meta.get("task") or meta.get("dataset") or "paper:" + path.stem),
+                          family=str(meta.get("family") or "imported"), conversation_layout=conversations)
+    for number, record in enumerate(records):
+        row_id = str(record.get("id", number)) if isinstance(record, dict) else str(number)
+        try:
+            if not isinstance(record, dict):
+                raise BadRecord("not a JSON object")
+            if conversations:
+                _add_conversation(found, row_id, record, widen_uniform)
+            else:
+                _add_flat(found, row_id, record)
+        except BadRecord as reason:
+            found.skipped.append((row_id, str(reason)))
+            logger.warning("%s: skipped record %s: %s", path.name, row_id, reason)
+    if not found.ids:
+        reasons = Counter(reason for _, reason in found.skipped).most_common(3)
+        raise PaperFileError(f"no usable record in {path.name}: {len(found.skipped)} skipped ({reasons})")
+    return found
+
+
+def _load_json(path: Path) -> Any:
+    if not path.is_file():
+        raise PaperFileError(f"stage-2 file not found: {path}")
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as error:
+        raise PaperFileError(f"{path.name} is not valid JSON: {error}") from error
+
+
+def _add_flat(found: Stage2Records, row_id: str, record: dict) -> None:
+    x1, x2 = _vector(_field(record, "x1"), "x1"), _vector(_field(record, "x2"), "x2")
+    probs = np.stack([_distribution(_field(record, name), name) for name in PASSES])
+    gold = _gold(_field(record, "answer", required=False), probs.shape[-1])
+    found.add(row_id, x1, x2, probs, np.full(len(PASSES), np.nan), gold)
+
+
+def _add_conversation(found: Stage2Records, row_id: str, record: dict, widen_uniform: bool) -> None:
+    turn = next((turn for turn in record["conversations"] if isinstance(turn, dict) and turn.get("from") == "gpt"),
+                None) if isinstance(record["conversations"], list) else None
+    if turn is None:
+        raise BadRecord("no gpt turn in conversations")
+    n = record.get("num_options")
+    if not isinstance(n, int) or isinstance(n, bool) or not MIN_OPTIONS <= n <= len(LETTERS):
+        raise BadRecord(f"num_options {n!r} is not a whole number from {MIN_OPTIONS} to {len(LETTERS)}")
+    x1, x2 = _vector(turn.get("v_feature"), "v_feature"), _vector(turn.get("l_feature"), "l_feature")
+    probs = np.stack([_padded(turn.get(f"{CONVERSATION_PROBES[name]}_prob"), f"{CONVERSATION_PROBES[name]}_prob", n)
+                      for name in PASSES])
+    if widen_uniform:
+        probs = np.stack([_widened(p, n) for p in probs])
+    gold = _letter(turn.get("label"), n)
+    mass = np.array([_letter_mass(turn.get(f"{CONVERSATION_PROBES[name]}_orig_prob"), n) for name in PASSES])
+    found.add(row_id, x1, x2, probs, mass, gold)
+
+
+def _field(record: dict, name: str, required: bool = True) -> Any:
+    """The record's value for a field under any of its accepted names."""
+    for key in FIELDS[name]:
+        if key in record:
+            return record[key]
+    if required:
+        raise BadRecord(f"missing {name} (one of {', '.join(FIELDS[name])})")
+    return None
+
+
+def _vector(value: Any, name: str) -> np.ndarray:
+    if value is None:
+        raise BadRecord(f"missing {name}")
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise BadRecord(f"{name} is not a list of numbers") from error
+    if array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
+        raise BadRecord(f"{name} must be a non-empty list of finite numbers")
+    return array
+
+
+def _distribution(value: Any, name: str) -> np.ndarray:
+    array = _vector(value, name).astype(np.float64)
+    if not MIN_OPTIONS <= array.size <= len(LETTERS) or (array < 0).any() or abs(array.sum() - 1) > SUM_TOLERANCE:
+        raise BadRecord(f"{name} is not a distribution over {MIN_OPTIONS} to {len(LETTERS)} options "
+                        f"(size {array.size}, sum {array.sum():.4f})")
+    return array / array.sum()
+
+
+def _padded(value: Any, name: str, n: int) -> np.ndarray:
+    """A distribution over n options, zero-padded to the file's width."""
+    array = _distribution(value, name)
+    if array.size < n:
+        raise BadRecord(f"{name} has {array.size} entries for {n} options")
+    if (array[n:] > PADDING_TOLERANCE).any():
+        raise BadRecord(f"{name} puts probability past its {n} options")
+    return array
+
+
+def _widened(probs: np.ndarray, n: int) -> np.ndarray:
+    """The MMBench stage-3 convention: uniform over n < width options becomes uniform over the whole width."""
+    if n < probs.size and np.allclose(probs[:n], 1.0 / n) and np.allclose(probs[n:], 0.0):
+        return np.full(probs.size, 1.0 / probs.size)
+    return probs
+
+
+def _letter_mass(value: Any, n: int) -> float:
+    """The vocabulary's probability on the n option letters; NaN when the file does not give it."""
+    if value is None:
+        return float("nan")
+    array = _vector(value, "orig_prob")
+    if array.size < n or (array < 0).any() or array[:n].sum() > 1 + SUM_TOLERANCE:
+        raise BadRecord(f"orig_prob {array.tolist()} is not the letters' probabilities for {n} options")
+    return float(array[:n].sum())
+
+
+def _letter(value: Any, n: int) -> int | None:
+    """The gold label of the paper's layout: one option letter among the first n; None when absent."""
+    if value is None or value == "":
+        return None
+    letters = option_letters(n)
+    if isinstance(value, str) and value.strip().upper() in letters:
+        return letters.index(value.strip().upper())
+    raise BadRecord(f"label {value!r} is not one of the option letters {letters[0]}-{letters[-1]}")
+
+
+def _gold(value: Any, k: int) -> int | None:
+    """The gold option of the flat layout as an index: a letter A.. or an index 0..k-1; None when absent."""
+    if value is None or value == "":
+        return None
+    letters = option_letters(k)
+    if isinstance(value, str) and value.strip().upper() in letters:
+        return letters.index(value.strip().upper())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < k:
+        return value
+    raise BadRecord(f"answer {value!r} is neither a letter {letters[0]}-{letters[-1]} nor an index below {k}")
