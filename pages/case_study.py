@@ -51,14 +51,14 @@ if not models:
 for name, model_id in models:
     st.header(name)
     try:
-        runs = data.reference_runs(settings.db, name, len(options))
+        runs = data.reference_runs(settings.db, name, len(options), settings.estimator)
     except StoreError:
         runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
     run = None
     if runs.empty:
-        st.info(f"No profiled run of {name} with {len(options)} options keeps its fitted estimators in this "
-                "database, so only the probe distributions are shown (the masked probes use this sample's own "
-                "embedding statistics).")
+        st.info(f"No profiled run of {name} with {len(options)} options keeps the fitted networks of "
+                f"{settings.estimator} in this database, so only the probe distributions are shown (the masked "
+                "probes use this sample's own embedding statistics).")
     else:
         task = st.selectbox(f"Reference task for {name}", runs["task"].tolist(), key=f"case_task_{name}")
         run = runs[runs["task"] == task].iloc[0]
@@ -66,7 +66,8 @@ for name, model_id in models:
     try:
         vlm = cached_model(model_id)
         progress.progress(0.5, text=f"running the three probes and scoring {name}")
-        result = analyse(vlm, settings.db, None if run is None else run["run_id"], image, question, options)
+        result = analyse(vlm, settings.db, None if run is None else run["run_id"], settings.estimator, image,
+                         question, options)
     except Exception as error:  # a user-chosen model may fail in any way; report it and go on with the others
         progress.empty()
         st.error(f"{name} could not be run: {error}")
@@ -74,7 +75,7 @@ for name, model_id in models:
     progress.progress(1.0, text="done")
     chart(probe_bars(result.probs, options), settings, f"case-probes-{name}")
     st.caption("Probability mass the model puts on the option letters, per pass: "
-               + ", ".join(f"{mass:.2f}" for mass in result.letter_mass))
+               + ", ".join(f"{mass:.2f}" for mass in result.letter_mass[:, -1]))
     if not result.atoms:
         continue
     output_layer = max(result.atoms)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_regimes
 from pidcore.atoms import ATOMS, LABELS, MENU
-from pidcore.dashboard.charts import heatmap, in_units, small_multiples
+from pidcore.dashboard.charts import as_shown, heatmap, small_multiples
 from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import flag_rows, load_rows
 from pidcore.dashboard.sidebar import sidebar
@@ -19,7 +19,7 @@ final = flag_rows(final_rows(rows), settings)
 view = st.radio("Show", ["one atom", "all four atoms"], key="view", bind="query-params", horizontal=True)
 atom = st.selectbox("Atom", MENU, format_func=LABELS.get, key="atom", bind="query-params",
                     disabled=view != "one atom")
-shown = in_units(final, settings.units)
+shown = as_shown(final, settings.units, settings.clip)
 figure = heatmap(shown, atom, settings.unit_label) if view == "one atom" else small_multiples(shown,
                                                                                              settings.unit_label)
 chart(figure, settings, "heatmap")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.atoms import ATOMS
-from pidcore.dashboard.charts import in_units, layer_curves
+from pidcore.dashboard.charts import as_shown, layer_curves
 from pidcore.dashboard.rows import flag_rows, load_rows
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, footer
@@ -28,7 +28,7 @@ layer = st.slider("Layer (0 = embeddings, last = the model's output)", 0, n_laye
                   bind="query-params")
 normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
                        bind="query-params")
-selected = in_units(curve, settings.units)
+selected = as_shown(curve, settings.units, settings.clip)
 atom_metrics(selected[selected["layer"] == layer].iloc[0], settings.unit_label)
 phases = detect_phases(curve) if len(curve) > 2 else None
 figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)

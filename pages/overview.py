@@ -5,7 +5,7 @@ import streamlit as st
 from pidcore.analysis.regimes import final_rows
 from pidcore.atoms import ATOMS, LABELS, MEANINGS
 from pidcore.dashboard import data
-from pidcore.dashboard.charts import in_units, task_bars
+from pidcore.dashboard.charts import as_shown, task_bars
 from pidcore.dashboard.sidebar import HOW_TO_FILL, sidebar
 from pidcore.dashboard.widgets import chart
 from pidcore.store import StoreError
@@ -39,6 +39,7 @@ else:
         columns[1].metric("Tasks", atoms["task"].nunique())
         columns[2].metric("Rows", len(atoms))
         if settings.estimator in set(atoms["estimator"]):
-            outputs = in_units(final_rows(atoms[atoms["estimator"] == settings.estimator]), settings.units)
+            final = final_rows(atoms[atoms["estimator"] == settings.estimator])
+            outputs = as_shown(final, settings.units, settings.clip)
             chart(task_bars(outputs, settings.unit_label), settings, "overview")
         st.dataframe(atoms, hide_index=True)

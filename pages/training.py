@@ -4,7 +4,7 @@ import streamlit as st
 
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
 from pidcore.atoms import ATOMS, LABELS, MENU
-from pidcore.dashboard.charts import in_units, trajectories
+from pidcore.dashboard.charts import as_shown, trajectories
 from pidcore.dashboard.rows import flag_rows, load_rows
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, footer
@@ -27,7 +27,7 @@ if outputs["step"].isna().all() or len(outputs) < 2:
 labels = {row["checkpoint"]: f"stage {row['stage']} · step {int(row['step'])}" for _, row in outputs.iterrows()}
 checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
                               key="train_checkpoint", bind="query-params")
-chosen = in_units(outputs, settings.units)
+chosen = as_shown(outputs, settings.units, settings.clip)
 atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
 shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get,
                              key="train_atoms")

@@ -1,11 +1,14 @@
 """The rules that name layer phases, a stage-2 rise in S, task regimes, family strategies and untrustworthy rows."""
 
+import numpy as np
 import pandas as pd
 
 from pidcore.analysis.flags import with_flags
 from pidcore.analysis.phases import detect_phases
 from pidcore.analysis.regimes import family_strategies, final_rows, task_regimes
 from pidcore.analysis.stages import is_stage2_rise, stage2_rise
+from pidcore.pipeline.layers import with_fallback
+from pidcore.pipeline.settings import applies_fallback, estimator_name
 
 
 def _curve(rows):
@@ -52,11 +55,29 @@ def test_final_rows_keep_each_models_last_checkpoint_at_its_output_layer():
 
 
 def test_flags_name_every_reason_and_leave_good_rows_clean():
-    rows = pd.DataFrame({"run_id": ["good", "bad", None], "n_samples": [96, 20, 96],
-                         "marginal_gap": [0.01, 0.3, float("nan")], "sinkhorn_converged": [True, False, None],
-                         "sinkhorn_residual": [1e-8, 0.5, float("nan")]})
-    flagged = with_flags(rows, {"good": 0.95, "bad": 0.2})
+    nan = float("nan")
+    rows = pd.DataFrame({"run_id": ["good", "bad", None, "nothing-to-learn"], "n_samples": [96, 20, 96, 96],
+                         "marginal_gap": [0.01, 0.3, nan, 0.01], "sinkhorn_converged": [True, False, None, True],
+                         "sinkhorn_residual": [1e-8, 0.5, nan, 1e-8], "initial_bits": [0.4, 0.3, nan, 1.9],
+                         "kept_bits": [0.1, 0.3, nan, 1.9], "floor_bits": [0.0, 0.0, nan, 1.895]})
+    flagged = with_flags(rows, {"good": 0.95, "bad": 0.2, "nothing-to-learn": 0.99})
     assert flagged["flags"].tolist() == [
-        "", "only 20 held-out samples; letter mass 0.20; marginal gap 0.30; Sinkhorn residual 5.0e-01",
-        "no diagnostics"]
+        "", "only 20 held-out samples; letter mass 0.20; marginal gap 0.30; Sinkhorn residual 5.0e-01; "
+            "untrained alignment (0.300 -> 0.300 bits)", "no diagnostics", ""]
     assert "run_id" in rows and "flags" not in rows
+
+
+def test_the_letter_mass_fallback_replaces_each_probe_below_the_threshold_by_the_uniform():
+    probs = np.array([[[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]], [[0.7, 0.3], [0.5, 0.5], [0.1, 0.9]]])
+    mass = np.array([[0.95, 0.2, np.nan], [0.31, 0.29, 0.9]])
+    replaced, counts = with_fallback(probs, mass, 0.3)
+    assert replaced.tolist() == [[[0.9, 0.1], [0.5, 0.5], [0.6, 0.4]], [[0.7, 0.3], [0.5, 0.5], [0.1, 0.9]]]
+    assert counts == {"threshold": 0.3, "replaced": {"full": 0, "image_only": 2, "text_only": 0}, "unknown_mass": 1}
+
+
+def test_estimator_names_record_the_fallback_where_it_is_not_the_modes_default():
+    assert estimator_name("published", True) == "batch-published" and applies_fallback("batch-published")
+    assert estimator_name("published", False) == "batch-published-nofallback"
+    assert not applies_fallback("batch-published-nofallback")
+    assert estimator_name("calibrated", False) == "batch-calibrated" and not applies_fallback("batch-calibrated")
+    assert applies_fallback(estimator_name("calibrated", True))

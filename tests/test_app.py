@@ -50,3 +50,18 @@ def test_read_atoms_rejects_a_database_without_the_view(tmp_path):
     write_one_run(tmp_path / "ok.duckdb")
     row = read_atoms(tmp_path / "ok.duckdb").iloc[0]
     assert (row["model"], row["layer"], row["n_layers"], row["s"], row["accuracy"]) == ("tiny-llava", 4, 4, 0.5, 0.95)
+
+
+def test_the_sidebar_opens_on_the_published_estimator(tmp_path):
+    db = tmp_path / "results.duckdb"
+    write_one_run(db)
+    register_run(db, run_id="run-cal", model="tiny-llava", family="llava", task="shapes:vision", checkpoint="final",
+                 step=100, stage="2", n_layers=4, settings={})
+    write_layer(db, run_id="run-cal", layer=4, estimator="batch-calibrated", atoms=Atoms(0.1, 0.0, 0.2, 0.3),
+                n_samples=512, accuracy=0.95, diagnostics={}, fitted=None, pointwise={}, sample_ids=[])
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.sidebar.text_input[0].input(str(db)).run()
+    estimator = app.sidebar.selectbox[0]
+    assert estimator.options == ["batch-published", "batch-calibrated"]
+    assert estimator.value == "batch-published"

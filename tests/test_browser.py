@@ -48,7 +48,7 @@ def test_an_uploaded_image_shows_its_atoms(server, page):
         {"name": "shape.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
     page.wait_for_selector("text=U2 (language-unique):", timeout=180_000)
     settle(page)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
     assert page.locator("[data-testid='stException']").count() == 0
-    assert page.locator(".js-plotly-plot").count() >= 3
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "case_study.png"), full_page=True)

@@ -1,6 +1,7 @@
 """The dashboard's cached reads: a widget change reads nothing from the database again, a view decodes letter masses
 only for the runs it shows, and rows written meanwhile (a `profile` still running) appear at the next rerun."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,10 @@ def write_run(db: Path, model: str, task: str, n_layers: int = 3, letter_mass: f
     write_samples(db, [SampleRow(run_id, f"q{i}", i, 0, np.zeros(4, np.float32), np.zeros(4, np.float32), probs,
                                  np.full(3, letter_mass, np.float32)) for i in range(60)])
     for layer in range(n_layers + 1):
+        bounds = {"r": (0.1 * layer - 0.02, 0.1 * layer + 0.03), "u1": (-0.05, 0.01), "u2": (0.15, 0.25),
+                  "s": (0.05 * layer - 0.01, 0.05 * layer + 0.01)}
         write_layer(db, run_id=run_id, layer=layer, estimator="batch-published",
-                    atoms=Atoms(0.1 * layer, 0.0, 0.2, 0.05 * layer), n_samples=60, accuracy=0.5,
+                    atoms=Atoms(0.1 * layer, -0.02, 0.2, 0.05 * layer, bounds=bounds), n_samples=60, accuracy=0.5,
                     diagnostics=DIAGNOSTICS, fitted=None, pointwise={}, sample_ids=[])
     return run_id
 
@@ -111,3 +114,22 @@ def test_an_unreadable_database_is_explained_not_a_traceback(tmp_path, reads, mo
 
 def test_version_is_empty_for_a_missing_file(tmp_path):
     assert version(str(tmp_path / "none.duckdb")) == ()
+
+
+def test_pages_show_the_intervals_and_clip_at_0_only_when_asked(tmp_path, reads):
+    db = tmp_path / "results.duckdb"
+    write_run(db, "llava-a", "synergy")
+    app = _layers_page(db, "llava-a", "synergy")
+    assert [metric.value for metric in app.metric] == ["+0.300", "-0.020", "+0.200", "+0.150"]
+    assert "95% interval [+0.280, +0.330]" in [caption.value for caption in app.caption]
+    error_bars = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]["error_y"]
+    assert error_bars.get("visible", True) and error_bars["symmetric"] is False
+    app.toggle(key="clip").set_value(True).run()
+    assert [metric.value for metric in app.metric] == ["+0.300", "+0.000", "+0.200", "+0.150"]
+    assert "95% interval [+0.000, +0.010]" in [caption.value for caption in app.caption]
+    heatmap = AppTest.from_file(APP, default_timeout=90)
+    heatmap.switch_page("pages/heatmap.py")
+    heatmap.query_params["db"] = str(db)
+    heatmap.run()
+    cells = json.loads(heatmap.get("plotly_chart")[0].proto.spec)["data"][0]["text"]
+    assert cells == [["0.15<br>[0.14, 0.16]<br>acc 0.50"]]

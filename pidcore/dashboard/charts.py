@@ -14,30 +14,32 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pidcore.analysis.phases import Phases
-from pidcore.atoms import ATOMS, LABELS, PASS_LABELS, PASSES, UNITS, Atoms, option_letters
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, UNITS, Atoms, option_letters
 
 COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
 PHASE_COLOURS = {"silent": "rgba(150,150,150,0.15)", "language": "rgba(214,39,40,0.10)",
                  "fusion": "rgba(44,160,44,0.15)"}
 
 
-def in_units(frame: pd.DataFrame, units: str) -> pd.DataFrame:
-    """Atoms in bits, or as a fraction of I(X1,X2;Y) = R + U1 + U2 + S of the same row."""
-    if units == "bits":
-        return frame
-    scaled = frame.copy()
-    total = frame[list(ATOMS)].sum(axis=1).where(lambda t: t.abs() > 1e-9)
-    for atom in ATOMS:
-        scaled[atom] = frame[atom] / total
-    return scaled
+def as_shown(frame: pd.DataFrame, units: str, clip: bool = False) -> pd.DataFrame:
+    """Atoms and their bounds as a page shows them: clipped at 0 when asked (the paper's printed view; the store
+    keeps them raw), then in bits or as a fraction of I(X1,X2;Y) = R + U1 + U2 + S of the same row."""
+    columns = [column for column in (*ATOMS, *BOUND_COLUMNS) if column in frame]
+    shown = frame.copy()
+    if clip:
+        shown[columns] = shown[columns].clip(lower=0)
+    if units != "bits":
+        total = shown[list(ATOMS)].sum(axis=1).where(lambda t: t.abs() > 1e-9)
+        shown[columns] = shown[columns].div(total, axis=0)
+    return shown
 
 
 def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
     """Model x task heatmap of one atom, annotated with the value and the accuracy."""
     values = _grid(frame, atom)
-    accuracy = _grid(frame, "accuracy").reindex_like(values)
-    text = [[_cell(value, score) for value, score in zip(row, scores)]
-            for row, scores in zip(values.to_numpy(), accuracy.to_numpy())]
+    grids = [values.to_numpy()] + [_grid(frame, column).reindex_like(values).to_numpy()
+                                   for column in (f"{atom}_lo", f"{atom}_hi", "accuracy")]
+    text = [[_cell(*cell) for cell in zip(*rows)] for rows in zip(*grids)]
     trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text,
                        texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label})
     return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
@@ -49,9 +51,11 @@ def _grid(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame.groupby(["model", "task"])[column].mean().unstack("task").sort_index().sort_index(axis=1)
 
 
-def _cell(value: float, accuracy: float) -> str:
+def _cell(value: float, low: float, high: float, accuracy: float) -> str:
+    """A heatmap cell: the value, its 95% interval where there is one, and the accuracy."""
+    interval = "" if pd.isna(low) or pd.isna(high) else f"<br>[{low:.2f}, {high:.2f}]"
     accuracy_text = "" if pd.isna(accuracy) else f"<br>acc {accuracy:.2f}"
-    return ("n/a" if pd.isna(value) else f"{value:.2f}") + accuracy_text
+    return ("n/a" if pd.isna(value) else f"{value:.2f}") + interval + accuracy_text
 
 
 def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
@@ -81,7 +85,7 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
                 notes.append(_note((span[0] - 0.5) / scale, name, "left"))
     shapes.append(_vertical_line(selected_layer / scale, "dash", "black"))
     traces = [go.Scatter(x=depth, y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                         line={"color": COLOURS[atom]}) for atom in ATOMS]
+                         line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in ATOMS]
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms layer by layer (logit lens)",
                               "xaxis_title": "depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
                               "yaxis_title": unit_label})
@@ -98,9 +102,18 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit
             notes.append(_note(first - 0.5, f"stage {stage} begins", "center"))
     shapes.append(_vertical_line(selected_step, "dash", "black"))
     traces = [go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                         line={"color": COLOURS[atom]}) for atom in atoms]
+                         line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in atoms]
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
                               "xaxis_title": "training step", "yaxis_title": unit_label})
+
+
+def _error_bars(frame: pd.DataFrame, atom: str) -> dict:
+    """Plotly error bars from an atom's 95% interval columns; none where the rows carry no interval."""
+    low, high = frame.get(f"{atom}_lo"), frame.get(f"{atom}_hi")
+    if low is None or high is None or low.isna().all():
+        return {"visible": False}
+    return {"type": "data", "symmetric": False, "array": (high - frame[atom]).fillna(0).tolist(),
+            "arrayminus": (frame[atom] - low).fillna(0).tolist(), "thickness": 1, "width": 3}
 
 
 def _vertical_line(x: float, dash: str, colour: str) -> dict:

@@ -18,6 +18,7 @@ import streamlit as st
 
 from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 
 CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
 
@@ -41,7 +42,8 @@ def _atoms(db: str, stamp: tuple) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _estimators(db: str, stamp: tuple) -> tuple[str, ...]:
-    return tuple(sorted(_atoms(db, stamp)["estimator"].unique()))
+    names = _atoms(db, stamp)["estimator"].unique()
+    return tuple(sorted(names, key=lambda name: (name != DEFAULT_ESTIMATOR, name)))
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
@@ -61,8 +63,8 @@ def _pointwise(db: str, stamp: tuple, model: str, task: str, checkpoint: str, es
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
-def _reference_runs(db: str, stamp: tuple, model: str, n_options: int) -> pd.DataFrame:
-    return store.reference_runs(db, model, n_options)
+def _reference_runs(db: str, stamp: tuple, model: str, n_options: int, estimator: str) -> pd.DataFrame:
+    return store.reference_runs(db, model, n_options, estimator)
 
 
 def atoms(db: str) -> pd.DataFrame:
@@ -71,7 +73,7 @@ def atoms(db: str) -> pd.DataFrame:
 
 
 def estimators(db: str) -> list[str]:
-    """The estimators the database holds atoms for."""
+    """The estimators the database holds atoms for, the default (the published one) first."""
     return list(_estimators(db, version(db)))
 
 
@@ -90,6 +92,6 @@ def pointwise(db: str, model: str, task: str, checkpoint: str, estimator: str) -
     return _pointwise(db, version(db), model, task, checkpoint, estimator)
 
 
-def reference_runs(db: str, model: str, n_options: int) -> pd.DataFrame:
-    """Runs of `model` with `n_options` options that kept their fitted estimators."""
-    return _reference_runs(db, version(db), model, n_options)
+def reference_runs(db: str, model: str, n_options: int, estimator: str) -> pd.DataFrame:
+    """Runs of `model` with `n_options` options that kept this estimator's fitted networks."""
+    return _reference_runs(db, version(db), model, n_options, estimator)

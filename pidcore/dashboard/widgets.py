@@ -11,7 +11,7 @@ from pidcore.atoms import ATOMS, SYMBOLS
 from pidcore.dashboard.report import report_button
 from pidcore.dashboard.sidebar import Settings
 
-SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap",
+SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap", "best_epoch",
                       "sinkhorn_residual", "mode", "flags"]
 
 
@@ -34,9 +34,12 @@ def diagnostics(rows: pd.DataFrame) -> None:
 
 
 def atom_metrics(row: pd.Series, unit_label: str) -> None:
-    """The four atoms of one row as metrics, flagged when its diagnostics are poor."""
+    """The four atoms of one row as metrics with their 95% intervals, flagged when its diagnostics are poor."""
     for column, atom in zip(st.columns(len(ATOMS)), ATOMS):
         column.metric(SYMBOLS[atom], f"{row[atom]:+.3f}", help=unit_label)
+        low, high = row.get(f"{atom}_lo"), row.get(f"{atom}_hi")
+        if not (pd.isna(low) or pd.isna(high)):
+            column.caption(f"95% interval [{low:+.3f}, {high:+.3f}]")
     if row.get("flags"):
         st.warning(f"Poor diagnostics for this row: {row['flags']}")
 
