@@ -9,6 +9,7 @@ import pytest
 from pidcore.datasets.shapes import TASKS
 from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO
 from pidcore.models.loading import load_vlm
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.store import read_atoms
 
 
@@ -27,7 +28,9 @@ def test_every_model_task_layer_and_checkpoint_is_stored(quick_build):
     atoms = read_atoms(out / "results.duckdb")
     checkpoints = 1 + QUICK_SCHEDULE.stage1.checkpoints + QUICK_SCHEDULE.stage2.checkpoints
     for spec in QUICK_ZOO:
-        rows = atoms[atoms["model"] == spec.name]
+        rows = atoms[(atoms["model"] == spec.name) & (atoms["estimator"] == DEFAULT_ESTIMATOR)]
+        calibrated = atoms[(atoms["model"] == spec.name) & (atoms["estimator"] == "batch-calibrated")]
+        assert len(calibrated) == len(rows)
         assert set(rows["family"]) == {spec.family}
         assert rows["checkpoint"].nunique() == checkpoints
         assert set(rows["stage"]) == {"1", "2"}
@@ -72,9 +75,9 @@ def test_only_rebuilds_the_named_model_and_keeps_the_others(quick_build, tmp_pat
                            QUICK_ZOO[1].name, "--seed", "1"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     after = read_atoms(out / "results.duckdb")
-    columns = ["model", "task", "checkpoint", "layer", "r", "u1", "u2", "s"]
+    columns = ["model", "estimator", "task", "checkpoint", "layer", "r", "u1", "u2", "s"]
     kept = QUICK_ZOO[0].name
-    key = ["task", "checkpoint", "layer"]
+    key = ["estimator", "task", "checkpoint", "layer"]
     assert after[after["model"] == kept][columns].sort_values(key).reset_index(drop=True).equals(
         before[before["model"] == kept][columns].sort_values(key).reset_index(drop=True))
     rebuilt = after[after["model"] == QUICK_ZOO[1].name]

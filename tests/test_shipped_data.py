@@ -9,6 +9,7 @@ from pidcore.atoms import ATOMS
 from pidcore.datasets.shapes import PLANTED, TASKS
 from pidcore.demo.zoo import ZOO
 from pidcore.models.loading import load_vlm
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import DEFAULT_DB
 from pidcore.store import read_atoms, read_task_pid
 
@@ -17,7 +18,9 @@ DATA = DEFAULT_DB.parent
 
 @pytest.fixture(scope="module")
 def atoms():
-    return read_atoms(DEFAULT_DB)
+    """The default estimator's rows: the one the dashboard opens on."""
+    every = read_atoms(DEFAULT_DB)
+    return every[every["estimator"] == DEFAULT_ESTIMATOR]
 
 
 CELLS = [(spec.name, task) for spec in ZOO for task in TASKS]
@@ -41,6 +44,17 @@ def test_checkpoints_span_both_stages_and_every_layer_is_profiled(atoms):
         assert rows["checkpoint"].nunique() >= 8 and set(rows["stage"]) == {"1", "2"}
         per_run = rows.groupby(["task", "checkpoint"])["layer"].nunique()
         assert (per_run == spec.layers + 1).all() and len(per_run) == rows["checkpoint"].nunique() * len(TASKS)
+
+
+def test_the_other_estimators_cover_the_same_rows():
+    """batch-calibrated at every checkpoint and layer, batch-published-nofallback at the last checkpoints."""
+    every = read_atoms(DEFAULT_DB)
+    key = ["model", "task", "checkpoint", "layer"]
+    rows = {name: set(map(tuple, group[key].to_numpy())) for name, group in every.groupby("estimator")}
+    last = every["step"] == every.groupby("model")["step"].transform("max")
+    at_last = set(map(tuple, every[last & (every["estimator"] == DEFAULT_ESTIMATOR)][key].to_numpy()))
+    assert rows["batch-calibrated"] == rows[DEFAULT_ESTIMATOR]
+    assert rows["batch-published-nofallback"] == at_last and len(at_last) == 88
 
 
 def test_the_exact_generator_pid_is_stored_with_each_task():

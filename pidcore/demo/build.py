@@ -12,7 +12,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from pidcore.demo.zoo import ZOO, ModelSpec, Schedule
 from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
+from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.profiling import profile
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.shipped import DATA
@@ -135,12 +136,21 @@ def _save(vlm: LoadedVLM, spec: ModelSpec, work: Path, step: int, stage: str) ->
 
 def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed: int, final: bool,
                        done: Callable[[], object] = lambda: None) -> None:
-    """Profile one checkpoint on every task at every layer; keep fitted estimators for the final one only."""
+    """Profile one checkpoint on every task at every layer with the published estimator (the default), then
+    estimate the calibrated one from the same probe outputs; for the final checkpoint also the published
+    estimator without the letter-mass fallback (the summary compares the two), and keep the published
+    estimator's fitted networks for the case study."""
     for task in shapes.TASKS:
-        profile(ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
-                                device="cpu", dtype="float32", limit=eval_samples, seed=seed,
-                                checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
-                                task=task, keep_fitted=final, progress=False))
+        settings = ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
+                                   device="cpu", dtype="float32", limit=eval_samples, seed=seed,
+                                   checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
+                                   task=task, keep_fitted=final, progress=False)
+        profile(settings)
+        variants = [replace(settings, estimator_mode="calibrated", keep_fitted=False)]
+        if final:
+            variants.append(replace(settings, letter_mass_fallback=False, keep_fitted=False))
+        for variant in variants:
+            estimate_layers(variant, settings.run_id())
         done()
 
 

@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from pidcore.analysis.flags import is_untrained
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.analysis.regimes import final_rows
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
-from pidcore.atoms import ATOMS
-from pidcore.store import read_atoms, read_task_pid
+from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, estimator_name
+from pidcore.store import read_atoms, read_diagnostics, read_task_pid
 
 
 def summarise(db: str | Path) -> str:
-    """A Markdown report of a demo database."""
-    atoms = read_atoms(db)
+    """A Markdown report of a demo database (the default estimator's atoms, and what the fallback changes)."""
+    every = read_atoms(db)
+    atoms = every[every["estimator"] == DEFAULT_ESTIMATOR]
     exact = read_task_pid(db).set_index("task")
     lines = ["# Demo build summary", "", "Exact PID of each task's generator (bits):", "",
              "| task | planted | R | U1 | U2 | S |", "|---|---|---|---|---|---|"]
@@ -34,7 +37,54 @@ def summarise(db: str | Path) -> str:
     lines += [_pattern_line(atoms, model, task) for model, task in
               atoms[["model", "task"]].drop_duplicates().sort_values(["model", "task"]).itertuples(index=False)]
     lines += ["", "Per family:", ""] + _family_lines(atoms)
+    lines += ["", _fallback_section(every)]
+    lines += ["", _untrained_line(db)]
     return "\n".join(lines) + "\n"
+
+
+def _fallback_section(every: pd.DataFrame) -> str:
+    """The final checkpoints' layer phases with and without the letter-mass fallback."""
+    without = estimator_name("published", False)
+    rows = ["Letter-mass fallback (final checkpoint, " + DEFAULT_ESTIMATOR + " against " + without + "): the silent "
+            "phase and the atoms at layer 1, where the fallback replaced the probes whose letter mass was under "
+            f"{LETTER_MASS_FALLBACK}.", "",
+            "| model | task | silent with | silent without | S at layer 1 with -> without "
+            "| U2 at layer 1 with -> without |",
+            "|---|---|---|---|---|---|"]
+    silent_with = silent_without = 0
+    for (model, task), rows_of in every.groupby(["model", "task"]):
+        final = rows_of[rows_of["step"] == rows_of["step"].max()]
+        curves = {name: final[final["estimator"] == name].sort_values("layer") for name in (DEFAULT_ESTIMATOR, without)}
+        if any(len(curve) < 3 for curve in curves.values()):
+            continue
+        phases = {name: detect_phases(curve) for name, curve in curves.items()}
+        first = {name: curve[curve["layer"] == 1].iloc[0] for name, curve in curves.items()}
+        silent_with += phases[DEFAULT_ESTIMATOR].silent is not None
+        silent_without += phases[without].silent is not None
+        rows.append(f"| {model} | {task} | {_span(phases[DEFAULT_ESTIMATOR].silent)} | {_span(phases[without].silent)} "
+                    f"| {first[DEFAULT_ESTIMATOR]['s']:+.3f} -> {first[without]['s']:+.3f} "
+                    f"| {first[DEFAULT_ESTIMATOR]['u2']:+.3f} -> {first[without]['u2']:+.3f} |")
+    rows += ["", f"A silent phase past the embeddings: {silent_with} curves with the fallback, {silent_without} "
+             "without."]
+    return "\n".join(rows)
+
+
+def _untrained_line(db: str | Path) -> str:
+    """How many stored rows the flag rule calls untrained, per estimator, and how much training moved at all."""
+    diagnostics = read_diagnostics(db)
+    diagnostics["untrained"] = [is_untrained(*values) for values in zip(
+        diagnostics["initial_bits"], diagnostics["kept_bits"], diagnostics["floor_bits"])]
+    diagnostics["gain"] = diagnostics["initial_bits"] - diagnostics["kept_bits"]
+    lines = ["Training, as measured (the objective is the conditional term I_q(X2;Y|X1) on the monitored samples: "
+             "the training split with fixed epochs, the validation part with early stopping):", "",
+             "| estimator | layers | kept the initial networks | flagged untrained | largest fall of the objective "
+             "(bits) | above the floor I(X2;Y) - I(X1;Y) where flagged (bits, median) |", "|---|---|---|---|---|---|"]
+    for name, rows in diagnostics.groupby("estimator"):
+        flagged = rows[rows["untrained"]]
+        above = (flagged["initial_bits"] - flagged["floor_bits"]).median() if len(flagged) else float("nan")
+        lines.append(f"| {name} | {len(rows)} | {int((rows['best_epoch'] == 0).sum())} | {len(flagged)} | "
+                     f"{rows['gain'].max():.4f} | {above:.3f} |")
+    return "\n".join(lines)
 
 
 def _final_line(row: pd.Series, exact: pd.Series | None) -> str:
