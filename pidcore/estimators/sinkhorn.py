@@ -1,4 +1,5 @@
-"""Log-domain Sinkhorn scaling of a [n1, n2, k] kernel, all k labels at once, finished by Newton steps.
+"""Log-domain Sinkhorn scaling of [n1, n2, k] kernels, all k labels (and any stack of kernels) at once, finished
+by Newton steps.
 
 Scaling exp(logits) so that rows sum to r and columns to c (per label y) is the minimisation of the
 convex function phi(g) = sum_a r_a logsumexp_b(logits_ab + g_b) - sum_b c_b g_b, whose gradient is
@@ -17,7 +18,8 @@ import torch
 
 @dataclass
 class SinkhornResult:
-    """Scaled log-plan pieces: log q = logits + f[:, None] + g[None]; rows are exact, columns within `residual`."""
+    """Scaled log-plan pieces: log q = logits + f[..., :, None, :] + g[..., None, :, :]; rows are exact, columns
+    within `residual` (the largest over the stacked kernels)."""
 
     f: torch.Tensor
     g: torch.Tensor
@@ -34,7 +36,8 @@ def sinkhorn_log(
     max_iter: int = 100,
     sinkhorn_steps: int = 5,
 ) -> SinkhornResult:
-    """Scale exp(logits) so that, for every label y, rows sum to exp(log_rows) and columns to exp(log_cols).
+    """Scale exp(logits) [..., n1, n2, k] so that, for every label y, rows sum to exp(log_rows) [..., n1, k] and
+    columns to exp(log_cols) [..., n2, k]; leading dimensions stack independent kernels, solved together.
 
     Row and column totals of each label must agree (the caller balances them). `residual` is the
     relative L1 error of the column sums once the rows are exact. Not meeting `tol` within
@@ -42,24 +45,29 @@ def sinkhorn_log(
     """
     if torch.is_grad_enabled() and logits.requires_grad:
         return _differentiable(logits, log_rows, log_cols, tol, max_iter, sinkhorn_steps)
-    rows, cols = log_rows.exp(), log_cols.exp()
-    mass = cols.sum()
+    cols = log_cols.exp()
+    mass = cols.sum((-2, -1))
     g = torch.zeros_like(log_cols)
     for iteration in range(max_iter + 1):
-        f = log_rows - torch.logsumexp(logits + g[None], 1)
-        plan = (logits + f[:, None, :] + g[None]).exp()
-        excess = plan.sum(0) - cols
-        residual = float(excess.detach().abs().sum() / mass)
+        f = _row_potential(logits, g, log_rows)
+        plan = (logits + f[..., :, None, :] + g[..., None, :, :]).exp()
+        excess = plan.sum(-3) - cols
+        residual = float((excess.detach().abs().sum((-2, -1)) / mass).max())
         if residual <= tol:
             return SinkhornResult(f, g, residual, iteration, True)
         if iteration == max_iter:
             break
         if iteration < sinkhorn_steps:
-            g = g - torch.log(plan.sum(0)) + log_cols
+            g = g - torch.log(plan.sum(-3)) + log_cols
         else:
-            g = _newton_step(logits, g, plan, rows, excess, log_rows, log_cols)
+            g = _newton_step(logits, g, plan, excess, log_rows, log_cols)
     warnings.warn(f"Sinkhorn stopped at {max_iter} steps with column residual {residual:.2e} > {tol:.0e}")
     return SinkhornResult(f, g, residual, max_iter, False)
+
+
+def _row_potential(logits: torch.Tensor, g: torch.Tensor, log_rows: torch.Tensor) -> torch.Tensor:
+    """The row scaling f that makes every row exact for column scaling g."""
+    return log_rows - torch.logsumexp(logits + g[..., None, :, :], -2)
 
 
 def _differentiable(logits, log_rows, log_cols, tol, max_iter, sinkhorn_steps, unrolled: int = 3):
@@ -73,40 +81,50 @@ def _differentiable(logits, log_rows, log_cols, tol, max_iter, sinkhorn_steps, u
         solved = sinkhorn_log(logits, log_rows, log_cols, tol, max_iter, sinkhorn_steps)
     g = solved.g
     for _ in range(unrolled):
-        f = log_rows - torch.logsumexp(logits + g[None], 1)
-        g = log_cols - torch.logsumexp(logits + f[:, None, :], 0)
-    f = log_rows - torch.logsumexp(logits + g[None], 1)
+        f = _row_potential(logits, g, log_rows)
+        g = log_cols - torch.logsumexp(logits + f[..., :, None, :], -3)
+    f = _row_potential(logits, g, log_rows)
     return SinkhornResult(f, g, solved.residual, solved.iterations, solved.converged)
 
 
-def _newton_step(logits, g, plan, rows, excess, log_rows, log_cols) -> torch.Tensor:
-    """One damped Newton step on phi(g); the Hessian is diag(colsum) - Q^T diag(1/rowsum) Q per label."""
-    q = plan.permute(2, 0, 1).double()
-    weighted = q / q.sum(2, keepdim=True).clamp(min=1e-300)
-    hessian = torch.diag_embed(q.sum(1)) - weighted.transpose(1, 2) @ q
-    step = _solve_psd(hessian, excess.T).T.to(g.dtype)
+def _newton_step(logits, g, plan, excess, log_rows, log_cols) -> torch.Tensor:
+    """One damped Newton step on phi(g) per kernel; the Hessian is diag(colsum) - Q^T diag(1/rowsum) Q per label.
+    A kernel whose line search finds no descent takes a plain Sinkhorn step instead."""
+    q = plan.movedim(-1, -3).double()
+    weighted = q / q.sum(-1, keepdim=True).clamp(min=1e-300)
+    hessian = torch.diag_embed(q.sum(-2)) - weighted.transpose(-1, -2) @ q
+    step = _solve_psd(hessian, excess.movedim(-1, -2)).movedim(-2, -1).to(g.dtype)
     current = _phi(logits, g, log_rows, log_cols)
-    slack = 16 * torch.finfo(g.dtype).eps * (abs(current) + 1.0)
-    slope = float((excess * step).detach().sum())
-    alpha = 1.0
+    slack = 16 * torch.finfo(g.dtype).eps * (current.abs() + 1.0)
+    slope = (excess * step).detach().sum((-2, -1))
+    alpha = torch.ones_like(current)
+    accepted = torch.zeros_like(current, dtype=torch.bool)
     for _ in range(30):
-        trial = g + alpha * step
-        if _phi(logits, trial, log_rows, log_cols) <= current + 0.25 * alpha * slope + slack:
-            return trial
-        alpha *= 0.5
-    return g - torch.log(plan.sum(0)) + log_cols
+        trial = g + _per_kernel(alpha) * step
+        accepted |= _phi(logits, trial, log_rows, log_cols) <= current + 0.25 * alpha * slope + slack
+        if accepted.all():
+            break
+        alpha = torch.where(accepted, alpha, alpha / 2)
+    sinkhorn = g - torch.log(plan.sum(-3)) + log_cols
+    return torch.where(_per_kernel(accepted), g + _per_kernel(alpha) * step, sinkhorn)
+
+
+def _per_kernel(values: torch.Tensor) -> torch.Tensor:
+    """One value per stacked kernel, broadcast over its [n2, k] potential."""
+    return values[..., None, None]
 
 
 def _solve_psd(hessian: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """-H^-1 rhs per label in float64 with a tiny ridge (H is PSD with the all-ones null vector)."""
-    ridge = 1e-10 * hessian.diagonal(dim1=1, dim2=2).amax(1).clamp(min=1e-30)
+    """-H^-1 rhs per kernel and label in float64 with a tiny ridge (H is PSD with the all-ones null vector)."""
+    ridge = 1e-10 * hessian.diagonal(dim1=-2, dim2=-1).amax(-1).clamp(min=1e-30)
     eye = torch.eye(hessian.shape[-1], dtype=hessian.dtype, device=hessian.device)
-    factor = torch.linalg.cholesky(hessian + ridge[:, None, None] * eye)
+    factor = torch.linalg.cholesky(hessian + ridge[..., None, None] * eye)
     return -torch.cholesky_solve(rhs.double()[..., None], factor)[..., 0]
 
 
-def _phi(logits, g, log_rows, log_cols) -> float:
-    """The convex potential whose minimiser scales the kernel (up to a constant)."""
+def _phi(logits, g, log_rows, log_cols) -> torch.Tensor:
+    """The convex potential whose minimiser scales each kernel (up to a constant), one value per kernel."""
     with torch.no_grad():
         rows = log_rows.exp()
-        return float((rows * torch.logsumexp(logits + g[None], 1)).sum() - (log_cols.exp() * g).sum())
+        return ((rows * torch.logsumexp(logits + g[..., None, :, :], -2)).sum((-2, -1))
+                - (log_cols.exp() * g).sum((-2, -1)))
