@@ -75,7 +75,7 @@ def _demo_build(args: argparse.Namespace) -> int:
             raise ValueError(f"--only names no zoo model {sorted(unknown)}; the zoo: {[spec.name for spec in zoo]}")
         zoo = tuple(spec for spec in zoo if spec.name in names)
     summary = build_demo(data_dir=args.out or DATA, zoo=zoo, schedule=QUICK_SCHEDULE if args.quick else Schedule(),
-                         eval_samples=48 if args.quick else args.eval_samples, seed=args.seed,
+                         eval_samples=32 if args.quick else args.eval_samples, seed=args.seed,
                          keep_others=bool(args.only))
     print(summary)
     return 0

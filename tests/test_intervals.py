@@ -22,7 +22,7 @@ def test_the_interval_is_the_central_percentile_range_of_the_resamples():
 
 
 def test_batch_pid_returns_bounds_that_hold_the_atom():
-    _, fit, held = planted_splits("AND", 512, 256)
+    _, fit, held = planted_splits("AND", 256, 128)
     result = batch_pid(*fit, held_out=held, mode="calibrated", seed=2)
     for atom in ATOMS:
         low, high = result.atoms.bounds[atom]

@@ -39,7 +39,7 @@ class BatchConfig:
     sinkhorn_tol: float = 1e-5
     sinkhorn_max_iter: int = 100
     # the split when only one set is given; the bootstrap interval (resamples of the evaluation split, each
-    # projected again: about 7 ms each for 96 samples, 30 ms for 256 on a laptop core; 0: no interval); the seed
+    # projected again: about 15 ms each for 96 samples, 50 ms for 256 on two laptop cores; 0: no interval); the seed
     held_out_fraction: float = 0.5
     bootstrap: int = 100
     confidence: float = 0.95

@@ -32,17 +32,20 @@ def profile(settings: ProfileSettings) -> list[LayerResult]:
     vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
     run_id = settings.run_id()
     ensure_schema(settings.db)
-    stats = _calibration(settings, vlm, dataset, run_id)
-    _probe_samples(settings, vlm, dataset, stats, run_id)
+    stats, encoded = _calibration(settings, vlm, dataset, run_id)
+    _probe_samples(settings, vlm, dataset, stats, run_id, encoded)
     return estimate_layers(settings, run_id)
 
 
-def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str) -> EmbeddingStats:
-    """Embedding statistics of the first calibration samples, computed once per run and stored with it."""
+def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset,
+                 run_id: str) -> tuple[EmbeddingStats, dict[str, Encoded]]:
+    """Embedding statistics of the first calibration samples, computed once per run and stored with it; with the
+    calibration samples' encodings by id (none when the statistics were stored already), so probing reuses them."""
     stored = load_calibration(settings.db, run_id)
     if stored is not None:
-        return EmbeddingStats(*(torch.from_numpy(array) for array in stored))
-    encoded = [_encode(vlm, sample) for sample in dataset.samples[: settings.calibration_samples]]
+        return EmbeddingStats(*(torch.from_numpy(array) for array in stored)), {}
+    samples = dataset.samples[: settings.calibration_samples]
+    encoded = [_encode(vlm, sample) for sample in samples]
     stats = embedding_stats(vlm, encoded)
     first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
     register_run(settings.db, run_id=run_id, model=settings.model_name, family=vlm.adapter.family,
@@ -50,7 +53,7 @@ def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDatas
                  n_layers=first.probs.shape[1] - 1, settings=asdict(settings))
     write_calibration(settings.db, run_id,
                       np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
-    return stats
+    return stats, {sample.id: item for sample, item in zip(samples, encoded)}
 
 
 def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
@@ -58,15 +61,16 @@ def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
 
 
 def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
-                   run_id: str) -> None:
-    """Probe every sample not yet stored, a chunk per forward where shapes allow, a chunk per short write."""
+                   run_id: str, encoded_already: dict[str, Encoded]) -> None:
+    """Probe every sample not yet stored (reusing the encodings given by id), a chunk per forward where shapes
+    allow, a chunk per short write."""
     done = stored_sample_ids(settings.db, run_id)
     todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
     with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples),
               disable=not settings.progress) as bar:
         for start in range(0, len(todo), settings.chunk):
             chunk = todo[start:start + settings.chunk]
-            encoded = [_encode(vlm, sample) for _, sample in chunk]
+            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample) for _, sample in chunk]
             results = _probe_chunk(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in chunk])
             write_samples(settings.db, [_sample_row(run_id, position, sample, result)
                                         for (position, sample), result in zip(chunk, results)])
