@@ -23,6 +23,9 @@ PASSES = ("full", "image_only", "text_only")
 PASS_LABELS = {"full": "full (image + question)", "image_only": "image only (question masked)",
                "text_only": "question only (image masked)"}
 
+# The estimator name of published atoms read off the paper's figures (pidcore.pipeline.published).
+PAPER_ESTIMATOR = "paper-digitized"
+
 LETTERS = string.ascii_uppercase
 MIN_OPTIONS = 2
 
@@ -35,6 +38,10 @@ FLAG_MIN_SAMPLES = 50
 FLAG_MAX_MARGINAL_GAP = 0.1
 FLAG_MAX_SINKHORN_RESIDUAL = 1e-3
 FLAG_TRAINABLE_BITS = 0.01  # an alignment starting above this conditional term should improve on its initialisation
+SIGNIFICANCE = 0.05  # the p-value below which a correlation, or a difference of two, counts
+REGIME_MIN_MODELS = 5  # below this, no rank correlation across models reaches p < 0.05
+REGIME_MIN_DISTINCT_ACCURACY = 3  # fewer distinct accuracies than this: no spread to correlate with
+STRATEGY_MIN_BITS = 0.1  # a family whose median S + U2 is below this carries too little information to classify
 
 
 def option_letters(count: int) -> list[str]:

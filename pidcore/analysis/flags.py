@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from pidcore.atoms import (FLAG_MAX_MARGINAL_GAP, FLAG_MAX_SINKHORN_RESIDUAL, FLAG_MIN_SAMPLES, FLAG_TRAINABLE_BITS,
-                           LETTER_MASS_FALLBACK)
+                           LETTER_MASS_FALLBACK, PAPER_ESTIMATOR)
 
 FLAG_RULE = (f"Flagged when the held-out set has fewer than {FLAG_MIN_SAMPLES} samples, the full pass puts less "
              f"than {LETTER_MASS_FALLBACK:.0%} of its probability on the option letters (the published fallback "
@@ -52,10 +52,13 @@ def is_untrained(initial_bits: float, kept_bits: float, floor_bits: float) -> bo
 
 
 def with_flags(rows: pd.DataFrame, letter_mass: Mapping[str, float]) -> pd.DataFrame:
-    """Rows joined with diagnostics, plus their run's mean letter mass and a `flags` column ("" when fine)."""
+    """Rows joined with diagnostics, plus their run's mean letter mass and a `flags` column ("" when fine).
+    Published atoms read off the paper's figures have no estimator diagnostics to judge; they are not flagged."""
     flagged = rows.copy()
     flagged["letter_mass"] = flagged["run_id"].map(letter_mass).astype(float)
     columns = ["n_samples", "letter_mass", "marginal_gap", "sinkhorn_converged", "sinkhorn_residual", "initial_bits",
                "kept_bits", "floor_bits"]
-    flagged["flags"] = ["; ".join(flag_reasons(*values)) for values in flagged[columns].itertuples(index=False)]
+    flags = ["; ".join(flag_reasons(*values)) for values in flagged[columns].itertuples(index=False)]
+    estimators = flagged["estimator"] if "estimator" in flagged else [None] * len(flagged)
+    flagged["flags"] = [("" if estimator == PAPER_ESTIMATOR else flag) for estimator, flag in zip(estimators, flags)]
     return flagged
