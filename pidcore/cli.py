@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pidcore.atoms import ATOMS, SYMBOLS
+from pidcore.shipped import PAPER_CSV, PAPER_DB
 
 if TYPE_CHECKING:
     from pidcore.store import LayerResult
@@ -55,6 +56,31 @@ def _import_paper(args: argparse.Namespace) -> int:
                     print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
             _print_atoms(run.results)
     return 2 if failed else 0
+
+
+def _paper_build(args: argparse.Namespace) -> int:
+    from pidcore.pipeline.published import build_paper_db
+
+    reading = build_paper_db(args.source, args.db)
+    for where, reason in reading.skipped:
+        print(f"  skipped {where}: {reason}", file=sys.stderr)
+    print(f"{args.db}: {len(reading.runs)} runs, {len(reading.layers)} rows of published atoms from {args.source}; "
+          f"{len(reading.skipped)} source rows skipped")
+    return 0
+
+
+def _findings(args: argparse.Namespace) -> int:
+    from pidcore.analysis.findings import as_json, as_text, findings
+    from pidcore.pipeline.settings import pick_estimator
+    from pidcore.store import read_atoms
+
+    atoms = read_atoms(args.db)
+    if atoms.empty:
+        raise ValueError(f"{args.db} holds no results")
+    estimator = pick_estimator(sorted(atoms["estimator"].unique()), args.estimator)
+    found = findings(atoms[atoms["estimator"] == estimator])
+    print(as_json(found) if args.json else f"{args.db}, estimator {estimator}\n\n{as_text(found)}")
+    return 0
 
 
 def _demo_build(args: argparse.Namespace) -> int:
@@ -146,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "width, becomes uniform over the whole width")
     _estimation_options(paper)
     paper.set_defaults(run=_import_paper)
+    published = commands.add_parser("paper", help="the paper's published results (read off its figures)")
+    published_commands = published.add_subparsers(dest="paper_command", required=True)
+    paper_build = published_commands.add_parser("build", help="build the published results database from its CSVs")
+    paper_build.add_argument("--from", dest="source", type=Path, default=PAPER_CSV,
+                             help="folder of atoms.csv, layers.csv and training.csv (default: the shipped copy)")
+    paper_build.add_argument("--db", type=Path, default=PAPER_DB, help="database to write (default: the shipped one)")
+    paper_build.set_defaults(run=_paper_build)
+    found = commands.add_parser("findings", help="task regimes, family strategies, layer phases and stage-2 rises")
+    found.add_argument("--db", required=True, help="results database (.duckdb)")
+    found.add_argument("--estimator", default=None,
+                       help="whose rows (default: batch-published where present, else the first by name)")
+    found.add_argument("--json", action="store_true", help="JSON with stable keys instead of text tables")
+    found.set_defaults(run=_findings)
     demo = commands.add_parser("demo", help="the offline demo world")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)
     build = demo_commands.add_parser("build", help="train the tiny zoo on the shapes benchmark and profile it")

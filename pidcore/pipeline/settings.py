@@ -18,6 +18,16 @@ def estimator_name(mode: str, fallback: bool) -> str:
 DEFAULT_ESTIMATOR = estimator_name("published", True)
 
 
+def pick_estimator(available: list[str], wanted: str | None = None) -> str:
+    """The estimator to read: `wanted` (an error naming the others when absent), else the default where present,
+    else the first by name."""
+    if not available:
+        raise ValueError("the database holds no estimator's rows")
+    if wanted is not None and wanted not in available:
+        raise ValueError(f"no rows of estimator {wanted!r}; the database holds {', '.join(available)}")
+    return wanted or (DEFAULT_ESTIMATOR if DEFAULT_ESTIMATOR in available else sorted(available)[0])
+
+
 def applies_fallback(estimator: str) -> bool:
     """Whether a stored estimator name (estimator_name's output) applied the letter-mass fallback."""
     return estimator.endswith("+fallback") or (estimator.startswith("batch-published")

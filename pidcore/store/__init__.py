@@ -9,11 +9,11 @@ from pidcore.store.read import (StoreError, fitted_estimators, load_calibration,
                                 read_task_pid, reference_runs, run_depth, stored_layers, stored_sample_ids,
                                 table_sizes)
 from pidcore.store.schema import LayerResult, SampleRow
-from pidcore.store.write import (compact, ensure_schema, register_run, write_calibration, write_layer, write_samples,
-                                 write_task_pid)
+from pidcore.store.write import (compact, ensure_schema, register_run, write_calibration, write_layer, write_published,
+                                 write_samples, write_task_pid)
 
 __all__ = ["LayerResult", "SampleRow", "StoreError", "compact", "ensure_schema",
            "fitted_estimators", "load_calibration", "load_samples", "read_atoms", "read_diagnostics",
            "read_layer_results", "read_letter_mass", "read_pointwise", "read_runs", "read_task_pid",
            "reference_runs", "register_run", "run_depth", "stored_layers", "stored_sample_ids", "table_sizes",
-           "write_calibration", "write_layer", "write_samples", "write_task_pid"]
+           "write_calibration", "write_layer", "write_published", "write_samples", "write_task_pid"]

@@ -15,7 +15,8 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import ATOM_COLUMNS, ATOMS_VIEW, RUNS, TABLES, TASK_PID, LayerResult, SampleRow
+from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, LAYER_SQL, RUNS, TABLES, TASK_PID, LayerResult,
+                                  SampleRow)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -95,7 +96,8 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 def read_diagnostics(path: str | Path) -> pd.DataFrame:
     """Per run and layer: the estimator's diagnostics, flattened to DIAGNOSTIC_COLUMNS."""
-    frame = query_frame(path, f"SELECT {', '.join(_DIAGNOSTIC_KEYS)}, diagnostics FROM layer_atoms JOIN runs "
+    keys = ", ".join(LAYER_SQL if key == "layer" else key for key in _DIAGNOSTIC_KEYS)
+    frame = query_frame(path, f"SELECT {keys}, diagnostics FROM layer_atoms JOIN runs "
                               "USING (run_id)")
     details = pd.DataFrame([json.loads(text) for text in frame.pop("diagnostics")], index=frame.index,
                            columns=["marginal_gap_x1", "marginal_gap_x2", *_DIAGNOSTIC_DETAILS])

@@ -46,12 +46,18 @@ POINTWISE_ATOMS = Table("pointwise_atoms", (("run_id", "VARCHAR"), ("layer", "IN
 TASK_PID = Table("task_pid", (("task", "VARCHAR"), *ATOM_DOUBLES, ("planted", "VARCHAR")), ("task",))
 TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID)
 
+# A published model's output row whose depth the source does not give is stored at this layer (the key cannot be
+# NULL) and shown as NULL layer and n_layers: "the output, depth unknown".
+UNKNOWN_DEPTH_LAYER = -1
+LAYER_SQL = f"NULLIF(layer_atoms.layer, {UNKNOWN_DEPTH_LAYER}) AS layer"
+
 # The public view: one row per (model, task, checkpoint, layer, estimator); DESIGN.md section 3 fixes its columns.
 ATOMS_VIEW = "atoms"
 ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer", "n_layers", "estimator", *ATOMS,
                 *BOUND_COLUMNS, "n_samples", "accuracy"]
 _FROM_RUNS = {"model", "family", "task", "checkpoint", "step", "stage", "n_layers"}
-_VIEW_SELECT = ", ".join(f"{'runs' if column in _FROM_RUNS else 'layer_atoms'}.{column}" for column in ATOM_COLUMNS)
+_VIEW_SELECT = ", ".join(LAYER_SQL if column == "layer" else
+                         f"{'runs' if column in _FROM_RUNS else 'layer_atoms'}.{column}" for column in ATOM_COLUMNS)
 ATOMS_VIEW_SQL = (f"CREATE OR REPLACE VIEW {ATOMS_VIEW} AS SELECT {_VIEW_SELECT} "
                   "FROM layer_atoms JOIN runs USING (run_id)")
 OBJECTS = {table.name for table in TABLES} | {ATOMS_VIEW}

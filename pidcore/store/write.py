@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pidcore.atoms import ATOMS, Atoms
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import array_to_blob
 from pidcore.store.read import present_columns, query
 from pidcore.store.schema import (
@@ -26,6 +26,7 @@ from pidcore.store.schema import (
     RUNS,
     SAMPLES,
     TASK_PID,
+    UNKNOWN_DEPTH_LAYER,
     SampleRow,
     Table,
     schema_changes,
@@ -122,6 +123,21 @@ def write_layer(path: str | Path, *, run_id: str, layer: int, estimator: str, at
     with write_unit(path) as connection:
         _insert(connection, LAYER_ATOMS, [row])
         _insert(connection, POINTWISE_ATOMS, local)
+
+
+def write_published(path: str | Path, runs: Sequence[Mapping], layers: Sequence[Mapping]) -> None:
+    """Runs and layer rows of published results in one transaction: each run {run_id, model, family, task,
+    checkpoint, step, stage, n_layers, settings}, each layer {run_id, layer, estimator, r, u1, u2, s, accuracy,
+    diagnostics}; atoms the source does not give are None (NULL), and there are no intervals or samples. A layer
+    of None is the output of a model whose depth the source does not give."""
+    created = time.time()
+    run_rows = [{**run, "settings": json.dumps(run["settings"], sort_keys=True), "created": created} for run in runs]
+    layer_rows = [{**layer, "layer": UNKNOWN_DEPTH_LAYER if layer["layer"] is None else layer["layer"],
+                   **dict.fromkeys(BOUND_COLUMNS), "n_samples": None, "fitted": None,
+                   "diagnostics": json.dumps(layer["diagnostics"], sort_keys=True)} for layer in layers]
+    with write_unit(path) as connection:
+        _insert(connection, RUNS, run_rows)
+        _insert(connection, LAYER_ATOMS, layer_rows)
 
 
 def write_task_pid(path: str | Path, exact: Mapping[str, tuple[Atoms, str]]) -> None:
