@@ -1,40 +1,58 @@
-"""Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded."""
+"""Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded, and any
+other curves (of this database, or the paper's) overlaid on raw or normalised depth."""
 
+import pandas as pd
 import streamlit as st
 
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
-from pidcore.atoms import ATOMS
-from pidcore.dashboard.charts import as_shown, layer_curves
-from pidcore.dashboard.rows import flag_rows, load_rows
+from pidcore.atoms import ATOMS, LABELS, MENU
+from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
+from pidcore.dashboard.rows import curve_label, flag_rows, layer_curves_of, load_rows, paper_rows, require
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, footer
 
 st.title("Depth: where in the layers the information appears")
 settings = sidebar()
 rows = load_rows(settings)
-if rows is None:
-    st.stop()
+curves = require(layer_curves_of(rows), "No run in this database has atoms at more than one layer (imports hold "
+                 "the output layer only). Profile a model with `python -m pidcore profile --layers all` to see its "
+                 "layers.")
 choose_model, choose_task, choose_checkpoint = st.columns(3)
-model = choose_model.selectbox("Model", sorted(rows["model"].unique()), key="model", bind="query-params")
-task = choose_task.selectbox("Task", sorted(rows[rows["model"] == model]["task"].unique()), key="task",
+model = choose_model.selectbox("Model", sorted(curves["model"].unique()), key="model", bind="query-params")
+task = choose_task.selectbox("Task", sorted(curves[curves["model"] == model]["task"].unique()), key="task",
                              bind="query-params")
-runs = rows[(rows["model"] == model) & (rows["task"] == task)]
+runs = curves[(curves["model"] == model) & (curves["task"] == task)]
 checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
 checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
                                          bind="query-params")
 curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
-n_layers = int(curve["n_layers"].iloc[0])
-layer = st.slider("Layer (0 = embeddings, last = the model's output)", 0, n_layers, n_layers, key="layer",
-                  bind="query-params")
+layers = [int(layer) for layer in curve["layer"]]
+layer = st.select_slider("Layer (0 = embeddings, last = the model's output)", layers, value=layers[-1], key="layer",
+                         bind="query-params")
 normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
                        bind="query-params")
 selected = as_shown(curve, settings.units, settings.clip)
 atom_metrics(selected[selected["layer"] == layer].iloc[0], settings.unit_label)
 phases = detect_phases(curve) if len(curve) > 2 else None
-figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
+
+others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curves["checkpoint"] == checkpoint))]
+if settings.compare:
+    others = pd.concat([others, layer_curves_of(paper_rows())], ignore_index=True)
+choices = {curve_label(key): frame for key, frame in others.groupby(["model", "task", "checkpoint"], sort=True)}
+compared = st.multiselect("Compare with other curves" + (" (the paper's among them)" if settings.compare else ""),
+                          list(choices), key="overlay", bind="query-params",
+                          help="Each curve gets its colour and each atom its line style; normalised depth lines up "
+                               "models of different depth.")
+if compared:
+    shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
+    series = {curve_label((model, task, checkpoint)): selected}
+    series.update({label: as_shown(choices[label], settings.units, settings.clip) for label in compared})
+    figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)
+else:
+    figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
 chart(figure, settings, f"layers-{model}-{task}")
 if phases is not None:
-    st.markdown(f"**Phases found:** {phases.describe()}. Three-phase pattern: "
+    st.markdown(f"**Phases found** ({model} on {task}): {phases.describe()}. Three-phase pattern: "
                 f"**{'yes' if phases.three_phase else 'no'}**.")
 footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", figure,
        ["layer", "n_layers", *ATOMS, "accuracy", "flags"], "layers")

@@ -1,42 +1,53 @@
-"""Time: the atoms at the output layer over training checkpoints, stage boundaries marked."""
+"""Time: the atoms at the output layer over training checkpoints, stage boundaries marked, and any other
+trajectories (of this database, or the paper's LLaVA-1.5) overlaid on stage progress."""
 
+import pandas as pd
 import streamlit as st
 
-from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
+from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress
 from pidcore.atoms import ATOMS, LABELS, MENU
-from pidcore.dashboard.charts import as_shown, trajectories
-from pidcore.dashboard.rows import flag_rows, load_rows
+from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
+from pidcore.dashboard.rows import flag_rows, load_rows, paper_rows, require, trajectories_of
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import atom_metrics, chart, footer
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
 rows = load_rows(settings)
-if rows is None:
-    st.stop()
+training = require(trajectories_of(rows), "No model in this database has two or more checkpoints with a training "
+                   "stage and step. Profile checkpoints with `--checkpoint-step` and `--stage` to see a trajectory.")
 choose_model, choose_task = st.columns(2)
-model = choose_model.selectbox("Model", sorted(rows["model"].unique()), key="train_model", bind="query-params")
-task = choose_task.selectbox("Task", sorted(rows[rows["model"] == model]["task"].unique()), key="train_task",
+model = choose_model.selectbox("Model", sorted(training["model"].unique()), key="train_model", bind="query-params")
+task = choose_task.selectbox("Task", sorted(training[training["model"] == model]["task"].unique()), key="train_task",
                              bind="query-params")
-outputs = rows[(rows["model"] == model) & (rows["task"] == task) & (rows["layer"] == rows["n_layers"])]
-outputs = flag_rows(outputs.sort_values("step", na_position="first"), settings)
-if outputs["step"].isna().all() or len(outputs) < 2:
-    st.info(f"{model} on {task} has {len(outputs)} checkpoint(s) with a training step; profile checkpoints with "
-            "`--checkpoint-step` and `--stage` to see a trajectory.")
-    st.stop()
+outputs = flag_rows(training[(training["model"] == model) & (training["task"] == task)], settings)
 labels = {row["checkpoint"]: f"stage {row['stage']} · step {int(row['step'])}" for _, row in outputs.iterrows()}
 checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
                               key="train_checkpoint", bind="query-params")
 chosen = as_shown(outputs, settings.units, settings.clip)
 atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
-shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get,
-                             key="train_atoms")
-step = int(outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0])
-figure = trajectories(chosen, shown_atoms, step, settings.unit_label)
+shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="train_atoms")
+
+others = training[~((training["model"] == model) & (training["task"] == task))]
+if settings.compare:
+    others = pd.concat([others, trajectories_of(paper_rows())], ignore_index=True)
+choices = {f"{key[0]} · {key[1]}": frame for key, frame in others.groupby(["model", "task"], sort=True)}
+compared = st.multiselect("Compare with other trajectories" + (" (the paper's among them)" if settings.compare else ""),
+                          list(choices), key="train_overlay", bind="query-params",
+                          help="Steps differ between runs, so compared trajectories are drawn against stage "
+                               "progress: each stage one unit wide, from its first to its last checkpoint.")
+if compared:
+    series = {f"{model} · {task}": chosen}
+    series.update({label: as_shown(choices[label], settings.units, settings.clip) for label in compared})
+    figure = overlay_trajectories({label: frame.assign(progress=stage_progress(frame))
+                                   for label, frame in series.items()}, shown_atoms, settings.unit_label)
+else:
+    step = int(outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0])
+    figure = trajectories(chosen, shown_atoms, step, settings.unit_label)
 chart(figure, settings, f"training-{model}-{task}")
 rise = stage2_rise(outputs)
 if rise is not None:
-    st.markdown(f"**S from the end of stage 1 to the last checkpoint:** {rise:+.3f} bits "
+    st.markdown(f"**S from the end of stage 1 to the end of stage 2:** {rise:+.3f} bits "
                 f"({'a stage-2 rise' if is_stage2_rise(rise) else 'no stage-2 rise'}).")
 footer(STAGE2_RULE, outputs, f"Time: {model} on {task}", figure,
        ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"], "training")

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pidcore.atoms import Atoms
+from pidcore.dashboard.sidebar import OTHER_FILE
 from pidcore.store import StoreError, read_atoms, register_run, write_layer
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -22,10 +23,16 @@ def write_one_run(path: Path, model: str = "tiny-llava", s: float = 0.5) -> None
                 fitted=None, pointwise={}, sample_ids=[])
 
 
+def open_database(app: AppTest, path) -> None:
+    """Choose "another database file" in the sidebar and type its path."""
+    app.sidebar.selectbox(key="source").set_value(OTHER_FILE).run()
+    app.sidebar.text_input(key="db").input(str(path)).run()
+
+
 def test_home_page_explains_and_handles_a_missing_database(tmp_path):
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
-    app.sidebar.text_input[0].input(str(tmp_path / "missing.duckdb")).run()
+    open_database(app, tmp_path / "missing.duckdb")
     assert not app.exception
     assert "Information Spectrum Explorer" in app.title[0].value
     assert any(f"no results database at {tmp_path / 'missing.duckdb'}" in info.value for info in app.info)
@@ -37,7 +44,7 @@ def test_home_page_reads_a_results_database(tmp_path):
     write_one_run(db, model="tiny-qwen", s=0.25)
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
-    app.sidebar.text_input[0].input(str(db)).run()
+    open_database(app, db)
     assert not app.exception
     assert [metric.value for metric in app.metric] == ["2", "1", "2"]
 
@@ -61,7 +68,7 @@ def test_the_sidebar_opens_on_the_published_estimator(tmp_path):
                 n_samples=512, accuracy=0.95, diagnostics={}, fitted=None, pointwise={}, sample_ids=[])
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
-    app.sidebar.text_input[0].input(str(db)).run()
-    estimator = app.sidebar.selectbox[0]
+    open_database(app, db)
+    estimator = app.sidebar.selectbox(key="estimator")
     assert estimator.options == ["batch-published", "batch-calibrated"]
     assert estimator.value == "batch-published"

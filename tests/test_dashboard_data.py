@@ -55,7 +55,7 @@ def reads(monkeypatch):
 
 def _layers_page(db: Path, model: str, task: str) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=90)
-    app.switch_page("pages/layers.py")
+    app.switch_page("pages/depth.py")
     app.query_params.update({"db": str(db), "model": model, "task": task})
     app.run()
     assert not app.exception, [error.value for error in app.exception]
@@ -71,7 +71,7 @@ def test_slider_steps_read_nothing_again_and_decode_only_the_run_shown(tmp_path,
     assert first == {"read_atoms": 1, "read_diagnostics": 1, "read_letter_mass": 1}
     assert reads["read_letter_mass"][0] == ([shown],)
     for layer in (2, 1, 0):
-        app.slider(key="layer").set_value(layer).run()
+        app.select_slider(key="layer").set_value(layer).run()
         assert [metric.value for metric in app.metric][0] == f"{0.1 * layer:+.3f}"
     assert {name: len(log) for name, log in reads.items()} == first
 
@@ -84,7 +84,7 @@ def test_rows_written_meanwhile_appear_at_the_next_rerun(tmp_path, reads):
     assert app.selectbox(key="model").options == ["llava-a"]
     write_run(db, "llava-c", "vision", n_layers=5)
     assert version(str(db)) != before
-    app.slider(key="layer").set_value(1).run()
+    app.select_slider(key="layer").set_value(1).run()
     assert app.selectbox(key="model").options == ["llava-a", "llava-c"]
     assert len(reads["read_atoms"]) == 2
 
@@ -105,7 +105,7 @@ def test_an_unreadable_database_is_explained_not_a_traceback(tmp_path, reads, mo
 
     monkeypatch.setattr(store, "read_letter_mass", locked)
     app = AppTest.from_file(APP, default_timeout=90)
-    app.switch_page("pages/layers.py")
+    app.switch_page("pages/depth.py")
     app.query_params["db"] = str(db)
     app.run()
     assert not app.exception
@@ -128,7 +128,7 @@ def test_pages_show_the_intervals_and_clip_at_0_only_when_asked(tmp_path, reads)
     assert [metric.value for metric in app.metric] == ["+0.300", "+0.000", "+0.200", "+0.150"]
     assert "95% interval [+0.000, +0.010]" in [caption.value for caption in app.caption]
     heatmap = AppTest.from_file(APP, default_timeout=90)
-    heatmap.switch_page("pages/heatmap.py")
+    heatmap.switch_page("pages/breadth.py")
     heatmap.query_params["db"] = str(db)
     heatmap.run()
     cells = json.loads(heatmap.get("plotly_chart")[0].proto.spec)["data"][0]["text"]

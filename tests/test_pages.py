@@ -6,14 +6,16 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pidcore.shipped import DEFAULT_DB
+from pidcore.shipped import DEFAULT_DB, PAPER_DB
 from pidcore.store import ensure_schema
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["pages/overview.py", "pages/heatmap.py", "pages/layers.py", "pages/training.py"]
+PAGES = ["pages/overview.py", "pages/breadth.py", "pages/depth.py", "pages/timeline.py"]
+CHARTS = {"pages/overview.py": 1, "pages/breadth.py": 2, "pages/depth.py": 1, "pages/timeline.py": 1}
 
 
 def _open(page, db=DEFAULT_DB, **params):
+    """Run a page of the app on a database (by path, as a shared link gives it) with more URL parameters."""
     app = AppTest.from_file(APP, default_timeout=90)
     app.switch_page(page)
     app.query_params["db"] = str(db)
@@ -24,41 +26,90 @@ def _open(page, db=DEFAULT_DB, **params):
     return app
 
 
+@pytest.mark.parametrize("db", [DEFAULT_DB, PAPER_DB], ids=["demo", "paper"])
 @pytest.mark.parametrize("page", PAGES)
-def test_each_page_draws_its_chart_on_the_shipped_data(page):
-    app = _open(page)
-    assert len(app.get("plotly_chart")) == 1
+def test_each_page_draws_its_charts_on_both_shipped_databases(page, db):
+    app = _open(page, db)
+    assert len(app.get("plotly_chart")) == CHARTS[page]
     if page != "pages/overview.py":
         assert any(button.label == "Export report (HTML)" for button in app.get("download_button"))
 
 
-def test_heatmap_labels_tasks_and_families_with_the_rule():
-    app = _open("pages/heatmap.py")
-    tasks, families = (markdown.value for markdown in app.markdown if markdown.value.startswith("**"))
-    assert tasks.splitlines()[2:] == ["- language: knowledge-driven", "- redundancy: knowledge-driven",
-                                      "- synergy: synergy-driven", "- vision: synergy-driven"]
-    assert families.splitlines()[2:] == ["- idefics3: language-centric", "- llava: language-centric",
-                                         "- qwen2_vl: language-centric"]
+def _table(app, key_column):
+    """The breadth page's dataframe whose first data column after `source` is `key_column`, by that column."""
+    (frame,) = [element.value for element in app.dataframe if key_column in element.value.columns]
+    return frame.set_index(key_column)
+
+
+def test_the_breadth_page_shows_the_papers_regimes_and_strategies():
+    app = _open("pages/breadth.py", PAPER_DB)
+    regimes = _table(app, "task")
+    assert regimes["regime"].to_dict() == {"MMBench": "synergy-driven", "PMC-VQA": "knowledge-driven",
+                                           "POPE": "synergy-driven", "Reefknot": "knowledge-driven"}
+    assert regimes.loc["MMBench", "rho S"] == pytest.approx(0.75, abs=1e-3) and set(regimes["models"]) == {26}
+    strategies = _table(app, "family")["strategy"]
+    assert {family: strategies[family] for family in ("InternVL2.5", "Gemma3")} == {
+        "InternVL2.5": "fusion-centric", "Gemma3": "language-centric"}
     assert any("A task is synergy-driven when" in caption.value for caption in app.caption)
 
 
+def test_the_breadth_page_says_undetermined_where_the_demo_cannot_support_a_rule():
+    app = _open("pages/breadth.py")
+    regimes = _table(app, "task")
+    assert set(regimes["regime"]) == {"undetermined"}
+    assert set(regimes["why"]) == {"only 4 model(s) with an accuracy; a rank correlation needs at least 5"}
+    strategies = _table(app, "family")
+    assert set(strategies["strategy"]) == {"undetermined"} and all(
+        why.startswith("no synergy-driven task") for why in strategies["why"])
+
+
+def test_comparing_with_the_paper_on_the_demo_says_no_task_lines_up():
+    app = _open("pages/breadth.py", compare="true")
+    assert any("No task of this database has one of the paper's task names" in info.value for info in app.info)
+
+
 def test_the_layer_page_reopens_the_view_in_the_url():
-    app = _open("pages/layers.py", model="llava-s", task="language", layer="2")
+    app = _open("pages/depth.py", model="llava-s", task="language", layer="2")
     assert app.selectbox(key="model").value == "llava-s" and app.selectbox(key="task").value == "language"
-    assert app.slider(key="layer").value == 2
+    assert app.select_slider(key="layer").value == 2
     assert any("Phases found" in markdown.value for markdown in app.markdown)
 
 
+def test_the_layer_page_overlays_the_papers_curves_on_a_zoo_model():
+    app = _open("pages/depth.py", model="llava-m", task="synergy", compare="true", depth="true")
+    overlay = app.multiselect(key="overlay")
+    paper = [label for label in overlay.options if "(paper)" in label]
+    assert len(paper) == 8 and "Qwen2.5-VL-3B (paper) · MMBench · final" in paper
+    overlay.set_value(paper[:4]).run()
+    assert not app.exception and len(app.get("plotly_chart")) == 1
+
+
+def test_the_papers_layer_curves_start_at_layer_1_and_show_a_silent_phase():
+    app = _open("pages/depth.py", PAPER_DB, model="LLaVA-1.5-7B", task="MMBench")
+    assert app.select_slider(key="layer").options[0] == "1" and app.select_slider(key="layer").value == 32
+    assert any("silent 1-20" in markdown.value for markdown in app.markdown)
+
+
 def test_units_switch_to_fractions_of_the_total():
-    app = _open("pages/layers.py", model="llava-s", task="language", units="fraction")
+    app = _open("pages/depth.py", model="llava-s", task="language", units="fraction")
     values = [float(metric.value) for metric in app.metric]
     assert sum(values) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_training_page_marks_the_stage_2_rule():
-    app = _open("pages/training.py", train_model="llava-s", train_task="synergy")
+    app = _open("pages/timeline.py", train_model="llava-s", train_task="synergy")
     assert any("Stage-2 rise in S" in caption.value for caption in app.caption)
     assert len(app.metric) == 4
+
+
+def test_the_training_page_shows_the_papers_llava_and_lines_it_up_with_the_zoo():
+    app = _open("pages/timeline.py", PAPER_DB, train_model="LLaVA-1.5-7B", train_task="MMBench")
+    assert any("+0.484 bits (a stage-2 rise)" in markdown.value for markdown in app.markdown)
+    zoo = _open("pages/timeline.py", train_model="llava-s", train_task="synergy", compare="true")
+    overlay = zoo.multiselect(key="train_overlay")
+    assert {"LLaVA-1.5-7B (paper) · MMBench", "LLaVA-1.5-13B (paper) · PMC-VQA"} <= set(overlay.options)
+    overlay.set_value(["LLaVA-1.5-7B (paper) · MMBench"]).run()
+    assert not zoo.exception and len(zoo.get("plotly_chart")) == 1
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -78,5 +129,5 @@ def test_a_database_without_rows_is_explained(page, tmp_path):
 def test_a_file_that_is_not_a_results_database_is_explained(tmp_path):
     db = tmp_path / "other.duckdb"
     duckdb.connect(str(db)).close()
-    app = _open("pages/heatmap.py", db=db)
+    app = _open("pages/breadth.py", db=db)
     assert any("no `atoms` view" in info.value for info in app.info)

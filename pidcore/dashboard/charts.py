@@ -14,9 +14,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from pidcore.analysis.phases import Phases
-from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, UNITS, Atoms, option_letters
+from pidcore.analysis.regimes import KNOWLEDGE_DRIVEN, SYNERGY_DRIVEN, UNDETERMINED
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
 
 COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
+# Overlaid series: one colour per series, one line style per atom.
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+                  "#7f7f7f")
+DASHES = {"s": "solid", "u2": "dash", "u1": "dot", "r": "dashdot"}
+REGIME_SYMBOLS = {SYNERGY_DRIVEN: "circle", KNOWLEDGE_DRIVEN: "square", UNDETERMINED: "x"}
 PHASE_COLOURS = {"silent": "rgba(150,150,150,0.15)", "language": "rgba(214,39,40,0.10)",
                  "fusion": "rgba(44,160,44,0.15)"}
 
@@ -43,7 +49,12 @@ def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
     trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text,
                        texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label})
     return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
-                             "yaxis_title": "model"})
+                             "yaxis_title": "model", "height": _grid_height(len(values))})
+
+
+def _grid_height(rows: int) -> int:
+    """A heatmap tall enough for its rows to hold three lines of text each."""
+    return max(450, 150 + 48 * rows)
 
 
 def _grid(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -67,7 +78,7 @@ def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
         figure.add_trace(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), zmin=low,
                                     zmax=high, colorscale="Viridis", showscale=column == 4,
                                     colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
-    figure.update_layout(title="All four atoms at the output layer")
+    figure.update_layout(title="All four atoms at the output layer", height=_grid_height(len(values)) * 2 // 3)
     return figure
 
 
@@ -105,6 +116,50 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit
                          line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in atoms]
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
                               "xaxis_title": "training step", "yaxis_title": unit_label})
+
+
+def overlay_curves(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_label: str,
+                   normalised: bool) -> go.Figure:
+    """Several layer curves at once: a colour per series (label -> rows), a line style per atom."""
+    traces = []
+    for index, (label, frame) in enumerate(series.items()):
+        frame = frame.sort_values("layer")
+        depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
+        traces += _series_traces(label, depth, frame, atoms, SERIES_COLOURS[index % len(SERIES_COLOURS)])
+    return go.Figure(traces, {"shapes": [_zero_line()], "title": "Atoms layer by layer (logit lens), compared",
+                              "xaxis_title": "depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
+                              "yaxis_title": unit_label})
+
+
+def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_label: str) -> go.Figure:
+    """Several training trajectories at once against stage progress (each stage one unit wide, so runs with other
+    step counts line up): a colour per series (label -> rows with a `progress` column), a line style per atom."""
+    traces = []
+    for index, (label, frame) in enumerate(series.items()):
+        frame = frame.sort_values("progress")
+        traces += _series_traces(label, frame["progress"], frame, atoms, SERIES_COLOURS[index % len(SERIES_COLOURS)])
+    shapes = [_zero_line(), _vertical_line(1.0, "dot", "gray")]
+    notes = [_note(0.5, "stage 1", "center"), _note(1.5, "stage 2", "center")]
+    return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training, compared",
+                              "xaxis_title": "stage progress (stage 1: 0-1, stage 2: 1-2)", "yaxis_title": unit_label})
+
+
+def _series_traces(label: str, x: pd.Series, frame: pd.DataFrame, atoms: list[str], colour: str) -> list[go.Scatter]:
+    return [go.Scatter(x=x, y=frame[atom], mode="lines+markers", name=f"{label} · {SYMBOLS[atom]}",
+                       line={"color": colour, "dash": DASHES[atom]}, error_y=_error_bars(frame, atom),
+                       connectgaps=False) for atom in atoms]
+
+
+def regime_plot(shares: pd.DataFrame) -> go.Figure:
+    """Each task's mean S share against its mean U2 share (rows: task, s_share, u2_share, regime, source)."""
+    traces = []
+    for (regime, source), rows in shares.groupby(["regime", "source"]):
+        traces.append(go.Scatter(x=rows["u2_share"], y=rows["s_share"], mode="markers+text", text=rows["task"],
+                                 textposition="top center", name=f"{regime} ({source})",
+                                 marker={"size": 12, "symbol": REGIME_SYMBOLS.get(regime, "circle")}))
+    return go.Figure(traces, {"title": "Task regimes: mean S share against mean U2 share of I(X1,X2;Y)",
+                              "xaxis_title": "mean U2 / I(X1,X2;Y)", "yaxis_title": "mean S / I(X1,X2;Y)",
+                              "xaxis": {"range": [0, 1]}, "yaxis": {"range": [0, 1]}})
 
 
 def _error_bars(frame: pd.DataFrame, atom: str) -> dict:

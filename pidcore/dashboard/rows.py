@@ -1,27 +1,56 @@
 """The rows a page shows: loaded for the sidebar's settings and flagged by the stated rule, or, when there are
-none or the database cannot be read, an explanation on the page instead of a traceback."""
+none or the database cannot be read, an explanation on the page instead of a traceback; and the paper's
+published rows to compare with, each row marked with its source."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from pidcore.analysis.regimes import final_rows, is_output
+from pidcore.analysis.stages import training_checkpoints
+from pidcore.atoms import PAPER_ESTIMATOR
 from pidcore.dashboard import data
 from pidcore.dashboard.sidebar import HOW_TO_FILL, Settings
+from pidcore.shipped import PAPER_DB
 from pidcore.store import StoreError
 
+COMPUTED, PUBLISHED = "computed here", "published"
+PAPER_SUFFIX = " (paper)"
 
-def load_rows(settings: Settings) -> pd.DataFrame | None:
-    """The `atoms` rows of the chosen estimator with their diagnostics, or None after explaining why there are none."""
+
+def load_rows(settings: Settings) -> pd.DataFrame:
+    """The `atoms` rows of the chosen estimator with their diagnostics and a `source` column; where there are none,
+    the page says why and stops."""
     try:
         rows = data.atoms_with_diagnostics(settings.db, settings.estimator)
     except StoreError as error:
         st.info(f"{error}. {HOW_TO_FILL}")
-        return None
+        st.stop()
     if rows.empty:
         st.warning(f"{settings.db} holds no results for this estimator yet. {HOW_TO_FILL}")
-        return None
+        st.stop()
+    return rows.assign(source=PUBLISHED if settings.estimator == PAPER_ESTIMATOR else COMPUTED)
+
+
+def require(rows: pd.DataFrame, why_empty: str) -> pd.DataFrame:
+    """`rows` when there are any; else the page shows `why_empty` and stops."""
+    if rows.empty:
+        st.info(why_empty)
+        st.stop()
     return rows
+
+
+def paper_rows() -> pd.DataFrame:
+    """The paper's published rows (the shipped database), source "published", models named "MODEL (paper)" so they
+    never merge with a model of the same name computed here; empty, with a note on the page, when it is missing."""
+    try:
+        rows = data.atoms_with_diagnostics(str(PAPER_DB), PAPER_ESTIMATOR)
+    except StoreError as error:
+        st.info(f"The paper's published results cannot be shown: {error}. Build them with "
+                "`python -m pidcore paper build`.")
+        return pd.DataFrame()
+    return rows.assign(source=PUBLISHED, model=rows["model"] + PAPER_SUFFIX)
 
 
 def flag_rows(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -32,3 +61,37 @@ def flag_rows(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     except StoreError as error:
         st.info(f"{error}. Reload the page in a moment.")
         st.stop()
+
+
+def published_final_rows(tasks: set[str]) -> pd.DataFrame:
+    """The paper's rows at each model's final checkpoint and output layer, for the tasks given (by name)."""
+    published = paper_rows()
+    if published.empty:
+        return published
+    published = final_rows(published)
+    return published[published["task"].isin(tasks)]
+
+
+def layer_curves_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs with atoms at two or more layers: the ones a depth page can draw as curves."""
+    if rows.empty:
+        return rows
+    layered = rows.dropna(subset=["layer"])
+    counts = layered.groupby(["model", "task", "checkpoint"])["layer"].transform("nunique")
+    return layered[counts >= 2]
+
+
+def curve_label(key: tuple[str, str, str]) -> str:
+    """How a (model, task, checkpoint) series is named in menus and legends."""
+    model, task, checkpoint = key
+    return f"{model} · {task} · {checkpoint}"
+
+
+def trajectories_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """Output-layer rows of (model, task) pairs with two or more checkpoints of known stage and step, in step order:
+    the ones a time page can draw as trajectories."""
+    if rows.empty:
+        return rows
+    outputs = training_checkpoints(rows[is_output(rows)])
+    counts = outputs.groupby(["model", "task"])["checkpoint"].transform("nunique")
+    return outputs[counts >= 2]

@@ -1,4 +1,5 @@
-"""The sidebar every page draws: database, estimator, units and chart download format, bound to the URL."""
+"""The sidebar every page draws: which results (a shipped database by name, or any file), the estimator, whether to
+compare with the paper's published results, units and chart download format, bound to the URL."""
 
 from __future__ import annotations
 
@@ -7,22 +8,30 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pidcore.dashboard import data
-from pidcore.shipped import DEFAULT_DB
+from pidcore.shipped import PAPER_DB, SHIPPED_DBS
 from pidcore.store import StoreError
 
 HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
                "`python -m pidcore demo build`.")
+OTHER_FILE = "Another database file"
 
 
 @dataclass
 class Settings:
-    """The sidebar's choices: database, estimator, units, whether atoms are clipped at 0, chart download format."""
+    """The sidebar's choices: database, estimator, units, whether atoms are clipped at 0, chart download format,
+    and whether the paper's published rows are shown beside this database's (never when it is the paper's)."""
 
     db: str
     estimator: str | None
     units: str
     image_format: str
     clip: bool = False
+    compare: bool = False
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether the chosen database is the shipped one of the paper's published results."""
+        return self.db == str(PAPER_DB)
 
     @property
     def unit_label(self) -> str:
@@ -33,11 +42,15 @@ class Settings:
 def sidebar() -> Settings:
     """Draw the shared sidebar and return its settings (widgets bound to the URL, so a link reopens the view)."""
     with st.sidebar:
-        db = st.text_input("Results database", value=str(DEFAULT_DB), key="db", bind="query-params",
-                           help="Any .duckdb file written by `python -m pidcore profile` or `demo build`.")
+        db = _database()
         estimator = st.selectbox("Estimator", _estimators(db), key="estimator", bind="query-params",
                                  help="batch-published reproduces the published estimator; batch-calibrated "
-                                      "rescales each probe until its mean answer matches the full pass.")
+                                      "rescales each probe until its mean answer matches the full pass; "
+                                      "paper-digitized are the paper's own atoms, read off its figures.")
+        compare = st.toggle("Compare with the paper", key="compare", bind="query-params", disabled=db == str(PAPER_DB),
+                            help="Show the paper's published atoms (Xiu et al. 2026) beside these results: on the "
+                                 "breadth page for the tasks both have, on the depth and time pages as curves to "
+                                 "overlay.")
         units = st.radio("Units", ["bits", "fraction"], key="units", bind="query-params", horizontal=True,
                          help="Fraction: each atom divided by R + U1 + U2 + S = I(X1,X2;Y) of the same row.")
         clip = st.toggle("Clip at 0, as the paper prints", key="clip", bind="query-params",
@@ -46,7 +59,19 @@ def sidebar() -> Settings:
         image_format = st.radio("Chart download format", ["png", "svg"], key="format", horizontal=True,
                                 help="The camera icon in each chart's toolbar downloads it in this format "
                                      "(PNG at 4x resolution).")
-    return Settings(db, estimator, units, image_format, clip)
+    return Settings(db, estimator, units, image_format, clip, compare and db != str(PAPER_DB))
+
+
+def _database() -> str:
+    """The results to show: a shipped database by name, or any file by path (a link with ?db= opens that file)."""
+    names = [*SHIPPED_DBS, OTHER_FILE]
+    default = names.index(OTHER_FILE) if "db" in st.query_params else 0
+    source = st.selectbox("Results", names, index=default, key="source", bind="query-params",
+                          help="The demo zoo computed by this tool, the paper's published results, or any .duckdb "
+                               "file written by `python -m pidcore profile`, `import-paper` or `demo build`.")
+    if source != OTHER_FILE:
+        return str(SHIPPED_DBS[source])
+    return st.text_input("Database file", value=str(next(iter(SHIPPED_DBS.values()))), key="db", bind="query-params")
 
 
 def _estimators(db: str) -> list[str]:
