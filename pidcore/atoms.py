@@ -28,6 +28,8 @@ PAPER_ESTIMATOR = "paper-digitized"
 
 LETTERS = string.ascii_uppercase
 MIN_OPTIONS = 2
+# What a sample id seen twice in one dataset does: stop the run naming the ids, or keep the first row of each.
+DEDUPE_POLICIES = ("error", "first")
 
 # Thresholds of the stated rules (pidcore.analysis); each rule's text quotes these numbers.
 STAGE2_RISE_BITS = 0.05

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pidcore.atoms import DEDUPE_POLICIES
 from pidcore.datasets import jsonl, mmbench, paper_json, pmc_vqa, pope, shapes
 from pidcore.datasets.rows import Row
 from pidcore.datasets.sample import DatasetError, LoadedDataset, SkipRow
@@ -39,30 +40,51 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return kind, Path(path.strip()).expanduser()
 
 
-def load_dataset(spec: str, limit: int | None = None, image_root: str | Path | None = None) -> LoadedDataset:
-    """Load up to `limit` usable samples from `KIND:PATH`, skipping and logging bad rows instead of failing on them."""
+def load_dataset(spec: str, limit: int | None = None, image_root: str | Path | None = None,
+                 dedupe: str = "error") -> LoadedDataset:
+    """Load up to `limit` usable samples from `KIND:PATH`, skipping and logging bad rows instead of failing on them.
+    A sample id seen before is an error naming every repeated id, or with dedupe="first" a skipped row."""
     kind, path = parse_spec(spec)
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be at least 1, got {limit}")
+    if dedupe not in DEDUPE_POLICIES:
+        raise DatasetError(f"unknown duplicate-id policy {dedupe!r} (expected one of {', '.join(DEDUPE_POLICIES)})")
     if kind in GENERATED:
         return GENERATED[kind](str(path), limit)
-    if not path.is_file():
+    if not path.exists():
         raise DatasetError(f"{kind} dataset file not found: {path}")
+    if not path.is_file():
+        raise DatasetError(f"{kind} dataset is not a regular file: {path}")
     root = Path(image_root).expanduser() if image_root is not None else path.parent
     if not root.is_dir():
         raise DatasetError(f"image root is not a folder: {root}")
     dataset = LoadedDataset(name=path.stem)
+    seen: Counter[str] = Counter()
     for row_id, build in LOADERS[kind](path, root):
+        seen[row_id] += 1
         try:
+            if seen[row_id] > 1 and dedupe == "first":
+                raise SkipRow(f"duplicate id: the first row with id {row_id!r} is kept")
             dataset.samples.append(build())
         except SkipRow as reason:
             dataset.skipped.append((row_id, str(reason)))
             logger.warning("%s: skipped row %s: %s", path.name, row_id, reason)
         if len(dataset.samples) == limit:
             break
+    repeated = {row_id: count for row_id, count in seen.items() if count > 1}
+    if repeated and dedupe == "error":
+        raise DatasetError(_duplicates(path, repeated))
     if not dataset.samples:
         raise DatasetError(_no_usable_row(path, dataset.skipped))
     return dataset
+
+
+def _duplicates(path: Path, repeated: dict[str, int]) -> str:
+    """Name the repeated ids (the first ten) and how to go on."""
+    shown = ", ".join(f"{row_id!r} ({count} rows)" for row_id, count in list(repeated.items())[:10])
+    more = f" and {len(repeated) - 10} more" if len(repeated) > 10 else ""
+    return (f"{path.name}: {len(repeated)} sample id(s) appear more than once: {shown}{more}. A run keys samples by "
+            "id, so give every row its own id, or pass --dedupe first to keep the first row of each id")
 
 
 def _no_usable_row(path: Path, skipped: list[tuple[str, str]]) -> str:

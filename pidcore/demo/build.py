@@ -25,7 +25,6 @@ from pidcore.demo.zoo import ZOO, ModelSpec, Schedule
 from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
-from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.profiling import profile
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.shipped import DATA
@@ -150,7 +149,7 @@ def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed
         if final:
             variants.append(replace(settings, letter_mass_fallback=False, keep_fitted=False))
         for variant in variants:
-            estimate_layers(variant, settings.run_id())
+            profile(variant)
         done()
 
 

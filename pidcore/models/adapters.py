@@ -20,7 +20,7 @@ class Adapter:
     image_token_attr: str
     final_norm_attr: str = "norm"
     layers_attr: str = "layers"
-    load_processor: Callable[[str, bool], object] | None = None
+    load_processor: Callable[[str, bool, str | None], object] | None = None
     plain_prompt: str | None = None
     processor_suffix_tokens: int = 0
     vision_module: str = "model.vision_tower"

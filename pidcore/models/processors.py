@@ -30,22 +30,25 @@ class ImageOnlyQwen2_5_VLProcessor(_ImageOnly, Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor for images only (its video processor needs torchvision)."""
 
 
-def load_image_only_processor(processor_class: type, model_id: str, trust_remote_code: bool = False) -> ProcessorMixin:
+def load_image_only_processor(processor_class: type, model_id: str, trust_remote_code: bool = False,
+                              revision: str | None = None) -> ProcessorMixin:
     """Tokenizer, PIL image processor and chat template of a Qwen-VL checkpoint, without a video processor."""
-    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(model_id)
-    template = tokenizer.chat_template or _saved_chat_template(model_id)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(model_id, revision=revision)
+    template = tokenizer.chat_template or _saved_chat_template(model_id, revision)
     if template is None:
         raise ValueError(f"{model_id} has no chat template in its tokenizer, chat_template.jinja or chat_template.json")
     return processor_class(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
 
 
-def _saved_chat_template(model_id: str) -> str | None:
+def _saved_chat_template(model_id: str, revision: str | None = None) -> str | None:
     """The chat template a checkpoint keeps beside its tokenizer (.jinja in newer saves, .json in older ones)."""
-    jinja = cached_file(model_id, "chat_template.jinja", _raise_exceptions_for_missing_entries=False)
+    jinja = cached_file(model_id, "chat_template.jinja", revision=revision,
+                        _raise_exceptions_for_missing_entries=False)
     if jinja is not None:
         return Path(jinja).read_text()
-    saved = cached_file(model_id, "chat_template.json", _raise_exceptions_for_missing_entries=False)
+    saved = cached_file(model_id, "chat_template.json", revision=revision,
+                        _raise_exceptions_for_missing_entries=False)
     return json.loads(Path(saved).read_text()).get("chat_template") if saved is not None else None
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pidcore.datasets import LoadedDataset, Sample, load_dataset
+from pidcore.datasets.fingerprint import dataset_fingerprint
+from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
@@ -19,22 +22,40 @@ from pidcore.store import (
     SampleRow,
     ensure_schema,
     load_calibration,
+    read_runs,
     register_run,
     stored_sample_ids,
     write_calibration,
     write_samples,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def profile(settings: ProfileSettings) -> list[LayerResult]:
-    """Probe every sample, then estimate atoms per layer; returns the output layer's result."""
-    dataset = load_dataset(settings.dataset, limit=settings.limit)
-    vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code)
-    run_id = settings.run_id()
+    """Probe every sample, then estimate atoms per layer; returns the output layer's result. The same model and
+    dataset content with the same settings resume the stored run; anything else is a new run. The dataset and the
+    database are checked before the model loads, so a bad path fails in seconds, not after a 7B model loads."""
+    dataset = load_dataset(settings.dataset, limit=settings.limit, dedupe=settings.dedupe)
     ensure_schema(settings.db)
+    vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code, settings.revision)
+    settings = replace(settings, model_identity=identity_key(model_identity(settings.model, settings.revision)),
+                       dataset_identity=dataset_fingerprint(dataset))
+    run_id = settings.run_id()
     stats, encoded = _calibration(settings, vlm, dataset, run_id)
     _probe_samples(settings, vlm, dataset, stats, run_id, encoded)
     return estimate_layers(settings, run_id)
+
+
+def _warn_if_superseding(settings: ProfileSettings, run_id: str) -> None:
+    """Say when other runs carry this run's model, task and checkpoint names: the pages show the newest of them."""
+    runs = read_runs(settings.db)
+    same = runs[(runs["model"] == settings.model_name) & (runs["task"] == settings.task_name)
+                & (runs["checkpoint"] == settings.checkpoint) & (runs["run_id"] != run_id)]
+    if not same.empty:
+        logger.warning("model %s, task %s, checkpoint %s already has run(s) %s with other inputs or settings; this "
+                       "run %s is kept beside them and the pages show the newest", settings.model_name,
+                       settings.task_name, settings.checkpoint, ", ".join(same["run_id"]), run_id)
 
 
 def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset,
@@ -48,6 +69,7 @@ def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDatas
     encoded = [_encode(vlm, sample) for sample in samples]
     stats = embedding_stats(vlm, encoded)
     first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
+    _warn_if_superseding(settings, run_id)
     register_run(settings.db, run_id=run_id, model=settings.model_name, family=vlm.adapter.family,
                  task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
                  n_layers=first.probs.shape[1] - 1, settings=asdict(settings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def estimator_name(mode: str, fallback: bool) -> str:
@@ -34,10 +35,22 @@ def applies_fallback(estimator: str) -> bool:
                                                and not estimator.endswith("-nofallback"))
 
 
+# Settings besides the model, dataset and task that change a run's stored rows.
+RUN_KEYS = ("dtype", "limit", "seed", "checkpoint", "step", "stage", "calibration_samples")
+
+
 @dataclass
 class ProfileSettings:
-    """Everything a profile run depends on; the run id hashes the fields that change its samples, and the
-    estimator name (`estimator`) the conventions that change its atoms.
+    """Everything a profile run depends on; the run id hashes the fields that change its rows (the model's and the
+    dataset's identities once resolved, task, checkpoint, step, stage and the probing settings), and the estimator
+    name (`estimator`) the conventions that change its atoms.
+
+    name: the model's name on the pages (default: its folder or hub name; a folder named like the checkpoint is
+      named by its parent, so `ckpt/stage2-step5000` with --checkpoint stage2-step5000 is model "ckpt").
+    revision: the hub revision (branch, tag or commit) to load.
+    model_identity / dataset_identity: what the model and dataset resolved to (pipeline.identity fills them): a
+      canonical path or hub id and commit with a weights fingerprint; a digest of the samples loaded.
+    dedupe: what a repeated sample id does: "error" (default) or "first" (keep the first row of each id).
 
     estimator_mode: a preset of estimators.batch_config.PRESETS ("published" reproduces the paper's stage 3).
     letter_mass_fallback: replace a probe whose vocabulary mass on the option letters is below
@@ -73,10 +86,17 @@ class ProfileSettings:
     bootstrap: int | None = None
     keep_fitted: bool = True
     progress: bool = True
+    name: str | None = None
+    revision: str | None = None
+    model_identity: str | None = None
+    dataset_identity: str | None = None
+    dedupe: str = "error"
 
     def run_id(self) -> str:
-        keys = ("model", "dataset", "dtype", "limit", "seed", "checkpoint", "calibration_samples")
-        canonical = json.dumps({key: getattr(self, key) for key in keys}, sort_keys=True, default=str)
+        """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""
+        identity = {"model": self.model_identity or self.model, "dataset": self.dataset_identity or self.dataset,
+                    "task": self.task_name, **{key: getattr(self, key) for key in RUN_KEYS}}
+        canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 
     @property
@@ -91,9 +111,17 @@ class ProfileSettings:
     @property
     def task_name(self) -> str:
         """The task as shown in the store: the explicit name, else KIND:FILENAME of the dataset spec."""
-        return self.task or self.dataset.split(":", 1)[0] + ":" + self.dataset.rsplit("/", 1)[-1]
+        kind, _, path = self.dataset.partition(":")
+        return self.task or f"{kind}:{Path(path).name}"
 
     @property
     def model_name(self) -> str:
-        """The model as shown in the store: the last part of its hub id or folder."""
-        return self.model.rstrip("/").rsplit("/", 1)[-1]
+        """The model as shown in the store: `name`, else the last part of its hub id or folder (the part before when
+        the last one is the checkpoint's name)."""
+        if self.name:
+            return self.name
+        folder = Path(self.model).expanduser()
+        parts = (folder.resolve() if folder.is_dir() else Path(self.model)).parts
+        if len(parts) > 1 and parts[-1] == self.checkpoint:
+            return parts[-2]
+        return parts[-1] if parts else self.model

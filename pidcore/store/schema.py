@@ -58,14 +58,19 @@ ATOM_COLUMNS = ["model", "family", "task", "checkpoint", "step", "stage", "layer
 _FROM_RUNS = {"model", "family", "task", "checkpoint", "step", "stage", "n_layers"}
 _VIEW_SELECT = ", ".join(LAYER_SQL if column == "layer" else
                          f"{'runs' if column in _FROM_RUNS else 'layer_atoms'}.{column}" for column in ATOM_COLUMNS)
+# The run each (model, task, checkpoint) shows: the newest registered. A rerun with other inputs or settings is a
+# new run under the same names; the older one stays in the store, out of the view.
+CURRENT_RUNS_SQL = ("(SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY model, task, checkpoint "
+                    "ORDER BY created DESC, run_id DESC) = 1)")
 ATOMS_VIEW_SQL = (f"CREATE OR REPLACE VIEW {ATOMS_VIEW} AS SELECT {_VIEW_SELECT} "
-                  "FROM layer_atoms JOIN runs USING (run_id)")
+                  f"FROM layer_atoms JOIN {CURRENT_RUNS_SQL} AS runs USING (run_id)")
 OBJECTS = {table.name for table in TABLES} | {ATOMS_VIEW}
 
 
 def schema_changes(present: dict[str, set[str]]) -> list[str]:
     """The statements that bring a database with these tables and columns ({table: columns}) to this schema:
-    missing tables created, columns added since a database was made added (NULL in old rows), the view renewed."""
+    missing tables created, columns added since a database was made added (NULL in old rows), the view renewed
+    (always: its definition may have changed without its columns)."""
     statements = []
     for table in TABLES:
         if table.name not in present:
@@ -73,9 +78,7 @@ def schema_changes(present: dict[str, set[str]]) -> list[str]:
             continue
         statements += [f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}" for name, kind in table.columns
                        if name not in present[table.name]]
-    if statements or set(ATOM_COLUMNS) - present.get(ATOMS_VIEW, set()):
-        statements.append(ATOMS_VIEW_SQL)
-    return statements
+    return [*statements, ATOMS_VIEW_SQL]
 
 
 @dataclass
