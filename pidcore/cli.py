@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pidcore.atoms import ATOMS, SYMBOLS
+from pidcore.atoms import ATOMS, DEDUPE_POLICIES, SYMBOLS
 from pidcore.shipped import PAPER_CSV, PAPER_DB
 
 if TYPE_CHECKING:
+    from pidcore.pipeline.stage2_import import Imported
     from pidcore.store import LayerResult
 
 
@@ -28,14 +29,15 @@ def _profile(args: argparse.Namespace) -> int:
 
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
-                               task=args.task, **_estimation_settings(args))
+                               task=args.task, name=args.name, revision=args.revision, dedupe=args.dedupe,
+                               **_estimation_settings(args))
     _print_atoms(profile(settings))
     return 0
 
 
 def _import_paper(args: argparse.Namespace) -> int:
     from pidcore.pipeline.settings import ProfileSettings
-    from pidcore.pipeline.stage2_import import import_stage2
+    from pidcore.pipeline.stage2_import import PartialImportError, import_stage2
 
     settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, task=args.task,
                                **_estimation_settings(args))
@@ -46,16 +48,23 @@ def _import_paper(args: argparse.Namespace) -> int:
                                      family=args.family)
         except ValueError as error:
             failed += 1
+            if isinstance(error, PartialImportError):
+                _print_imported(path, error.imported)
             print(f"error: {path}: {error}", file=sys.stderr)
             continue
-        for run in imported:
-            skipped = sum(len(reasons) for reasons in run.skipped.values())
-            print(f"{path}: imported {run.model}: {run.kept} records kept, {skipped} skipped")
-            for source, reasons in run.skipped.items():
-                for record, reason in reasons:
-                    print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
-            _print_atoms(run.results)
+        _print_imported(path, imported)
     return 2 if failed else 0
+
+
+def _print_imported(path: str, imported: list[Imported]) -> None:
+    """What each imported run kept and skipped (the reasons on stderr), with its atoms."""
+    for run in imported:
+        skipped = sum(len(reasons) for reasons in run.skipped.values())
+        print(f"{path}: imported {run.model}: {run.kept} records kept, {skipped} skipped")
+        for source, reasons in run.skipped.items():
+            for record, reason in reasons:
+                print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
+        _print_atoms(run.results)
 
 
 def _paper_build(args: argparse.Namespace) -> int:
@@ -154,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     _estimation_options(run)
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     run.add_argument("--task", default=None, help="task name shown in the dashboard (default KIND:FILENAME)")
+    run.add_argument("--name", default=None,
+                     help="model name shown in the dashboard; give every checkpoint of one model the same name "
+                          "(default: the folder or hub name, or the parent folder's when the folder is named like "
+                          "--checkpoint)")
+    run.add_argument("--revision", default=None, help="hub revision to load: a branch, tag or commit")
+    run.add_argument("--dedupe", default="error", choices=DEDUPE_POLICIES,
+                     help="a sample id that appears twice: error (default: the run stops and names the ids) or "
+                          "first (keep the first row of each id; the others are skipped and counted)")
     run.set_defaults(run=_profile)
     paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 output as runs")
     paper.add_argument("paths", nargs="+", metavar="PATH",
@@ -234,6 +251,8 @@ def _estimation_settings(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the subcommand; bad input ends with a one-line error, not a traceback."""
+    import duckdb
+
     from pidcore.store import StoreError
 
     args = build_parser().parse_args(argv)
@@ -242,3 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except duckdb.Error as error:
+        print(f"error: the results database failed: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {error.strerror or error}" + (f": {error.filename}" if error.filename else ""),
+              file=sys.stderr)
+        return 1

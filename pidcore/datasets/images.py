@@ -1,11 +1,14 @@
-"""Image decoding for dataset rows: missing files, bad base64, corrupt or oversized images become skip reasons."""
+"""Image decoding for dataset rows: missing files, non-files, bad base64, corrupt or oversized images become skip
+reasons."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -14,6 +17,11 @@ from PIL import Image
 from pidcore.datasets.sample import SkipRow
 
 MAX_PIXELS = 50_000_000
+# An encoded image (a file, or base64 once decoded) larger than this is skipped before it is read or decoded.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 _DATA_URL = re.compile(r"^data:image/[^;,]*;base64,", re.IGNORECASE)
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
 _MIN_INLINE_LENGTH = 64
@@ -37,8 +45,10 @@ def image_from_bytes(data: bytes) -> Image.Image:
 
 
 def image_from_base64(text: str) -> Image.Image:
-    """Decode a base64 image, with or without a data-URL prefix, as MMBench and the paper's JSON store them."""
+    """Decode a base64 image, with or without a data-URL prefix, as MMBench and the paper's JSON store them;
+    refused unread when its decoded size would exceed MAX_IMAGE_BYTES."""
     payload = "".join(_DATA_URL.sub("", text.strip(), count=1).split())
+    _check_size(len(payload) // 4 * 3, "base64 image")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as error:
@@ -49,12 +59,39 @@ def image_from_base64(text: str) -> Image.Image:
 def image_from_file(root: Path, reference: str) -> Image.Image:
     """Read an image file named relative to the image root; a missing file is reported by the name the row gave."""
     try:
-        data = (root / reference).read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as error:
+        data = _regular_file_bytes(root / reference, reference)
+    except (FileNotFoundError, NotADirectoryError) as error:
         raise SkipRow(f"image file not found: {reference}") from error
     except OSError as error:
         raise SkipRow(f"unreadable image: {type(error).__name__}") from error
     return image_from_bytes(data)
+
+
+def _regular_file_bytes(path: Path, reference: str) -> bytes:
+    """The bytes of a regular file of at most MAX_IMAGE_BYTES, its kind and size checked before any byte is read:
+    /dev/zero would fill memory and a FIFO would block forever. Checked by path before opening (opening some
+    devices acts on them) and again on the opened file (the path may have been swapped in between)."""
+    _check_regular(os.stat(path), reference)
+    with os.fdopen(os.open(path, _OPEN_FLAGS), "rb") as handle:
+        status = os.fstat(handle.fileno())
+        _check_regular(status, reference)
+        _check_size(status.st_size, reference)
+        data = handle.read(MAX_IMAGE_BYTES + 1)
+    _check_size(len(data), reference)
+    return data
+
+
+def _check_regular(status: os.stat_result, reference: str) -> None:
+    """Refuse anything but a regular file (symbolic links are followed), naming what it is."""
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(status.st_mode)), "not a file")
+        raise SkipRow(f"image is not a regular file: {reference} is {kind}")
+
+
+def _check_size(size: int, what: str) -> None:
+    """Refuse an encoded image over MAX_IMAGE_BYTES before reading or decoding it."""
+    if size > MAX_IMAGE_BYTES:
+        raise SkipRow(f"image too large: {what} has {size} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
 
 
 def image_from_reference(root: Path, reference: str) -> Image.Image:

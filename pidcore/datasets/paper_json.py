@@ -32,6 +32,8 @@ def _records(path: Path) -> list[Any]:
         data = json.loads(path.read_bytes())
     except ValueError as error:
         raise DatasetError(f"{path.name} is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise DatasetError(f"{path.name} is nested too deeply to parse as JSON") from error
     if isinstance(data, dict):
         data = next((data[key] for key in LIST_KEYS if isinstance(data.get(key), list)), None)
     if not isinstance(data, list):

@@ -3,19 +3,26 @@
 A folder in the paper pipeline's layout holds `train/<model>.json` and `val/<model>.json`: every model present
 in both becomes a run fitted on train and evaluated on val. A single file becomes a run split by the estimator.
 The paper's probabilities come after its letter-mass fallback, so it is not applied again.
+
+A run that fails after it was registered (a store or estimator error) is removed again, so a failed file leaves
+no row behind; every failure surfaces as a ValueError (PaperFileError) with the real reason. In a folder, the
+other models are still imported, and the failed ones are named together at the end (PartialImportError).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.pipeline.stage2_records import PaperFileError, Stage2Records, read_stage2_file
-from pidcore.store import LayerResult, SampleRow, ensure_schema, register_run, write_samples
+from pidcore.store import LayerResult, SampleRow, ensure_schema, read_runs, register_run, write_samples
+from pidcore.store.write import delete_runs
 
 logger = logging.getLogger(__name__)
 SPLITS = {"train": "fit", "val": "evaluation"}
@@ -29,6 +36,14 @@ class Imported:
     results: list[LayerResult]
     kept: int
     skipped: dict[str, list[tuple[str, str]]]
+
+
+class PartialImportError(PaperFileError):
+    """Some models of a stage-2 folder failed (each named with its reason); `imported` holds the ones stored."""
+
+    def __init__(self, message: str, imported: list[Imported]) -> None:
+        super().__init__(message)
+        self.imported = imported
 
 
 def import_stage2(path: str | Path, settings: ProfileSettings, n_layers: int = 1, widen_uniform: bool = False,
@@ -52,6 +67,8 @@ def import_stage2(path: str | Path, settings: ProfileSettings, n_layers: int = 1
 
 def _import_folder(folder: Path, settings: ProfileSettings, n_layers: int, widen_uniform: bool,
                    family: str) -> list[Imported]:
+    """Every model with a file in both train/ and val/, each imported on its own: a failed model is named in a
+    PartialImportError raised after the others are stored."""
     missing = [split for split in SPLITS if not (folder / split).is_dir()]
     if missing:
         raise PaperFileError(f"{folder} has no {' or '.join(missing)}/ folder; a stage-2 folder holds train/ and val/")
@@ -62,17 +79,30 @@ def _import_folder(folder: Path, settings: ProfileSettings, n_layers: int, widen
     models = sorted(stems["train"] & stems["val"])
     if not models:
         raise PaperFileError(f"{folder} has no model with a file in both train/ and val/")
-    imported = []
+    imported, failed = [], []
     for model in models:
-        files = {split: folder / split / f"{model}.json" for split in SPLITS}
-        records = {split: read_stage2_file(file, widen_uniform) for split, file in files.items()}
-        digest = ":".join(_digest(file) for file in files.values())
-        run_settings = replace(settings, model=model, task=settings.task or folder.name, fallback_upstream=True,
-                               dataset=f"paper-stage2:{folder.resolve()}/{model}:{digest}:widen={widen_uniform}")
-        results = _store(run_settings, family, n_layers, records)
-        imported.append(Imported(model, results, sum(len(found.ids) for found in records.values()),
-                                 {f"{split}/{model}.json": found.skipped for split, found in records.items()}))
+        try:
+            imported.append(_import_model(folder, model, settings, n_layers, widen_uniform, family))
+        except ValueError as error:
+            failed.append(f"{model}: {error}")
+    if failed:
+        kept = ", ".join(run.model for run in imported) or "none"
+        raise PartialImportError(f"{len(failed)} of {len(models)} models not imported ({'; '.join(failed)}); "
+                                 f"imported: {kept}", imported)
     return imported
+
+
+def _import_model(folder: Path, model: str, settings: ProfileSettings, n_layers: int, widen_uniform: bool,
+                  family: str) -> Imported:
+    """One model of a stage-2 folder: both files read and checked whole, then stored as one run."""
+    files = {split: folder / split / f"{model}.json" for split in SPLITS}
+    records = {split: read_stage2_file(file, widen_uniform) for split, file in files.items()}
+    digest = ":".join(_digest(file) for file in files.values())
+    run_settings = replace(settings, model=model, task=settings.task or folder.name, fallback_upstream=True,
+                           dataset=f"paper-stage2:{folder.resolve()}/{model}:{digest}:widen={widen_uniform}")
+    results = _store(run_settings, family, n_layers, records)
+    return Imported(model, results, sum(len(found.ids) for found in records.values()),
+                    {f"{split}/{model}.json": found.skipped for split, found in records.items()})
 
 
 def _digest(path: Path) -> str:
@@ -88,10 +118,22 @@ def _store(settings: ProfileSettings, family: str, n_layers: int,
         raise PaperFileError(f"train and val files disagree on the number of options: {sorted(widths)}")
     settings = replace(settings, layers="last", calibration_samples=0)
     run_id = settings.run_id()
-    ensure_schema(settings.db)
-    register_run(settings.db, run_id=run_id, model=settings.model_name, family=family, task=settings.task_name,
-                 checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage, n_layers=n_layers,
-                 settings=asdict(settings))
+    created: list[str] = []  # the run, once known to be new: an earlier import's run is never removed
+    with _removed_on_failure(settings.db, created):
+        ensure_schema(settings.db)
+        if run_id not in set(read_runs(settings.db)["run_id"]):
+            created.append(run_id)
+        register_run(settings.db, run_id=run_id, model=settings.model_name, family=family, task=settings.task_name,
+                     checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage, n_layers=n_layers,
+                     settings=asdict(settings))
+        rows = _sample_rows(run_id, splits)
+        write_samples(settings.db, rows)
+        logger.info("%s: imported %d records", settings.model_name, len(rows))
+        return estimate_layers(settings, run_id)
+
+
+def _sample_rows(run_id: str, splits: dict[str | None, Stage2Records]) -> list[SampleRow]:
+    """The kept records of every split as sample rows, ids prefixed by their split in a folder's runs."""
     rows, position = [], 0
     for split, found in splits.items():
         prefix = "" if split is None else f"{split}:"
@@ -100,6 +142,34 @@ def _store(settings: ProfileSettings, family: str, n_layers: int,
             rows.append(SampleRow(run_id, prefix + sample_id, position, gold, x1, x2, probs[:, None, :],
                                   mass[:, None], SPLITS.get(split)))
             position += 1
-    write_samples(settings.db, rows)
-    logger.info("%s: imported %d records", settings.model_name, len(rows))
-    return estimate_layers(settings, run_id)
+    return rows
+
+
+@contextmanager
+def _removed_on_failure(db: str, created: list[str]) -> Iterator[None]:
+    """On any failure remove the runs in `created` (those this import registered), so a failed file leaves no
+    row; a failure that is not a ValueError (a store, Arrow or estimator error) becomes a PaperFileError that names
+    its type and message. An interrupt is re-raised as it is."""
+    try:
+        yield
+    except BaseException as error:
+        cleanup = _remove(db, created)
+        if not isinstance(error, Exception) or (isinstance(error, ValueError) and cleanup is None):
+            raise
+        reason = str(error) if isinstance(error, ValueError) else _describe(error)
+        left = "" if cleanup is None else f"; its partial rows could not be removed: {cleanup}"
+        raise PaperFileError(reason + left) from error
+
+
+def _remove(db: str, run_ids: list[str]) -> str | None:
+    """Delete the runs' rows; None when that worked, else what went wrong."""
+    try:
+        delete_runs(db, run_ids)
+    except Exception as error:
+        return _describe(error)
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    """An error as its type and message, the way a traceback's last line shows it."""
+    return f"{type(error).__name__}: {error}"

@@ -70,17 +70,19 @@ class Stage2Records:
     gold: list[int | None] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     conversation_layout: bool = False
+    _kept_ids: set[str] = field(default_factory=set, repr=False)
 
     def add(self, row_id: str, x1: np.ndarray, x2: np.ndarray, probs: np.ndarray, mass: np.ndarray,
             gold: int | None) -> None:
         """Append one checked record, after checking it against the first one and the ids already kept."""
-        if row_id in self.ids:
+        if row_id in self._kept_ids:
             raise BadRecord(f"duplicate id {row_id!r}")
         if self.ids:
             expected = (self.x1[0].shape, self.x2[0].shape, self.probs[0].shape[-1])
             if (x1.shape, x2.shape, probs.shape[-1]) != expected:
                 raise BadRecord(f"shapes {x1.shape}, {x2.shape}, k={probs.shape[-1]} differ from the first "
                                 f"record's {expected[0]}, {expected[1]}, k={expected[2]}")
+        self._kept_ids.add(row_id)
         self.ids.append(row_id)
         self.x1.append(x1)
         self.x2.append(x2)
@@ -97,16 +99,17 @@ def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Rec
     """
     path = Path(path)
     top = _load_json(path)
-    records = top if isinstance(top, list) else next((top[k] for k in LIST_KEYS if isinstance(top.get(k), list)), None)
+    meta = top if isinstance(top, dict) else {}
+    records = top if isinstance(top, list) else next((meta[k] for k in LIST_KEYS if isinstance(meta.get(k), list)),
+                                                     None)
     if records is None:
         raise PaperFileError(f"{path.name} holds no list of records (top level, or under one of {LIST_KEYS})")
-    meta = top if isinstance(top, dict) else {}
     conversations = any(isinstance(record, dict) and "conversations" in record for record in records[:10])
     found = Stage2Records(model=str(meta.get("model") or path.stem),
                           task=str(meta.get("task") or meta.get("dataset") or "paper:" + path.stem),
                           family=str(meta.get("family") or "imported"), conversation_layout=conversations)
     for number, record in enumerate(records):
-        row_id = str(record.get("id", number)) if isinstance(record, dict) else str(number)
+        row_id = _record_id(record, number)
         try:
             if not isinstance(record, dict):
                 raise BadRecord("not a JSON object")
@@ -123,16 +126,29 @@ def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Rec
     return found
 
 
+def _record_id(record: Any, number: int) -> str:
+    """A record's own id, or its 0-based position when it has none (or is not an object)."""
+    value = record.get("id") if isinstance(record, dict) else None
+    return str(number) if value is None else str(value)
+
+
 def _load_json(path: Path) -> Any:
-    if not path.is_file():
+    """The file's JSON; a missing file, a non-file (FIFO, device), bad JSON, non-UTF-8 text or nesting too deep to
+    parse is a PaperFileError."""
+    if not path.exists():
         raise PaperFileError(f"stage-2 file not found: {path}")
+    if not path.is_file():
+        raise PaperFileError(f"stage-2 file is not a regular file: {path}")
     try:
         return json.loads(path.read_bytes())
     except ValueError as error:
         raise PaperFileError(f"{path.name} is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise PaperFileError(f"{path.name} is nested too deeply to parse as JSON") from error
 
 
 def _add_flat(found: Stage2Records, row_id: str, record: dict) -> None:
+    """Check one flat-layout record whole and keep it."""
     x1, x2 = _vector(_field(record, "x1"), "x1"), _vector(_field(record, "x2"), "x2")
     probs = np.stack([_distribution(_field(record, name), name) for name in PASSES])
     gold = _gold(_field(record, "answer", required=False), probs.shape[-1])
@@ -140,8 +156,10 @@ def _add_flat(found: Stage2Records, row_id: str, record: dict) -> None:
 
 
 def _add_conversation(found: Stage2Records, row_id: str, record: dict, widen_uniform: bool) -> None:
-    turn = next((turn for turn in record["conversations"] if isinstance(turn, dict) and turn.get("from") == "gpt"),
-                None) if isinstance(record["conversations"], list) else None
+    """Check one record of the paper's conversation layout whole (its gpt turn) and keep it."""
+    conversation = record.get("conversations")
+    turns = conversation if isinstance(conversation, list) else []
+    turn = next((turn for turn in turns if isinstance(turn, dict) and turn.get("from") == "gpt"), None)
     if turn is None:
         raise BadRecord("no gpt turn in conversations")
     n = record.get("num_options")
@@ -168,11 +186,12 @@ def _field(record: dict, name: str, required: bool = True) -> Any:
 
 
 def _vector(value: Any, name: str) -> np.ndarray:
+    """A non-empty 1-d float32 vector of finite numbers."""
     if value is None:
         raise BadRecord(f"missing {name}")
     try:
         array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise BadRecord(f"{name} is not a list of numbers") from error
     if array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
         raise BadRecord(f"{name} must be a non-empty list of finite numbers")
@@ -180,6 +199,7 @@ def _vector(value: Any, name: str) -> np.ndarray:
 
 
 def _distribution(value: Any, name: str) -> np.ndarray:
+    """A probability vector over MIN_OPTIONS to len(LETTERS) options, renormalised to sum to 1."""
     array = _vector(value, name).astype(np.float64)
     if not MIN_OPTIONS <= array.size <= len(LETTERS) or (array < 0).any() or abs(array.sum() - 1) > SUM_TOLERANCE:
         raise BadRecord(f"{name} is not a distribution over {MIN_OPTIONS} to {len(LETTERS)} options "

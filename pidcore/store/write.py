@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -18,13 +18,14 @@ import pyarrow as pa
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import array_to_blob
-from pidcore.store.read import present_columns, query
+from pidcore.store.read import StoreError, present_columns, query
 from pidcore.store.schema import (
     CALIBRATION,
     LAYER_ATOMS,
     POINTWISE_ATOMS,
     RUNS,
     SAMPLES,
+    TABLES,
     TASK_PID,
     UNKNOWN_DEPTH_LAYER,
     SampleRow,
@@ -33,10 +34,14 @@ from pidcore.store.schema import (
 )
 
 
+_RUN_TABLES = tuple(table for table in TABLES if "run_id" in table.column_names)
+
+
 @contextmanager
 def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short read-write connection in one transaction, the schema created if missing; waits while a reader holds
-    the file."""
+    the file. The unit ends with an explicit CHECKPOINT, so a full disk fails the unit instead of the silent
+    checkpoint at close; any failure re-raises the original error, not the failed rollback's."""
     connection = _connect(Path(path), attempts, wait_s)
     try:
         for statement in schema_changes(present_columns(connection)):
@@ -44,21 +49,34 @@ def write_unit(path: str | Path, attempts: int = 40, wait_s: float = 0.25) -> It
         connection.execute("BEGIN TRANSACTION")
         yield connection
         connection.execute("COMMIT")
+        connection.execute("CHECKPOINT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        _abandon(connection)
         raise
-    finally:
+    connection.close()
+
+
+def _abandon(connection: duckdb.DuckDBPyConnection) -> None:
+    """Roll back and close after a failure, ignoring their own errors (a failed COMMIT or CHECKPOINT leaves no
+    transaction to roll back), so the caller sees the error that caused the failure."""
+    with suppress(duckdb.Error):
+        connection.execute("ROLLBACK")
+    with suppress(duckdb.Error):
         connection.close()
 
 
 def _connect(path: Path, attempts: int, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open for writing, waiting while another process holds the lock; any other failure (a folder, a file that
+    is not a DuckDB database, no permission) is a StoreError with DuckDB's own words at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(attempts):
         try:
             return duckdb.connect(str(path))
-        except duckdb.IOException:
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise StoreError(f"cannot open {path} for writing: {error}") from error
             if attempt == attempts - 1:
-                raise
+                raise StoreError(f"{path} stayed locked by another process: {error}") from error
             time.sleep(wait_s)
     raise AssertionError("unreachable")
 
@@ -93,6 +111,15 @@ def register_run(path: str | Path, *, run_id: str, model: str, family: str, task
            "created": time.time()}
     with write_unit(path) as connection:
         _insert(connection, RUNS, [row])
+
+
+def delete_runs(path: str | Path, run_ids: Sequence[str]) -> None:
+    """Remove every row of these runs from every table in one transaction, to undo a run that failed part-way."""
+    if not run_ids:
+        return
+    with write_unit(path) as connection:
+        for table in _RUN_TABLES:
+            connection.execute(f"DELETE FROM {table.name} WHERE list_contains(?, run_id)", [list(run_ids)])
 
 
 def write_calibration(path: str | Path, run_id: str, stats) -> None:

@@ -1,0 +1,531 @@
+"""Hostile inputs: every dataset loader against files and image paths that are not what they claim (devices,
+FIFOs, folders, oversized or broken data), `import-paper` against bad stage-2 files, a pickle-only model folder,
+and a full disk. Each ends in a named skip reason or a one-line error, never a hang, a crash or a stray row."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pidcore.cli import main
+from pidcore.models.loading import ModelLoadError, load_vlm
+from pidcore.models.tiny import build_tiny_model
+from pidcore.store import ensure_schema, load_samples, read_atoms, read_runs, table_sizes
+from tests.stage2_files import conversation_records
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_LIMIT = 4096
+# Runs load_dataset on each spec in a child process, as hostile files would take a test process down with them:
+# an address-space cap turns a read of /dev/zero into a MemoryError and an alarm turns a FIFO's wait into an error.
+LOADER_WORKER = """
+import json, resource, signal, sys
+from pidcore.datasets import images, load_dataset
+
+def too_slow(*_):
+    raise TimeoutError("still loading after 10 s")
+
+with open("/proc/self/status") as status:
+    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
+signal.signal(signal.SIGALRM, too_slow)
+images.MAX_IMAGE_BYTES = int(sys.argv[2])
+results = {}
+for name, spec in json.loads(sys.argv[1]).items():
+    signal.alarm(10)
+    try:
+        dataset = load_dataset(spec)
+        results[name] = {"samples": [sample.id for sample in dataset.samples], "skipped": dataset.skipped}
+    except BaseException as error:
+        results[name] = {"error": type(error).__name__, "message": str(error)}
+    finally:
+        signal.alarm(0)
+print(json.dumps(results))
+"""
+# Writes under a file-size limit (a full disk, as the process sees it), SIGXFSZ ignored so a write fails with EFBIG.
+FULL_DISK_WORKER = """
+import resource, signal, sys
+limit = int(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+exec(sys.argv[2])
+"""
+
+
+def png(size: int = 2, noise: bool = False) -> bytes:
+    """A PNG of size x size pixels: solid, or random noise so it compresses badly (a large file)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8) if noise else \
+        np.full((size, size, 3), 200, dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    """Base64 text of `data`."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def jsonl(path: Path, records: list[dict]) -> Path:
+    """A JSON Lines file of `records`."""
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def pope_file(folder: Path, bad: str) -> Path:
+    """POPE: a good question on good.png, then question 2 on the image `bad`."""
+    return jsonl(folder / "pope.jsonl", [{"question_id": number, "image": image, "text": "Is there a dog?",
+                                          "label": "yes"} for number, image in ((1, "good.png"), (2, bad))])
+
+
+def pmc_file(folder: Path, bad: str) -> Path:
+    """PMC-VQA: a good row on good.png (row 0), then row 1 on the figure `bad`."""
+    rows = [{"Figure_path": figure, "Question": "Which?", "Choice A": " A:CT", "Choice B": " B:MRI",
+             "Answer_label": "A"} for figure in ("good.png", bad)]
+    path = folder / "pmc.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def jsonl_file(folder: Path, bad: str) -> Path:
+    """Generic JSONL: record "good" on good.png, then record "bad" on the image `bad`."""
+    return jsonl(folder / "custom.jsonl", [{"id": name, "image": image, "question": "Which?", "options": ["a", "b"]}
+                                           for name, image in (("good", "good.png"), ("bad", bad))])
+
+
+def paper_file(folder: Path, bad: str) -> Path:
+    """The paper's JSON: record "good" on good.png, then record "bad" on the image `bad` (a path or base64)."""
+    prompt = [{"from": "human", "value": "<image>\nWhich?\nA. a\nB. b"}, {"from": "gpt", "value": "A"}]
+    records = [{"id": name, "image": image, "num_options": 2, "conversations": prompt}
+               for name, image in (("good", "good.png"), ("bad", bad))]
+    path = folder / "paper.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def mmbench_file(folder: Path, bad: str) -> Path:
+    """MMBench: row 1 with a good base64 image, then row 2 whose image cell is `bad`."""
+    rows = [{"index": index, "question": "Which?", "A": "a", "B": "b", "image": image}
+            for index, image in ((1, b64(png())), (2, bad))]
+    path = folder / "mmbench.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+PATH_LOADERS: dict[str, Callable[[Path, str], Path]] = {"pope": pope_file, "pmc-vqa": pmc_file, "jsonl": jsonl_file,
+                                                        "paper": paper_file}
+BASE64_LOADERS: dict[str, Callable[[Path, str], Path]] = {"mmbench": mmbench_file, "paper": paper_file}
+LOADERS = ("mmbench", "pope", "pmc-vqa", "jsonl", "paper")
+BIG = png(64, noise=True)
+
+
+def plant_images(folder: Path) -> None:
+    """The image files the path cases name: a good one, a FIFO, a folder, a link to /dev/zero, a large PNG and a
+    file that is no image."""
+    (folder / "good.png").write_bytes(png())
+    os.mkfifo(folder / "pipe.png")
+    (folder / "folder.png").mkdir()
+    (folder / "zero.png").symlink_to("/dev/zero")
+    (folder / "big.png").write_bytes(BIG)
+    (folder / "text.png").write_text("not an image")
+
+
+# (case, image reference as the row gives it, the row's skip reason)
+PATH_CASES = [
+    ("missing", "absent.png", "image file not found: absent.png"),
+    ("dev-zero", "/dev/zero", "image is not a regular file: /dev/zero is a character device"),
+    ("link-to-dev-zero", "zero.png", "image is not a regular file: zero.png is a character device"),
+    ("fifo", "pipe.png", "image is not a regular file: pipe.png is a FIFO"),
+    ("folder", "folder.png", "image is not a regular file: folder.png is a folder"),
+    ("oversized", "big.png", f"image too large: big.png has {len(BIG)} bytes, over the {IMAGE_LIMIT}-byte limit"),
+    ("not-an-image", "text.png", "unreadable image: UnidentifiedImageError"),
+]
+BIG_BASE64 = b64(BIG)
+BASE64_CASES = [
+    ("bad-base64", "data:image/png;base64,@@@@", "invalid base64 image"),
+    ("oversized-base64", "data:image/png;base64," + BIG_BASE64,
+     f"image too large: base64 image has {len(BIG_BASE64) // 4 * 3} bytes, over the {IMAGE_LIMIT}-byte limit"),
+    ("truncated-image", "data:image/png;base64," + b64(BIG[:200]), "unreadable image: OSError"),
+]
+NON_UTF8 = {"mmbench": b"index\tquestion\tA\tB\timage\n1\t\xff\xfe?\ta\tb\tx\n",
+            "pmc-vqa": b"Figure_path,Question,Choice A,Choice B\nf.png,\xff\xfe?,a,b\n",
+            "pope": b'{"question_id": 1, "image": "good.png", "text": "\xff\xfe?"}\n',
+            "jsonl": b'{"id": "x", "image": "good.png", "question": "\xff\xfe?", "options": ["a", "b"]}\n',
+            "paper": b'[{"id": "x", "image": "good.png", "num_options": 2, "conversations": "\xff\xfe"}]'}
+# (case, what the dataset path is, the DatasetError's message by loader, a regex)
+FILE_CASES = [
+    ("missing-file", "absent.txt", dict.fromkeys(LOADERS, r"dataset file not found: .*absent\.txt")),
+    ("empty-file", "empty.txt", {"mmbench": "cannot read empty.txt as a table", "pmc-vqa": "cannot read empty.txt",
+                                 "pope": "the file has no rows", "jsonl": "the file has no rows",
+                                 "paper": r"empty\.txt is not valid JSON"}),
+    ("non-utf8", "KIND.txt", {"mmbench": "as a table: 'utf-8' codec can't decode", "pmc-vqa": "'utf-8' codec",
+                              "pope": r"invalid JSON \(1\)", "jsonl": r"invalid JSON \(1\)",
+                              "paper": "is not valid JSON: 'utf-8' codec can't decode"}),
+    ("dev-zero-file", "/dev/zero", dict.fromkeys(LOADERS, "/dev/zero")),
+    ("fifo-file", "pipe.png", dict.fromkeys(LOADERS, "pipe.png")),
+    ("folder-file", "folder.png", dict.fromkeys(LOADERS, "folder.png")),
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Every loader on every case, in one guarded child process: {case id: its samples and skips, or its error}."""
+    root = tmp_path_factory.mktemp("hostile")
+    specs = {}
+    for cases, loaders in ((PATH_CASES, PATH_LOADERS), (BASE64_CASES, BASE64_LOADERS)):
+        for case, reference, _ in cases:
+            for kind, write in loaders.items():
+                folder = root / f"{kind}-{case}"
+                folder.mkdir()
+                plant_images(folder)
+                specs[f"{kind}/{case}"] = f"{kind}:{write(folder, reference)}"
+    plant_images(root)
+    (root / "empty.txt").write_bytes(b"")
+    for kind, content in NON_UTF8.items():
+        (root / f"{kind}.txt").write_bytes(content)
+    for case, target, _ in FILE_CASES:
+        for kind in LOADERS:
+            specs[f"{kind}/{case}"] = f"{kind}:{target if target.startswith('/') else root / target.replace('KIND', kind)}"
+    done = subprocess.run([sys.executable, "-c", LOADER_WORKER, json.dumps(specs), str(IMAGE_LIMIT)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+ROW_CASES = [(kind, case, reason) for case, _, reason in PATH_CASES for kind in PATH_LOADERS] + \
+    [(kind, case, reason) for case, _, reason in BASE64_CASES for kind in BASE64_LOADERS]
+
+
+@pytest.mark.parametrize(("kind", "case", "reason"), ROW_CASES, ids=[f"{k}/{c}" for k, c, _ in ROW_CASES])
+def test_a_hostile_image_skips_its_row_with_a_named_reason(loaded: dict[str, dict], kind: str, case: str,
+                                                           reason: str) -> None:
+    """The good row loads; the row with the hostile image is skipped with its reason, without reading it."""
+    result = loaded[f"{kind}/{case}"]
+    assert "error" not in result, result
+    assert len(result["samples"]) == 1
+    assert [found for _, found in result["skipped"]] == [reason]
+
+
+FILE_ROWS = [(kind, case, messages[kind]) for case, _, messages in FILE_CASES for kind in LOADERS]
+
+
+@pytest.mark.parametrize(("kind", "case", "message"), FILE_ROWS, ids=[f"{k}/{c}" for k, c, _ in FILE_ROWS])
+def test_a_hostile_dataset_file_is_a_dataset_error(loaded: dict[str, dict], kind: str, case: str,
+                                                   message: str) -> None:
+    """A dataset file that is missing, empty, not UTF-8 or not a regular file fails as a whole, saying why."""
+    result = loaded[f"{kind}/{case}"]
+    assert result.get("error") == "DatasetError", result
+    assert re.search(message, result["message"]), result["message"]
+
+
+# ---- import-paper ----------------------------------------------------------------------------------------------
+
+
+def flat_records(n: int = 40, seed: int = 0) -> list[dict]:
+    """Flat-layout records whose gold is the option the image probe knows, so accuracy is 1 when labels align."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        a = int(rng.integers(2))
+        knows = [0.95, 0.05] if a == 0 else [0.05, 0.95]
+        records.append({"id": f"q{i}", "image_feature": (np.eye(2)[a] + 0.05 * rng.standard_normal(2)).tolist(),
+                        "text_feature": rng.standard_normal(2).tolist(), "p_y_x1": knows, "p_y_x2": [0.5, 0.5],
+                        "p_y_x1x2": knows, "answer": "AB"[a]})
+    return records
+
+
+def paper_records(n: int = 40, seed: int = 1) -> list[dict]:
+    """The same kind of records in the paper's conversation layout, two options padded to four."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(2, size=n)
+    image = np.where(gold[:, None] == 0, [0.95, 0.05], [0.05, 0.95])
+    x1 = np.eye(2)[gold] + 0.05 * rng.standard_normal((n, 2))
+    return conversation_records(x1, rng.standard_normal((n, 2)), image, np.full((n, 2), 0.5), image,
+                                num_options=[2] * n, width=4, labels=["AB"[g] for g in gold], prefix="p")
+
+
+def gpt(record: dict) -> dict:
+    """A conversation record's gpt turn."""
+    return record["conversations"][1]
+
+
+def edited(records: list[dict], index: int, change: Callable[[dict], None]) -> list[dict]:
+    """A deep copy of `records` with `change` applied to record `index`."""
+    copy = json.loads(json.dumps(records))
+    change(copy[index])
+    return copy
+
+
+def every(records: list[dict], change: Callable[[dict], None]) -> list[dict]:
+    """A deep copy of `records` with `change` applied to each."""
+    copy = json.loads(json.dumps(records))
+    for record in copy:
+        change(record)
+    return copy
+
+
+def huge_feature(record: dict) -> None:
+    """An integer no float can hold, as JSON allows."""
+    record["image_feature"] = [10 ** 400, 0.0]
+
+
+def past_options(record: dict) -> None:
+    """Probability on option C of a two-option question."""
+    gpt(record)["vl_prob"] = [0.5, 0.25, 0.25, 0.0]
+
+
+def write_json(path: Path, data) -> Path:
+    """`data` as a JSON file."""
+    path.write_text(json.dumps(data))
+    return path
+
+
+# (case, its file's content, the reason printed for record-level skips)
+RECORD_CASES = [
+    ("bad-answer", edited(flat_records(), 10, lambda r: r.update(answer="Z")),
+     "record q10: answer 'Z' is neither a letter A-B nor an index below 2"),
+    ("boolean-answer", edited(flat_records(), 10, lambda r: r.update(answer=True)),
+     "record q10: answer True is neither a letter A-B nor an index below 2"),
+    ("huge-number", edited(flat_records(), 10, huge_feature), "record q10: x1 is not a list of numbers"),
+    ("bad-label", edited(paper_records(), 10, lambda r: gpt(r).update(label="Z")),
+     "record p10: label 'Z' is not one of the option letters A-B"),
+    ("boolean-label", edited(paper_records(), 10, lambda r: gpt(r).update(label=True)),
+     "record p10: label True is not one of the option letters A-B"),
+    ("probability-past-options", edited(paper_records(), 10, past_options),
+     "record p10: vl_prob puts probability past its 2 options"),
+    ("no-conversations-later", edited(paper_records(), 20, lambda r: r.pop("conversations")),
+     "record p20: no gpt turn in conversations"),
+]
+def write_text(path: Path, text: str) -> Path:
+    """`text` as a file."""
+    path.write_text(text)
+    return path
+
+
+def make_folder(path: Path) -> Path:
+    """An empty folder."""
+    path.mkdir()
+    return path
+
+
+def make_fifo(path: Path) -> Path:
+    """A FIFO, which blocks whoever opens it for reading until a writer comes."""
+    os.mkfifo(path)
+    return path
+
+
+# (case, a writer of the bad path in a folder, the error printed)
+FILE_FAILURES: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("truncated-json", lambda d: write_text(d / "cut.json", json.dumps(flat_records())[:700]),
+     "cut.json is not valid JSON"),
+    ("a-folder", lambda d: make_folder(d / "dir.json"), "has no train or val/ folder"),
+    ("a-fifo", lambda d: make_fifo(d / "pipe.json"), "stage-2 file is not a regular file"),
+    ("a-number", lambda d: write_json(d / "n.json", 3), "n.json holds no list of records"),
+    ("nested-too-deep", lambda d: write_text(d / "deep.json", "[" * 100_000),
+     "deep.json is nested too deeply to parse as JSON"),
+    ("every-answer-boolean", lambda d: write_json(d / "b.json", every(flat_records(), lambda r: r.update(answer=True))),
+     "no usable record in b.json: 40 skipped"),
+    ("every-probability-past-options", lambda d: write_json(d / "p.json", every(paper_records(), past_options)),
+     "no usable record in p.json: 40 skipped ([('vl_prob puts probability past its 2 options', 40)])"),
+    ("too-few-to-estimate", lambda d: write_json(d / "few.json", flat_records(3)),
+     "need at least 4 samples to split into fitting and held-out sets, got 3"),
+]
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Fail a test that runs past 120 s (a FIFO opened for reading would wait forever) instead of hanging."""
+
+    def too_slow(*_) -> None:
+        raise TimeoutError("the import ran past 120 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def stored(db: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], dict[str, list[tuple]]]:
+    """What a database holds: its runs, its atoms view, its table sizes and every run's samples (id, gold, split)."""
+    runs = read_runs(db)
+    samples = {run_id: [(s.sample_id, s.gold, s.split) for s in load_samples(db, run_id)] for run_id in runs["run_id"]}
+    return runs, read_atoms(db), table_sizes(db), samples
+
+
+def same_rows(db: Path, before: tuple) -> bool:
+    """Whether the database holds exactly what `before` recorded."""
+    runs, atoms, sizes, samples = stored(db)
+    return runs.equals(before[0]) and atoms.equals(before[1]) and sizes == before[2] and samples == before[3]
+
+
+def import_paper(*args: str | Path) -> int:
+    """`python -m pidcore import-paper ARGS --bootstrap 0`, in this process."""
+    return main(["import-paper", *map(str, args), "--bootstrap", "0"])
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
+    """A database holding two good imports, one per layout, and what it holds."""
+    folder = tmp_path_factory.mktemp("earlier")
+    db = folder / "results.duckdb"
+    flat = write_json(folder / "flat.json", {"model": "flat-model", "task": "T", "samples": flat_records(seed=5)})
+    paper = write_json(folder / "paper.json", paper_records(seed=6))
+    assert import_paper(flat, paper, "--db", db) == 0
+    return db, stored(db)
+
+
+def database_copy(earlier: tuple[Path, tuple], folder: Path) -> Path:
+    """A copy of the earlier imports' database, for one case to write to."""
+    db = folder / "results.duckdb"
+    shutil.copy(earlier[0], db)
+    return db
+
+
+@pytest.mark.parametrize(("case", "records", "reason"), RECORD_CASES, ids=[case for case, _, _ in RECORD_CASES])
+def test_a_bad_record_is_skipped_whole_and_every_other_label_stays_aligned(
+        earlier: tuple[Path, tuple], tmp_path: Path, capsys: pytest.CaptureFixture, alarm: None, case: str,
+        records: list[dict], reason: str) -> None:
+    """The bad record is named with its reason; the others land with their own labels (accuracy 1) beside the
+    earlier imports, which stay as they were."""
+    db = database_copy(earlier, tmp_path)
+    path = write_json(tmp_path / f"{case}.json", records)
+    assert import_paper(path, "--db", db) == 0
+    assert f"skipped {case}.json {reason}" in capsys.readouterr().err
+    runs = read_runs(db)
+    new = runs[~runs["run_id"].isin(earlier[1][0]["run_id"])]
+    assert len(new) == 1 and len(runs) == len(earlier[1][0]) + 1
+    samples = load_samples(db, new["run_id"].iloc[0])
+    assert len(samples) == len(records) - 1
+    assert all(sample.gold == int(np.argmax(sample.probs[0, 0])) for sample in samples)
+    assert read_atoms(db).set_index("model").loc[new["model"].iloc[0], "accuracy"] == 1.0
+    assert runs[runs["run_id"].isin(earlier[1][0]["run_id"])].reset_index(drop=True).equals(earlier[1][0])
+
+
+@pytest.mark.parametrize(("case", "write", "message"), FILE_FAILURES, ids=[case for case, _, _ in FILE_FAILURES])
+def test_a_bad_file_fails_alone_with_its_reason_and_leaves_no_row(
+        earlier: tuple[Path, tuple], tmp_path: Path, capsys: pytest.CaptureFixture, alarm: None, case: str,
+        write: Callable[[Path], Path], message: str) -> None:
+    """Exit code 2, one line naming the file and the real reason, no traceback, and the database unchanged."""
+    db = database_copy(earlier, tmp_path)
+    path = write(tmp_path)
+    assert import_paper(path, "--db", db) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: " in err and message in err and "Traceback" not in err
+    assert same_rows(db, earlier[1])
+
+
+def test_the_good_files_after_a_bad_one_still_import(earlier: tuple[Path, tuple], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture, alarm: None) -> None:
+    """A failed file (here: too few records, which fails only once the run was registered) is rolled back; the
+    files after it import; the exit code says one failed."""
+    db = database_copy(earlier, tmp_path)
+    few = write_json(tmp_path / "few.json", flat_records(3))
+    good = write_json(tmp_path / "good.json", {"model": "later", "samples": flat_records(seed=9)})
+    assert import_paper(few, good, "--db", db) == 2
+    assert "imported later: 40 records kept" in capsys.readouterr().out
+    runs = read_runs(db)
+    assert sorted(runs["model"]) == sorted([*earlier[1][0]["model"], "later"])
+    assert table_sizes(db)["samples"] == earlier[1][2]["samples"] + 40
+
+
+def test_a_folder_imports_its_good_models_and_names_the_failed_one(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                   alarm: None) -> None:
+    """In a stage-2 folder, a model whose val file is truncated is named with its reason, and the models before
+    and after it are imported."""
+    folder = tmp_path / "stage2"
+    for model in ("a", "b", "c"):
+        for split, seed in (("train", 1), ("val", 2)):
+            (folder / split).mkdir(parents=True, exist_ok=True)
+            write_json(folder / split / f"{model}.json", paper_records(seed=seed))
+    (folder / "val" / "b.json").write_text(json.dumps(paper_records(seed=2))[:500])
+    db = tmp_path / "results.duckdb"
+    assert import_paper(folder, "--db", db) == 2
+    err = capsys.readouterr().err
+    assert "1 of 3 models not imported (b: b.json is not valid JSON" in err and "imported: a, c" in err
+    assert sorted(read_runs(db)["model"]) == ["a", "c"]
+
+
+# ---- models ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pickle_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA's folder with its safetensors weights replaced by a pickle checkpoint (never unpickled)."""
+    folder = build_tiny_model("llava", tmp_path_factory.mktemp("tiny") / "pickled")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"a pickle that must never be loaded")
+    return folder
+
+
+def test_a_pickle_only_model_folder_is_refused_by_name(pickle_only: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """One line naming the folder and saying safetensors only, exit code 2; a ValueError for library callers."""
+    code = main(["profile", "--model", str(pickle_only), "--dataset", "shapes:synergy", "--limit", "4",
+                 "--db", str(tmp_path / "r.duckdb"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (f"error: cannot load model folder {pickle_only}: weights load from safetensors only, and it holds only "
+            "pickle weights (pytorch_model.bin)") in err
+    with pytest.raises(ModelLoadError, match="safetensors only"):
+        load_vlm(str(pickle_only), device="cpu")
+    assert issubclass(ModelLoadError, ValueError)
+
+
+# ---- a full disk -----------------------------------------------------------------------------------------------
+
+WRITE_SAMPLES = """
+import numpy as np
+from pidcore.store import SampleRow, write_samples
+rng = np.random.default_rng(0)
+write_samples({db!r}, [SampleRow("run", f"s{{i}}", i, 0, rng.standard_normal(64).astype(np.float32),
+                                 rng.standard_normal(64).astype(np.float32), rng.random((3, 1, 2)), rng.random((3, 1)))
+                       for i in range({n})])
+"""
+IMPORT = "from pidcore.cli import main\nsys.exit(main(['import-paper', {path!r}, '--db', {db!r}, '--bootstrap', '0']))"
+
+
+def on_a_full_disk(db: Path, code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a child process that may not grow any file past the database's present size plus 4 kB (less
+    than one more DuckDB block), so the commit or the checkpoint finds the disk full."""
+    limit = db.stat().st_size + 4096
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", FULL_DISK_WORKER, str(limit), code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize(("samples", "fails_at"), [(1000, "Failed to commit"), (20, "Failed to create checkpoint")],
+                         ids=["commit", "checkpoint"])
+def test_a_full_disk_fails_the_write_with_the_real_error(tmp_path: Path, samples: int, fails_at: str) -> None:
+    """A unit too large for the log fails at COMMIT and says so (not "cannot rollback"); one whose log fits but
+    whose checkpoint does not fails too instead of exiting 0 with the checkpoint unwritten."""
+    db = tmp_path / "r.duckdb"
+    ensure_schema(db)
+    done = on_a_full_disk(db, WRITE_SAMPLES.format(db=str(db), n=samples))
+    assert done.returncode != 0
+    assert fails_at in done.stderr and "File too large" in done.stderr and "cannot rollback" not in done.stderr
+
+
+def test_import_paper_on_a_full_disk_exits_2_and_leaves_no_row(tmp_path: Path) -> None:
+    """The import says what failed in one line, exit code 2, and its partial rows are gone. (A fresh database: one
+    with freed blocks inside could take the import without growing.)"""
+    db = tmp_path / "results.duckdb"
+    ensure_schema(db)
+    path = write_json(tmp_path / "new.json", {"model": "new", "samples": flat_records(seed=11)})
+    done = on_a_full_disk(db, IMPORT.format(path=str(path), db=str(db)))
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"error: {path}: " in done.stderr and "File too large" in done.stderr and "Traceback" not in done.stderr
+    assert read_runs(db).empty and set(table_sizes(db).values()) == {0}
