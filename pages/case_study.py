@@ -11,6 +11,7 @@ from pidcore.dashboard import data
 from pidcore.dashboard.charts import probe_bars, sample_against_reference, sample_layers
 from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, shipped_models
 from pidcore.dashboard.sidebar import sidebar
+from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.datasets import shapes
 from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
@@ -38,7 +39,7 @@ try:
         image = shapes.render(2, random.Random(0))
     question, options = check_question(question, options_text.splitlines())
 except CaseInputError as error:
-    st.error(f"Cannot use this input: {error}.")
+    st.error(f"Cannot use this input: {markdown_text(error)}.")
     st.stop()
 if image is None:
     st.info("Upload an image (or tick the example) to run the models.")
@@ -49,28 +50,29 @@ if not models:
     st.stop()
 
 for name, model_id in models:
-    st.header(name)
+    shown_name = markdown_text(name)
+    st.header(shown_name)
     try:
         runs = data.reference_runs(settings.db, name, len(options), settings.estimator)
     except StoreError:
         runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
     run = None
     if runs.empty:
-        st.info(f"No profiled run of {name} with {len(options)} options keeps the fitted networks of "
-                f"{settings.estimator} in this database, so only the probe distributions are shown (the masked "
+        st.info(f"No profiled run of {shown_name} with {len(options)} options keeps the fitted networks of "
+                f"{markdown_text(settings.estimator)} in this database, so only the probe distributions are shown (the masked "
                 "probes use this sample's own embedding statistics).")
     else:
-        task = st.selectbox(f"Reference task for {name}", runs["task"].tolist(), key=f"case_task_{name}")
+        task = st.selectbox(f"Reference task for {shown_name}", runs["task"].tolist(), key=f"case_task_{name}")
         run = runs[runs["task"] == task].iloc[0]
-    progress = st.progress(0.0, text=f"loading {name}")
+    progress = st.progress(0.0, text=f"loading {shown_name}")
     try:
         vlm = cached_model(model_id)
-        progress.progress(0.5, text=f"running the three probes and scoring {name}")
+        progress.progress(0.5, text=f"running the three probes and scoring {shown_name}")
         result = analyse(vlm, settings.db, None if run is None else run["run_id"], settings.estimator, image,
                          question, options)
     except Exception as error:  # a user-chosen model may fail in any way; report it and go on with the others
         progress.empty()
-        st.error(f"{name} could not be run: {error}")
+        st.error(f"{shown_name} could not be run: {markdown_text(error)}")
         continue
     progress.progress(1.0, text="done")
     chart(probe_bars(result.probs, options), settings, f"case-probes-{name}")

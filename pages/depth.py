@@ -7,9 +7,11 @@ import streamlit as st
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
-from pidcore.dashboard.rows import curve_label, flag_rows, layer_curves_of, load_rows, paper_rows, require
+from pidcore.dashboard.rows import (curve_label, flag_rows, layer_curves_of, layer_spans, load_rows, paper_rows,
+                                    partial_run_note, require)
 from pidcore.dashboard.sidebar import sidebar
-from pidcore.dashboard.widgets import atom_metrics, chart, footer
+from pidcore.dashboard.text import markdown_text
+from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
 
 st.title("Depth: where in the layers the information appears")
 settings = sidebar()
@@ -17,6 +19,7 @@ rows = load_rows(settings)
 curves = require(layer_curves_of(rows), "No run in this database has atoms at more than one layer (imports hold "
                  "the output layer only). Profile a model with `python -m pidcore profile --layers all` to see its "
                  "layers.")
+asked = {key: asked_in_link(key) for key in ("model", "task", "checkpoint", "layer")}
 choose_model, choose_task, choose_checkpoint = st.columns(3)
 model = choose_model.selectbox("Model", sorted(curves["model"].unique()), key="model", bind="query-params")
 task = choose_task.selectbox("Task", sorted(curves[curves["model"] == model]["task"].unique()), key="task",
@@ -25,10 +28,15 @@ runs = curves[(curves["model"] == model) & (curves["task"] == task)]
 checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
 checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
                                          bind="query-params")
+for key, shown in (("model", model), ("task", task), ("checkpoint", checkpoint)):
+    say_if_unmet(asked[key], shown, key, "it has no run with atoms at two or more layers here")
 curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
 layers = [int(layer) for layer in curve["layer"]]
 layer = st.select_slider("Layer (0 = embeddings, last = the model's output)", layers, value=layers[-1], key="layer",
                          bind="query-params")
+say_if_unmet(asked["layer"], layer, "layer", f"this run stores layers {layer_spans(curve['layer'])} only")
+if (note := partial_run_note(curve)) is not None:
+    st.info(note)
 normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
                        bind="query-params")
 selected = as_shown(curve, settings.units, settings.clip)
@@ -52,7 +60,7 @@ else:
     figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
 chart(figure, settings, f"layers-{model}-{task}")
 if phases is not None:
-    st.markdown(f"**Phases found** ({model} on {task}): {phases.describe()}. Three-phase pattern: "
-                f"**{'yes' if phases.three_phase else 'no'}**.")
+    st.markdown(f"**Phases found** ({markdown_text(model)} on {markdown_text(task)}): {phases.describe()}. "
+                f"Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
 footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", figure,
        ["layer", "n_layers", *ATOMS, "accuracy", "flags"], "layers")

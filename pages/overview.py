@@ -7,6 +7,7 @@ from pidcore.atoms import ATOMS, LABELS, MEANINGS
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import as_shown, task_bars
 from pidcore.dashboard.sidebar import HOW_TO_FILL, sidebar
+from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.store import StoreError
 
@@ -29,10 +30,10 @@ settings = sidebar()
 try:
     atoms = data.atoms(settings.db)
 except StoreError as error:
-    st.info(f"{error}. {HOW_TO_FILL}")
+    st.info(f"{markdown_text(error)}. {HOW_TO_FILL}")
 else:
     if atoms.empty:
-        st.warning(f"{settings.db} holds no results yet. {HOW_TO_FILL}")
+        st.warning(f"{markdown_text(settings.db)} holds no results yet. {HOW_TO_FILL}")
     else:
         columns = st.columns(3)
         columns[0].metric("Models", atoms["model"].nunique())

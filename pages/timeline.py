@@ -7,23 +7,29 @@ import streamlit as st
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
-from pidcore.dashboard.rows import flag_rows, load_rows, paper_rows, require, trajectories_of
+from pidcore.dashboard.rows import checkpoint_label, flag_rows, load_rows, paper_rows, require, trajectories_of
 from pidcore.dashboard.sidebar import sidebar
-from pidcore.dashboard.widgets import atom_metrics, chart, footer
+from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
 rows = load_rows(settings)
 training = require(trajectories_of(rows), "No model in this database has two or more checkpoints with a training "
                    "stage and step. Profile checkpoints with `--checkpoint-step` and `--stage` to see a trajectory.")
+asked = {key: asked_in_link(key) for key in ("train_model", "train_task", "train_checkpoint")}
 choose_model, choose_task = st.columns(2)
 model = choose_model.selectbox("Model", sorted(training["model"].unique()), key="train_model", bind="query-params")
 task = choose_task.selectbox("Task", sorted(training[training["model"] == model]["task"].unique()), key="train_task",
                              bind="query-params")
+for key, shown in (("train_model", model), ("train_task", task)):
+    say_if_unmet(asked[key], shown, key.removeprefix("train_"),
+                 "it has no two checkpoints with a stage and step here")
 outputs = flag_rows(training[(training["model"] == model) & (training["task"] == task)], settings)
-labels = {row["checkpoint"]: f"stage {row['stage']} · step {int(row['step'])}" for _, row in outputs.iterrows()}
+labels = {row["checkpoint"]: checkpoint_label(row["stage"], row["step"], row["checkpoint"])
+          for _, row in outputs.iterrows()}
 checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
                               key="train_checkpoint", bind="query-params")
+say_if_unmet(asked["train_checkpoint"], labels[checkpoint], "checkpoint", "it is not on this trajectory")
 chosen = as_shown(outputs, settings.units, settings.clip)
 atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
 shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="train_atoms")
@@ -42,8 +48,8 @@ if compared:
     figure = overlay_trajectories({label: frame.assign(progress=stage_progress(frame))
                                    for label, frame in series.items()}, shown_atoms, settings.unit_label)
 else:
-    step = int(outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0])
-    figure = trajectories(chosen, shown_atoms, step, settings.unit_label)
+    step = outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0]
+    figure = trajectories(chosen, shown_atoms, None if pd.isna(step) else float(step), settings.unit_label)
 chart(figure, settings, f"training-{model}-{task}")
 rise = stage2_rise(outputs)
 if rise is not None:

@@ -1,6 +1,8 @@
 """Where the shipped data live: the demo's results database and final models, and the paper's published results
-(the CSVs read off its figures, and the database built from them)."""
+(the CSVs read off its figures, and the database built from them); and which folders the dashboard may open
+results from."""
 
+import os
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -10,3 +12,13 @@ PAPER_CSV = DATA / "reference" / "paper"
 PAPER_DB = DATA / "paper.duckdb"
 # The shipped databases by the name the sidebar offers them under.
 SHIPPED_DBS = {"Demo zoo, computed here": DEFAULT_DB, "Published: Xiu et al. 2026, 26 models": PAPER_DB}
+# The folders (os.pathsep-separated) whose .duckdb files the dashboard opens besides the shipped ones; unset or
+# empty: the shipped data/ folder and the folder the dashboard was started in.
+RESULTS_DIRS_ENV = "PIDCORE_RESULTS_DIRS"
+
+
+def results_dirs() -> list[Path]:
+    """The folders the dashboard may open results from, symlinks and `..` resolved (read at each call, so a
+    change of the environment applies at the next rerun)."""
+    configured = [part for part in os.environ.get(RESULTS_DIRS_ENV, "").split(os.pathsep) if part.strip()]
+    return [Path(folder).expanduser().resolve() for folder in configured or [DATA, Path.cwd()]]

@@ -7,8 +7,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pidcore.atoms import Atoms
+from pidcore.dashboard.data import NOT_AVAILABLE
 from pidcore.dashboard.sidebar import OTHER_FILE
+from pidcore.dashboard.text import markdown_text
 from pidcore.store import StoreError, read_atoms, register_run, write_layer
+
+pytestmark = pytest.mark.usefixtures("results_folder")
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -35,7 +39,7 @@ def test_home_page_explains_and_handles_a_missing_database(tmp_path):
     open_database(app, tmp_path / "missing.duckdb")
     assert not app.exception
     assert "Information Spectrum Explorer" in app.title[0].value
-    assert any(f"no results database at {tmp_path / 'missing.duckdb'}" in info.value for info in app.info)
+    assert any(markdown_text(NOT_AVAILABLE) in info.value for info in app.info)
 
 
 def test_home_page_reads_a_results_database(tmp_path):

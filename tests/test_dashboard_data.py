@@ -12,7 +12,10 @@ from streamlit.testing.v1 import AppTest
 from pidcore import store
 from pidcore.atoms import Atoms
 from pidcore.dashboard.data import version
+from pidcore.dashboard.text import markdown_text
 from pidcore.store import SampleRow, register_run, write_layer, write_samples
+
+pytestmark = pytest.mark.usefixtures("results_folder")
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 DIAGNOSTICS = {"marginal_gap_x1": 0.01, "marginal_gap_x2": 0.02, "sinkhorn_residual": 1e-8,
@@ -109,7 +112,8 @@ def test_an_unreadable_database_is_explained_not_a_traceback(tmp_path, reads, mo
     app.query_params["db"] = str(db)
     app.run()
     assert not app.exception
-    assert [info.value for info in app.info] == [f"could not open {db} read-only: locked. Reload the page in a moment."]
+    assert [info.value for info in app.info] == [
+        f"{markdown_text(f'could not open {db} read-only: locked')}. Reload the page in a moment."]
 
 
 def test_version_is_empty_for_a_missing_file(tmp_path):

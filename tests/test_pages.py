@@ -1,29 +1,23 @@
 """Every dashboard page, run by Streamlit's AppTest on the shipped demo database and on bad databases."""
 
-from pathlib import Path
-
 import duckdb
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from pidcore.dashboard.data import NOT_AVAILABLE
+from pidcore.dashboard.text import markdown_text
 from pidcore.shipped import DEFAULT_DB, PAPER_DB
 from pidcore.store import ensure_schema
+from tests.app_pages import open_page
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+pytestmark = pytest.mark.usefixtures("results_folder")
+
 PAGES = ["pages/overview.py", "pages/breadth.py", "pages/depth.py", "pages/timeline.py"]
 CHARTS = {"pages/overview.py": 1, "pages/breadth.py": 2, "pages/depth.py": 1, "pages/timeline.py": 1}
 
 
 def _open(page, db=DEFAULT_DB, **params):
-    """Run a page of the app on a database (by path, as a shared link gives it) with more URL parameters."""
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.switch_page(page)
-    app.query_params["db"] = str(db)
-    for name, value in params.items():
-        app.query_params[name] = value
-    app.run()
-    assert not app.exception, [error.value for error in app.exception]
-    return app
+    """Run a page of the app on a database (the shipped demo by default) with more URL parameters."""
+    return open_page(page, db, **params)
 
 
 @pytest.mark.parametrize("db", [DEFAULT_DB, PAPER_DB], ids=["demo", "paper"])
@@ -115,7 +109,7 @@ def test_the_training_page_shows_the_papers_llava_and_lines_it_up_with_the_zoo()
 @pytest.mark.parametrize("page", PAGES)
 def test_a_missing_database_is_explained(page, tmp_path):
     app = _open(page, db=tmp_path / "missing.duckdb")
-    assert any("no results database" in info.value for info in app.info)
+    assert any(markdown_text(NOT_AVAILABLE) in info.value for info in app.info)
 
 
 @pytest.mark.parametrize("page", PAGES[1:])
@@ -130,4 +124,4 @@ def test_a_file_that_is_not_a_results_database_is_explained(tmp_path):
     db = tmp_path / "other.duckdb"
     duckdb.connect(str(db)).close()
     app = _open("pages/breadth.py", db=db)
-    assert any("no `atoms` view" in info.value for info in app.info)
+    assert any(markdown_text("has no `atoms` view; is it a results database?") in info.value for info in app.info)

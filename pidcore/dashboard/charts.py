@@ -2,11 +2,12 @@
 study's probe distributions and sample atoms.
 
 Pure functions of DataFrames (rows of the `atoms` view) and result objects, so they are testable without Streamlit.
+Names from the database reach a figure through plotly_text, so Plotly shows them as text, not as its HTML subset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from plotly.subplots import make_subplots
 from pidcore.analysis.phases import Phases
 from pidcore.analysis.regimes import KNOWLEDGE_DRIVEN, SYNERGY_DRIVEN, UNDETERMINED
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
+from pidcore.dashboard.text import plotly_text
 
 COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
 # Overlaid series: one colour per series, one line style per atom.
@@ -46,10 +48,15 @@ def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
     grids = [values.to_numpy()] + [_grid(frame, column).reindex_like(values).to_numpy()
                                    for column in (f"{atom}_lo", f"{atom}_hi", "accuracy")]
     text = [[_cell(*cell) for cell in zip(*rows)] for rows in zip(*grids)]
-    trace = go.Heatmap(z=values.to_numpy(), x=list(values.columns), y=list(values.index), text=text,
+    trace = go.Heatmap(z=values.to_numpy(), x=_names(values.columns), y=_names(values.index), text=text,
                        texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label})
     return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
                              "yaxis_title": "model", "height": _grid_height(len(values))})
+
+
+def _names(names: Iterable[object]) -> list[str]:
+    """Names from the database as Plotly categories that show literally."""
+    return [plotly_text(name) for name in names]
 
 
 def _grid_height(rows: int) -> int:
@@ -75,7 +82,7 @@ def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     low, high = float(frame[list(ATOMS)].min().min()), float(frame[list(ATOMS)].max().max())
     for column, atom in enumerate(ATOMS, start=1):
         values = _grid(frame, atom)
-        figure.add_trace(go.Heatmap(z=values.values, x=list(values.columns), y=list(values.index), zmin=low,
+        figure.add_trace(go.Heatmap(z=values.values, x=_names(values.columns), y=_names(values.index), zmin=low,
                                     zmax=high, colorscale="Viridis", showscale=column == 4,
                                     colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
     figure.update_layout(title="All four atoms at the output layer", height=_grid_height(len(values)) * 2 // 3)
@@ -102,8 +109,9 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
                               "yaxis_title": unit_label})
 
 
-def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit_label: str) -> go.Figure:
-    """Atoms at the output layer against training step, stage boundaries marked, the chosen checkpoint marked."""
+def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | None, unit_label: str) -> go.Figure:
+    """Atoms at the output layer against training step, stage boundaries marked, the chosen checkpoint marked (not
+    when its step is unknown, None)."""
     frame = frame.sort_values("step")
     shapes, notes = [_zero_line()], []
     for stage, rows in frame.groupby("stage", sort=False):
@@ -111,7 +119,8 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: int, unit
         if first > frame["step"].min():
             shapes.append(_vertical_line(first - 0.5, "dot", "gray"))
             notes.append(_note(first - 0.5, f"stage {stage} begins", "center"))
-    shapes.append(_vertical_line(selected_step, "dash", "black"))
+    if selected_step is not None:
+        shapes.append(_vertical_line(selected_step, "dash", "black"))
     traces = [go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
                          line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in atoms]
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
@@ -145,7 +154,7 @@ def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], u
 
 
 def _series_traces(label: str, x: pd.Series, frame: pd.DataFrame, atoms: list[str], colour: str) -> list[go.Scatter]:
-    return [go.Scatter(x=x, y=frame[atom], mode="lines+markers", name=f"{label} · {SYMBOLS[atom]}",
+    return [go.Scatter(x=x, y=frame[atom], mode="lines+markers", name=f"{plotly_text(label)} · {SYMBOLS[atom]}",
                        line={"color": colour, "dash": DASHES[atom]}, error_y=_error_bars(frame, atom),
                        connectgaps=False) for atom in atoms]
 
@@ -154,7 +163,7 @@ def regime_plot(shares: pd.DataFrame) -> go.Figure:
     """Each task's mean S share against its mean U2 share (rows: task, s_share, u2_share, regime, source)."""
     traces = []
     for (regime, source), rows in shares.groupby(["regime", "source"]):
-        traces.append(go.Scatter(x=rows["u2_share"], y=rows["s_share"], mode="markers+text", text=rows["task"],
+        traces.append(go.Scatter(x=rows["u2_share"], y=rows["s_share"], mode="markers+text", text=_names(rows["task"]),
                                  textposition="top center", name=f"{regime} ({source})",
                                  marker={"size": 12, "symbol": REGIME_SYMBOLS.get(regime, "circle")}))
     return go.Figure(traces, {"title": "Task regimes: mean S share against mean U2 share of I(X1,X2;Y)",
@@ -198,7 +207,7 @@ def _note(x: float, text: str, align: str) -> dict:
 def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     """The four atoms per task, averaged over the models shown (rows at each model's output layer)."""
     means = frame.groupby("task")[list(ATOMS)].mean()
-    figure = go.Figure([go.Bar(name=LABELS[atom], x=list(means.index), y=means[atom], marker_color=COLOURS[atom])
+    figure = go.Figure([go.Bar(name=LABELS[atom], x=_names(means.index), y=means[atom], marker_color=COLOURS[atom])
                         for atom in ATOMS])
     figure.update_layout(barmode="group", title="Atoms per task, averaged over models (last checkpoint, output layer)",
                          xaxis_title="task", yaxis_title=unit_label)
@@ -207,7 +216,7 @@ def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
 
 def probe_bars(probs: np.ndarray, options: list[str]) -> go.Figure:
     """The three probes' answer distributions over the options at the output layer (probs is [pass, layer, k])."""
-    ticks = [f"{letter}. {option}" for letter, option in zip(option_letters(len(options)), options)]
+    ticks = [f"{letter}. {plotly_text(option)}" for letter, option in zip(option_letters(len(options)), options)]
     figure = go.Figure([go.Bar(name=PASS_LABELS[name], x=ticks, y=probs[index, -1])
                         for index, name in enumerate(PASSES)])
     figure.update_layout(barmode="group", title="Answer distributions over the options (output layer)",
@@ -222,7 +231,7 @@ def sample_against_reference(sample: Atoms, reference: pd.DataFrame, title: str)
         figure.add_trace(go.Box(y=reference[atom], name=LABELS[atom], marker_color=COLOURS[atom], boxpoints=False))
         figure.add_trace(go.Scatter(x=[LABELS[atom]], y=[sample[atom]], mode="markers", showlegend=False,
                                     marker={"symbol": "star", "size": 14, "color": "black"}))
-    figure.update_layout(title=title, yaxis_title=UNITS, showlegend=False)
+    figure.update_layout(title=plotly_text(title), yaxis_title=UNITS, showlegend=False)
     return figure
 
 

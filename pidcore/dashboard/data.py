@@ -5,6 +5,10 @@ cached under the file's path and (modification time, size) of the file and of it
 `profile` still running into the same file shows its new rows at the next rerun, and letter masses are decoded
 only for the runs a view shows.
 
+Only results are opened: a shipped database, or a readable .duckdb file under one of the folders of
+pidcore.shipped.results_dirs (a ?db= link names any path); every other path, missing or not, gets the one
+NOT_AVAILABLE message, so a link cannot tell whether a file exists.
+
 The cache hands every session the same objects (st.cache_resource: no copy per rerun, which st.cache_data would
 make by pickling), so what these functions return is read-only: pages filter and copy, never assign into them.
 """
@@ -12,6 +16,7 @@ make by pickling), so what these functions return is read-only: pages filter and
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -19,8 +24,26 @@ import streamlit as st
 from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
+from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
 CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
+NOT_AVAILABLE = ("This results database is not available. Choose a shipped one under Results, or a .duckdb file in "
+                 f"a folder the dashboard opens results from ({RESULTS_DIRS_ENV}; by default the shipped data/ "
+                 "folder and the folder the dashboard was started in)")
+
+
+def results_file(db: str) -> str:
+    """The resolved path of a database the dashboard may open (a shipped one, or a readable .duckdb file under a
+    results folder, symlinks and `..` resolved first); else a StoreError with the NOT_AVAILABLE message."""
+    try:
+        path = Path(db).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as error:
+        raise store.StoreError(NOT_AVAILABLE) from error
+    shipped = path in {shipped_db.resolve() for shipped_db in SHIPPED_DBS.values()}
+    listed = path.suffix == ".duckdb" and any(path.is_relative_to(folder) for folder in results_dirs())
+    if not ((shipped or listed) and path.is_file() and os.access(path, os.R_OK)):
+        raise store.StoreError(NOT_AVAILABLE)
+    return str(path)
 
 
 def version(db: str) -> tuple:
@@ -69,29 +92,35 @@ def _reference_runs(db: str, stamp: tuple, model: str, n_options: int, estimator
 
 def atoms(db: str) -> pd.DataFrame:
     """Every row of the public `atoms` view."""
-    return _atoms(db, version(db))
+    path = results_file(db)
+    return _atoms(path, version(path))
 
 
 def estimators(db: str) -> list[str]:
     """The estimators the database holds atoms for, the default (the published one) first."""
-    return list(_estimators(db, version(db)))
+    path = results_file(db)
+    return list(_estimators(path, version(path)))
 
 
 def atoms_with_diagnostics(db: str, estimator: str | None) -> pd.DataFrame:
     """The `atoms` rows of one estimator, with their run id and diagnostics."""
-    return _atoms_with_diagnostics(db, version(db), estimator)
+    path = results_file(db)
+    return _atoms_with_diagnostics(path, version(path), estimator)
 
 
 def flagged(rows: pd.DataFrame, db: str) -> pd.DataFrame:
     """The rows a view shows, with their run's letter mass and the flags of the stated rule."""
-    return with_flags(rows, _letter_mass(db, version(db), tuple(sorted(rows["run_id"].dropna().unique()))))
+    path = results_file(db)
+    return with_flags(rows, _letter_mass(path, version(path), tuple(sorted(rows["run_id"].dropna().unique()))))
 
 
 def pointwise(db: str, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:
     """Per-sample (local) atoms of one run at every stored layer."""
-    return _pointwise(db, version(db), model, task, checkpoint, estimator)
+    path = results_file(db)
+    return _pointwise(path, version(path), model, task, checkpoint, estimator)
 
 
 def reference_runs(db: str, model: str, n_options: int, estimator: str) -> pd.DataFrame:
     """Runs of `model` with `n_options` options that kept this estimator's fitted networks."""
-    return _reference_runs(db, version(db), model, n_options, estimator)
+    path = results_file(db)
+    return _reference_runs(path, version(path), model, n_options, estimator)

@@ -12,6 +12,7 @@ from pidcore.analysis.stages import training_checkpoints
 from pidcore.atoms import PAPER_ESTIMATOR
 from pidcore.dashboard import data
 from pidcore.dashboard.sidebar import HOW_TO_FILL, Settings
+from pidcore.dashboard.text import markdown_text
 from pidcore.shipped import PAPER_DB
 from pidcore.store import StoreError
 
@@ -25,10 +26,10 @@ def load_rows(settings: Settings) -> pd.DataFrame:
     try:
         rows = data.atoms_with_diagnostics(settings.db, settings.estimator)
     except StoreError as error:
-        st.info(f"{error}. {HOW_TO_FILL}")
+        st.info(f"{markdown_text(error)}. {HOW_TO_FILL}")
         st.stop()
     if rows.empty:
-        st.warning(f"{settings.db} holds no results for this estimator yet. {HOW_TO_FILL}")
+        st.warning(f"{markdown_text(settings.db)} holds no results for this estimator yet. {HOW_TO_FILL}")
         st.stop()
     return rows.assign(source=PUBLISHED if settings.estimator == PAPER_ESTIMATOR else COMPUTED)
 
@@ -47,7 +48,7 @@ def paper_rows() -> pd.DataFrame:
     try:
         rows = data.atoms_with_diagnostics(str(PAPER_DB), PAPER_ESTIMATOR)
     except StoreError as error:
-        st.info(f"The paper's published results cannot be shown: {error}. Build them with "
+        st.info(f"The paper's published results cannot be shown: {markdown_text(error)}. Build them with "
                 "`python -m pidcore paper build`.")
         return pd.DataFrame()
     return rows.assign(source=PUBLISHED, model=rows["model"] + PAPER_SUFFIX)
@@ -59,7 +60,7 @@ def flag_rows(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     try:
         return data.flagged(rows, settings.db)
     except StoreError as error:
-        st.info(f"{error}. Reload the page in a moment.")
+        st.info(f"{markdown_text(error)}. Reload the page in a moment.")
         st.stop()
 
 
@@ -85,6 +86,34 @@ def curve_label(key: tuple[str, str, str]) -> str:
     """How a (model, task, checkpoint) series is named in menus and legends."""
     model, task, checkpoint = key
     return f"{model} · {task} · {checkpoint}"
+
+
+def partial_run_note(curve: pd.DataFrame) -> str | None:
+    """What to say about a curve whose run lacks its output layer (layer = n_layers): `profile` writes the layers
+    in order and the output last, so it may still be estimating the rest; None for a finished curve."""
+    depth, layers = curve["n_layers"].max(), curve["layer"].dropna()
+    if pd.isna(depth) or (layers == depth).any():
+        return None
+    return (f"Layers {layer_spans(layers)} of this run are stored so far, not yet its output layer {int(depth)}: a "
+            "`profile` may still be estimating the others (reload the page to see the layers written meanwhile).")
+
+
+def layer_spans(layers: pd.Series) -> str:
+    """Layer numbers as runs of consecutive ones, e.g. "0-2, 4"."""
+    numbers, spans = sorted({int(layer) for layer in layers}), []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in spans)
+
+
+def checkpoint_label(stage: object, step: object, checkpoint: str) -> str:
+    """How the time page names a checkpoint: its stage and step, or its name where the step is not known (a
+    released "final" beside the training checkpoints); plain text, for a slider's options."""
+    where = f"step {int(step)}" if pd.notna(step) else checkpoint
+    return where if pd.isna(stage) else f"stage {stage} · {where}"
 
 
 def trajectories_of(rows: pd.DataFrame) -> pd.DataFrame:

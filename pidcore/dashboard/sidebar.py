@@ -3,12 +3,13 @@ compare with the paper's published results, units and chart download format, bou
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import streamlit as st
 
 from pidcore.dashboard import data
-from pidcore.shipped import PAPER_DB, SHIPPED_DBS
+from pidcore.shipped import PAPER_DB, RESULTS_DIRS_ENV, SHIPPED_DBS
 from pidcore.store import StoreError
 
 HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
@@ -63,15 +64,20 @@ def sidebar() -> Settings:
 
 
 def _database() -> str:
-    """The results to show: a shipped database by name, or any file by path (a link with ?db= opens that file)."""
+    """The results to show: a shipped database by name, or a .duckdb file by path (a link with ?db= names it; the
+    pages open it only where pidcore.dashboard.data.results_file allows)."""
     names = [*SHIPPED_DBS, OTHER_FILE]
     default = names.index(OTHER_FILE) if "db" in st.query_params else 0
     source = st.selectbox("Results", names, index=default, key="source", bind="query-params",
-                          help="The demo zoo computed by this tool, the paper's published results, or any .duckdb "
+                          help="The demo zoo computed by this tool, the paper's published results, or a .duckdb "
                                "file written by `python -m pidcore profile`, `import-paper` or `demo build`.")
     if source != OTHER_FILE:
         return str(SHIPPED_DBS[source])
-    return st.text_input("Database file", value=str(next(iter(SHIPPED_DBS.values()))), key="db", bind="query-params")
+    return st.text_input("Database file", value=str(next(iter(SHIPPED_DBS.values()))), key="db",
+                         bind="query-params",
+                         help=f"A .duckdb file in a folder the dashboard opens results from: those listed in "
+                              f"`{RESULTS_DIRS_ENV}` (separated by {os.pathsep!r}), by default the shipped data/ "
+                              "folder and the folder the dashboard was started in.")
 
 
 def _estimators(db: str) -> list[str]:

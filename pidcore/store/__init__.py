@@ -1,7 +1,8 @@
 """The results database (DuckDB): every SQL statement of the project lives in this package.
 
 schema.py names the tables, their columns and the public `atoms` view; read.py reads with short read-only
-connections that retry while a writer holds the lock; write.py writes short keyed units.
+connections that retry while a writer holds the lock, open no other file and no extension, and report DuckDB's
+errors as a StoreError; write.py writes short keyed units.
 """
 
 from pidcore.store.read import (StoreError, fitted_estimators, load_calibration, load_samples, read_atoms,

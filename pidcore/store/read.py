@@ -1,4 +1,5 @@
-"""Read access to the results database: short read-only connections that retry while a writer holds the lock."""
+"""Read access to the results database: short read-only connections that retry while a writer holds the lock, read
+results only (no other file, no extension) and turn DuckDB's errors into a StoreError that says what is wrong."""
 
 from __future__ import annotations
 
@@ -15,33 +16,62 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, LAYER_SQL, RUNS, TABLES, TASK_PID, LayerResult,
-                                  SampleRow)
+from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS, TABLES, TASK_PID,
+                                  LayerResult, SampleRow)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
 _DIAGNOSTIC_DETAILS = ["mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
                        "initial_bits", "kept_bits", "floor_bits"]
+_MARGINAL_GAPS = ["marginal_gap_x1", "marginal_gap_x2"]
+_NUMERIC_DETAILS = [*_MARGINAL_GAPS, "sinkhorn_residual", "best_epoch", "initial_bits", "kept_bits", "floor_bits"]
 DIAGNOSTIC_COLUMNS = [*_DIAGNOSTIC_KEYS, "marginal_gap", *_DIAGNOSTIC_DETAILS]
+# What a NULL name in a foreign or crafted file reads as, so that rows still group, sort and join by their names.
+NO_NAME = "(no name)"
+_NAME_COLUMNS = ["model", "family", "task", "checkpoint", "estimator"]
+# A reader opens results and nothing else: a view in a crafted file that reads another file (read_csv, ATTACH, a
+# URL) fails instead of reading it, and no extension is loaded or installed on its behalf.
+READ_ONLY_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
+                    "autoinstall_known_extensions": False, "lock_configuration": True}
+# What a failed read means, by DuckDB's error; any other DuckDB error is a table or view that cannot be read.
+_READ_FAILURES = {
+    duckdb.CatalogException: "lacks a table this needs",
+    duckdb.PermissionException: "has a view that reads other files, which results may not do",
+    duckdb.IOException: "is damaged (cut short, or not completely written)",
+}
 
 
 class StoreError(RuntimeError):
-    """The results database is missing, locked for too long, or not a results database."""
+    """The results database is missing, locked for too long, damaged, or not a results database."""
 
 
 def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25) -> duckdb.DuckDBPyConnection:
-    """Open the database read-only, retrying while another process holds its write lock."""
+    """Open the database read-only for results only, retrying while another process holds its write lock."""
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"no results database at {path}")
     for attempt in range(attempts):
         try:
-            return duckdb.connect(str(path), read_only=True)
+            return duckdb.connect(str(path), read_only=True, config=READ_ONLY_CONFIG)
         except duckdb.IOException as error:
+            if not _is_locked(error):
+                raise StoreError(f"{path} is not a DuckDB database, or it is damaged: {_first_line(error)}") from error
             if attempt == attempts - 1:
-                raise StoreError(f"could not open {path} read-only: {error}") from error
+                raise StoreError(f"could not open {path} read-only: {_first_line(error)}") from error
             time.sleep(wait_s)
+        except duckdb.Error as error:
+            raise StoreError(f"{path} is not a DuckDB database this can open: {_first_line(error)}") from error
     raise AssertionError("unreachable")
+
+
+def _is_locked(error: duckdb.IOException) -> bool:
+    """Whether opening failed only because another process holds the file's lock (worth waiting for)."""
+    return "lock" in str(error).lower()
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message (DuckDB appends hints and candidate lists on later lines)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def query(path: str | Path, sql: str, parameters: list | None = None) -> list[tuple]:
@@ -56,14 +86,22 @@ def query_frame(path: str | Path, sql: str, parameters: list | None = None) -> p
 
 def _on_short_connection(path: str | Path, work: Callable[[duckdb.DuckDBPyConnection], T],
                          attempts: int = 20) -> T:
-    """Open read-only, do `work`, close; a missing table is a StoreError."""
+    """Open read-only, do `work`, close; any DuckDB error on the way is a StoreError saying what it means."""
     connection = connect_read_only(path, attempts)
     try:
         return work(connection)
-    except duckdb.CatalogException as error:
-        raise StoreError(f"{path} lacks a table this needs: {error}") from error
+    except duckdb.Error as error:
+        raise StoreError(f"{path} {_read_failure(error)}: {_first_line(error)}") from error
     finally:
         connection.close()
+
+
+def _read_failure(error: duckdb.Error) -> str:
+    """What a DuckDB error during a read says about the database."""
+    for kind, meaning in _READ_FAILURES.items():
+        if isinstance(error, kind):
+            return meaning
+    return "has a table or view that cannot be read"
 
 
 def present_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
@@ -80,12 +118,19 @@ def _objects(path: str | Path) -> dict[str, set[str]]:
 
 
 def read_atoms(path: str | Path) -> pd.DataFrame:
-    """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN."""
+    """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN, and
+    NULL names read as NO_NAME."""
     view = _objects(path).get(ATOMS_VIEW)
     if view is None:
         raise StoreError(f"{path} has no `atoms` view; is it a results database?")
     frame = query_frame(path, f"SELECT {', '.join(c for c in ATOM_COLUMNS if c in view)} FROM {ATOMS_VIEW}")
-    return frame.reindex(columns=ATOM_COLUMNS)
+    return _named(frame.reindex(columns=ATOM_COLUMNS))
+
+
+def _named(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with NULL names (model, family, task, checkpoint, estimator) read as NO_NAME."""
+    return frame.assign(**{column: frame[column].astype(object).where(frame[column].notna(), NO_NAME)
+                           for column in _NAME_COLUMNS if column in frame})
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -95,27 +140,47 @@ def read_runs(path: str | Path) -> pd.DataFrame:
 
 
 def read_diagnostics(path: str | Path) -> pd.DataFrame:
-    """Per run and layer: the estimator's diagnostics, flattened to DIAGNOSTIC_COLUMNS."""
+    """Per run the `atoms` view shows and per layer: the estimator's diagnostics, flattened to DIAGNOSTIC_COLUMNS
+    (so they join the view's rows one to one); a layer whose stored diagnostics are not a JSON object (or a value is
+    not a number where one belongs) has them NaN."""
     keys = ", ".join(LAYER_SQL if key == "layer" else key for key in _DIAGNOSTIC_KEYS)
-    frame = query_frame(path, f"SELECT {keys}, diagnostics FROM layer_atoms JOIN runs "
+    frame = query_frame(path, f"SELECT {keys}, diagnostics FROM layer_atoms JOIN {CURRENT_RUNS_SQL} AS runs "
                               "USING (run_id)")
-    details = pd.DataFrame([json.loads(text) for text in frame.pop("diagnostics")], index=frame.index,
-                           columns=["marginal_gap_x1", "marginal_gap_x2", *_DIAGNOSTIC_DETAILS])
-    frame["marginal_gap"] = details[["marginal_gap_x1", "marginal_gap_x2"]].abs().max(axis=1)
+    details = pd.DataFrame([_diagnostic_details(text) for text in frame.pop("diagnostics")], index=frame.index,
+                           columns=[*_MARGINAL_GAPS, *_DIAGNOSTIC_DETAILS])
+    details[_NUMERIC_DETAILS] = details[_NUMERIC_DETAILS].apply(pd.to_numeric, errors="coerce")
+    frame["marginal_gap"] = details[_MARGINAL_GAPS].abs().max(axis=1)
     for column in _DIAGNOSTIC_DETAILS:
         frame[column] = details[column]
-    return frame[DIAGNOSTIC_COLUMNS]
+    return _named(frame[DIAGNOSTIC_COLUMNS])
+
+
+def _diagnostic_details(text: str | None) -> dict:
+    """One layer's stored diagnostics as a dict; empty when they are missing or not a JSON object."""
+    try:
+        details = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return details if isinstance(details, dict) else {}
 
 
 def read_letter_mass(path: str | Path, run_ids: list[str]) -> dict[str, float]:
     """Per run: the mean probability mass its full pass puts on the option letters at the output layer, over its
-    stored samples (NaN where a run has no samples, or an imported run has no mass)."""
+    stored samples (NaN where a run has no samples, an imported run has no mass, or a stored mass is unreadable)."""
     masses: dict[str, list[float]] = {run_id: [] for run_id in run_ids}
     for run_id, blob in query(path, "SELECT run_id, letter_mass FROM samples WHERE list_contains(?, run_id)",
                               [list(run_ids)]):
-        masses[run_id].append(float(blob_to_array(blob).reshape(3, -1)[0, -1]))
+        masses[run_id].append(_output_mass(blob))
     return {run_id: float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
             for run_id, values in masses.items()}
+
+
+def _output_mass(blob: bytes | None) -> float:
+    """The full pass's letter mass at the output layer from one stored sample's blob; NaN when unreadable."""
+    try:
+        return float(blob_to_array(blob).reshape(3, -1)[0, -1])
+    except (TypeError, ValueError, IndexError, EOFError):
+        return float("nan")
 
 
 def read_pointwise(path: str | Path, model: str, task: str, checkpoint: str, estimator: str) -> pd.DataFrame:

@@ -1,0 +1,23 @@
+"""Names from a results database (model, task, family, checkpoint, stage) and messages that quote them, shown as
+the text they are: never as Markdown (a planted link) in Streamlit, never as HTML tags in Plotly."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# CommonMark lets a backslash escape every ASCII punctuation mark, which then shows as itself; Streamlit's own
+# Markdown extensions (:colour[...], :material/icon:, $math$) all start with one.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def markdown_text(value: object) -> str:
+    """`value` for a Streamlit string rendered as Markdown (st.markdown, st.info, captions, widget labels): every
+    punctuation mark escaped and line breaks made spaces, so it shows literally inside the surrounding text."""
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def plotly_text(value: object) -> str:
+    """`value` for a Plotly label (axis categories, legend names, point text, titles): its tags and entities shown
+    literally instead of as Plotly's HTML subset (links, bold, line breaks)."""
+    return html.escape(str(value), quote=False)
