@@ -54,7 +54,7 @@ def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25
         try:
             return duckdb.connect(str(path), read_only=True, config=READ_ONLY_CONFIG)
         except duckdb.IOException as error:
-            if not _is_locked(error):
+            if not is_locked(error):
                 raise StoreError(f"{path} is not a DuckDB database, or it is damaged: {_first_line(error)}") from error
             if attempt == attempts - 1:
                 raise StoreError(f"could not open {path} read-only: {_first_line(error)}") from error
@@ -64,7 +64,7 @@ def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25
     raise AssertionError("unreachable")
 
 
-def _is_locked(error: duckdb.IOException) -> bool:
+def is_locked(error: duckdb.IOException) -> bool:
     """Whether opening failed only because another process holds the file's lock (worth waiting for)."""
     return "lock" in str(error).lower()
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import array_to_blob
-from pidcore.store.read import StoreError, present_columns, query
+from pidcore.store.read import StoreError, is_locked, present_columns, query
 from pidcore.store.schema import (
     CALIBRATION,
     LAYER_ATOMS,
@@ -73,7 +73,7 @@ def _connect(path: Path, attempts: int, wait_s: float) -> duckdb.DuckDBPyConnect
         try:
             return duckdb.connect(str(path))
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+            if not is_locked(error):
                 raise StoreError(f"cannot open {path} for writing: {error}") from error
             if attempt == attempts - 1:
                 raise StoreError(f"{path} stayed locked by another process: {error}") from error
