@@ -19,14 +19,24 @@ from pidcore.analysis.regimes import KNOWLEDGE_DRIVEN, SYNERGY_DRIVEN, UNDETERMI
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
 from pidcore.dashboard.text import plotly_text
 
-COLOURS = {"r": "#7f7f7f", "u1": "#1f77b4", "u2": "#d62728", "s": "#2ca02c"}
-# Overlaid series: one colour per series, one line style per atom.
-SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-                  "#7f7f7f")
+# Okabe-Ito colours, chosen so the four atoms stay apart under deuteranopia (CIEDE2000 >= 22 between any two,
+# tests/test_colours.py), S against U2 (the paper's central contrast) as blue against vermillion. Every atom also
+# has its own line style and marker, so colour is never the only cue.
+COLOURS = {"r": "#7F7F7F", "u1": "#56B4E9", "u2": "#D55E00", "s": "#0072B2"}
 DASHES = {"s": "solid", "u2": "dash", "u1": "dot", "r": "dashdot"}
+MARKERS = {"s": "circle", "u2": "square", "u1": "diamond", "r": "triangle-up"}
+PATTERNS = {"s": "", "u2": "/", "u1": ".", "r": "x"}
+# Overlaid series: one colour per series (Okabe-Ito), the atom shown by line style and marker.
+SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F", "#F0E442")
+# Phases shaded in their atom's colour (silence grey, language build-up as U2, fusion as S), each band also named.
+PHASE_COLOURS = {"silent": "rgba(127,127,127,0.15)", "language": "rgba(213,94,0,0.20)",
+                 "fusion": "rgba(0,114,178,0.20)"}
+STAGE_ONE_SHADE = "rgba(127,127,127,0.10)"
+# Marks drawn over the data (the selected layer or step, the sample's star): mid-grey and yellow read on light and
+# dark themes alike.
+MARK_COLOUR, STAR_COLOUR = "#999999", "#F0E442"
+FLAG_MARKER = {"symbol": "x-open", "size": 13, "color": "#CC79A7", "line": {"width": 2}}
 REGIME_SYMBOLS = {SYNERGY_DRIVEN: "circle", KNOWLEDGE_DRIVEN: "square", UNDETERMINED: "x"}
-PHASE_COLOURS = {"silent": "rgba(150,150,150,0.15)", "language": "rgba(214,39,40,0.10)",
-                 "fusion": "rgba(44,160,44,0.15)"}
 
 
 def as_shown(frame: pd.DataFrame, units: str, clip: bool = False) -> pd.DataFrame:
@@ -101,12 +111,12 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
             if span is not None:
                 shapes.append(_band((span[0] - 0.5) / scale, (span[1] + 0.5) / scale, PHASE_COLOURS[name]))
                 notes.append(_note((span[0] - 0.5) / scale, name, "left"))
-    shapes.append(_vertical_line(selected_layer / scale, "dash", "black"))
-    traces = [go.Scatter(x=depth, y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                         line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in ATOMS]
+    shapes.append(_vertical_line(selected_layer / scale, "dash", MARK_COLOUR))
+    traces = [_atom_trace(atom, depth, frame, unit_label) for atom in ATOMS] + _flagged(depth, frame, ATOMS)
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms layer by layer (logit lens)",
                               "xaxis_title": "depth (layer / n_layers)" if normalised else "layer (0 = embeddings)",
-                              "yaxis_title": unit_label})
+                              "xaxis": {} if normalised else _layer_ticks(frame["n_layers"].max()),
+                              "yaxis_title": unit_label, "hovermode": "x unified"})
 
 
 def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | None, unit_label: str) -> go.Figure:
@@ -114,17 +124,55 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | N
     when its step is unknown, None)."""
     frame = frame.sort_values("step")
     shapes, notes = [_zero_line()], []
-    for stage, rows in frame.groupby("stage", sort=False):
-        first = rows["step"].min()
-        if first > frame["step"].min():
-            shapes.append(_vertical_line(first - 0.5, "dot", "gray"))
-            notes.append(_note(first - 0.5, f"stage {stage} begins", "center"))
+    ends = frame.groupby("stage", sort=False)["step"].max()
+    if len(ends) > 1:
+        shapes.append(_band(frame["step"].min(), ends.iloc[0], STAGE_ONE_SHADE))
+    for end, following in zip(ends.iloc[:-1], ends.index[1:]):
+        shapes.append(_vertical_line(end, "dot", MARK_COLOUR))
+        notes.append(_note(end, f"stage {following} begins", "left"))
     if selected_step is not None:
-        shapes.append(_vertical_line(selected_step, "dash", "black"))
-    traces = [go.Scatter(x=frame["step"], y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                         line={"color": COLOURS[atom]}, error_y=_error_bars(frame, atom)) for atom in atoms]
+        shapes.append(_vertical_line(selected_step, "dash", MARK_COLOUR))
+    traces = [_atom_trace(atom, frame["step"], frame, unit_label) for atom in atoms]
+    traces += _flagged(frame["step"], frame, atoms)
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
-                              "xaxis_title": "training step", "yaxis_title": unit_label})
+                              "xaxis_title": "training step (a stage begins where the one before ended)",
+                              "yaxis_title": unit_label, "hovermode": "x unified"})
+
+
+def _atom_trace(atom: str, x: pd.Series, frame: pd.DataFrame, unit_label: str) -> go.Scatter:
+    """One atom's curve in its colour, line style and marker, its hover giving the value, interval and units."""
+    return go.Scatter(x=x, y=frame[atom], mode="lines+markers", name=LABELS[atom],
+                      line={"color": COLOURS[atom], "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
+                      error_y=_error_bars(frame, atom), customdata=_interval(frame, atom),
+                      hovertemplate=f"{SYMBOLS[atom]} %{{y:+.3f}} {unit_label} %{{customdata}}<extra></extra>")
+
+
+def _interval(frame: pd.DataFrame, atom: str) -> list[str]:
+    """Each row's 95% interval of an atom as hover text ("" where there is none)."""
+    low, high = frame.get(f"{atom}_lo"), frame.get(f"{atom}_hi")
+    if low is None or high is None:
+        return [""] * len(frame)
+    return ["" if pd.isna(lo) or pd.isna(hi) else f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(low, high)]
+
+
+def _flagged(x: pd.Series, frame: pd.DataFrame, atoms: Iterable[str]) -> list[go.Scatter]:
+    """A cross over every point of a row with poor diagnostics (its `flags`), the reasons in the hover."""
+    if "flags" not in frame:
+        return []
+    bad = frame["flags"].fillna("").astype(bool).to_numpy()
+    if not bad.any():
+        return []
+    atoms = list(atoms)
+    xs, whys = x.to_numpy()[bad].tolist(), frame["flags"].to_numpy()[bad].tolist()
+    ys = [value for atom in atoms for value in frame[atom].to_numpy()[bad].tolist()]
+    return [go.Scatter(x=xs * len(atoms), y=ys, mode="markers", name="poor diagnostics", marker=FLAG_MARKER,
+                       customdata=whys * len(atoms), hovertemplate="flagged: %{customdata}<extra></extra>")]
+
+
+def _layer_ticks(n_layers: float) -> dict:
+    """Integer layer ticks, about ten of them, from layer 0."""
+    step = max(1, int(np.ceil(float(n_layers) / 10))) if pd.notna(n_layers) else 1
+    return {"tickmode": "linear", "tick0": 0, "dtick": step}
 
 
 def overlay_curves(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_label: str,
@@ -155,8 +203,8 @@ def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], u
 
 def _series_traces(label: str, x: pd.Series, frame: pd.DataFrame, atoms: list[str], colour: str) -> list[go.Scatter]:
     return [go.Scatter(x=x, y=frame[atom], mode="lines+markers", name=f"{plotly_text(label)} · {SYMBOLS[atom]}",
-                       line={"color": colour, "dash": DASHES[atom]}, error_y=_error_bars(frame, atom),
-                       connectgaps=False) for atom in atoms]
+                       line={"color": colour, "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
+                       error_y=_error_bars(frame, atom), connectgaps=False) for atom in atoms]
 
 
 def regime_plot(shares: pd.DataFrame) -> go.Figure:
@@ -207,8 +255,8 @@ def _note(x: float, text: str, align: str) -> dict:
 def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     """The four atoms per task, averaged over the models shown (rows at each model's output layer)."""
     means = frame.groupby("task")[list(ATOMS)].mean()
-    figure = go.Figure([go.Bar(name=LABELS[atom], x=_names(means.index), y=means[atom], marker_color=COLOURS[atom])
-                        for atom in ATOMS])
+    figure = go.Figure([go.Bar(name=LABELS[atom], x=_names(means.index), y=means[atom],
+                               marker={"color": COLOURS[atom], "pattern": {"shape": PATTERNS[atom]}}) for atom in ATOMS])
     figure.update_layout(barmode="group", title="Atoms per task, averaged over models (last checkpoint, output layer)",
                          xaxis_title="task", yaxis_title=unit_label)
     return figure
@@ -230,7 +278,8 @@ def sample_against_reference(sample: Atoms, reference: pd.DataFrame, title: str)
     for atom in ATOMS:
         figure.add_trace(go.Box(y=reference[atom], name=LABELS[atom], marker_color=COLOURS[atom], boxpoints=False))
         figure.add_trace(go.Scatter(x=[LABELS[atom]], y=[sample[atom]], mode="markers", showlegend=False,
-                                    marker={"symbol": "star", "size": 14, "color": "black"}))
+                                    marker={"symbol": "star", "size": 15, "color": STAR_COLOUR,
+                                            "line": {"color": MARK_COLOUR, "width": 1}}))
     figure.update_layout(title=plotly_text(title), yaxis_title=UNITS, showlegend=False)
     return figure
 
@@ -239,7 +288,8 @@ def sample_layers(atoms: Mapping[int, Atoms]) -> go.Figure:
     """One sample's pointwise atoms layer by layer."""
     layers = sorted(atoms)
     figure = go.Figure([go.Scatter(x=layers, y=[atoms[layer][atom] for layer in layers], name=LABELS[atom],
-                                   mode="lines+markers", line={"color": COLOURS[atom]}) for atom in ATOMS])
+                                   mode="lines+markers", line={"color": COLOURS[atom], "dash": DASHES[atom]},
+                                   marker={"symbol": MARKERS[atom]}) for atom in ATOMS])
     figure.update_layout(title="This sample's atoms layer by layer", xaxis_title="layer (0 = embeddings)",
-                         yaxis_title=UNITS)
+                         xaxis=_layer_ticks(max(layers)), yaxis_title=UNITS, hovermode="x unified")
     return figure
