@@ -4,11 +4,11 @@ correlation across models (the paper's Table 2), and the family strategies."""
 import pandas as pd
 import streamlit as st
 
-from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_regimes, task_shares
+from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_shares
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, heatmap, regime_plot, small_multiples
 from pidcore.dashboard.report import report_button
-from pidcore.dashboard.rows import COMPUTED, PUBLISHED, flag_rows, load_rows, published_final_rows
+from pidcore.dashboard.rows import COMPUTED, PUBLISHED, flag_rows, load_rows, published_final_rows, regimes_of
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.tables import family_table, regime_table
 from pidcore.dashboard.widgets import chart, diagnostics
@@ -39,7 +39,7 @@ if len(groups) > 1:
                f"are {COMPUTED}.")
 
 st.subheader("Task regimes: how accuracy ranks with the atoms across models")
-regimes = {source: task_regimes(group) for source, group in groups.items()}
+regimes = regimes_of(settings, groups)
 shares = pd.concat([task_shares(group).assign(source=source) for source, group in groups.items()], ignore_index=True)
 shares["regime"] = [regimes[source][task].regime for source, task in zip(shares["source"], shares["task"])]
 regime_figure = regime_plot(shares)

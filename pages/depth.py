@@ -46,7 +46,8 @@ phases = detect_phases(curve) if len(curve) > 2 else None
 others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curves["checkpoint"] == checkpoint))]
 if settings.compare:
     others = pd.concat([others, layer_curves_of(paper_rows())], ignore_index=True)
-choices = {curve_label(key): frame for key, frame in others.groupby(["model", "task", "checkpoint"], sort=True)}
+series_keys = ["model", "task", "checkpoint"]
+choices = {curve_label(key): key for key in sorted(set(others[series_keys].itertuples(index=False, name=None)))}
 compared = st.multiselect("Compare with other curves" + (" (the paper's among them)" if settings.compare else ""),
                           list(choices), key="overlay", bind="query-params",
                           help="Each curve gets its colour and each atom its line style; normalised depth lines up "
@@ -54,7 +55,8 @@ compared = st.multiselect("Compare with other curves" + (" (the paper's among th
 if compared:
     shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
     series = {curve_label((model, task, checkpoint)): selected}
-    series.update({label: as_shown(choices[label], settings.units, settings.clip) for label in compared})
+    series.update({label: as_shown(others[(others[series_keys] == choices[label]).all(axis=1)], settings.units,
+                                   settings.clip) for label in compared})
     figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)
 else:
     figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)

@@ -23,6 +23,7 @@ import streamlit as st
 
 from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
+from pidcore.analysis.regimes import Regime, final_rows, task_regimes
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
@@ -76,6 +77,11 @@ def _atoms_with_diagnostics(db: str, stamp: tuple, estimator: str | None) -> pd.
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _regimes(db: str, stamp: tuple, estimator: str | None) -> dict[str, Regime]:
+    return task_regimes(final_rows(_atoms_with_diagnostics(db, stamp, estimator)))
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _letter_mass(db: str, stamp: tuple, run_ids: tuple[str, ...]) -> dict[str, float]:
     return store.read_letter_mass(db, list(run_ids))
 
@@ -106,6 +112,13 @@ def atoms_with_diagnostics(db: str, estimator: str | None) -> pd.DataFrame:
     """The `atoms` rows of one estimator, with their run id and diagnostics."""
     path = results_file(db)
     return _atoms_with_diagnostics(path, version(path), estimator)
+
+
+def regimes(db: str, estimator: str | None) -> dict[str, Regime]:
+    """Each task's regime from its final rows: the rank correlations are the breadth page's slowest part, and they
+    change only with the data."""
+    path = results_file(db)
+    return _regimes(path, version(path), estimator)
 
 
 def flagged(rows: pd.DataFrame, db: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pidcore.analysis.regimes import final_rows, is_output
+from pidcore.analysis.regimes import Regime, final_rows, is_output
 from pidcore.analysis.stages import training_checkpoints
 from pidcore.atoms import PAPER_ESTIMATOR
 from pidcore.dashboard import data
@@ -71,6 +71,16 @@ def published_final_rows(tasks: set[str]) -> pd.DataFrame:
         return published
     published = final_rows(published)
     return published[published["task"].isin(tasks)]
+
+
+def regimes_of(settings: Settings, groups: dict[str, pd.DataFrame]) -> dict[str, dict[str, Regime]]:
+    """Per source of the final rows shown (this database, and the paper's when compared): each task's regime."""
+    own, *compared = groups
+    regimes = {own: data.regimes(settings.db, settings.estimator)}
+    for source in compared:
+        paper = data.regimes(str(PAPER_DB), PAPER_ESTIMATOR)
+        regimes[source] = {task: paper[task] for task in sorted(set(groups[source]["task"])) if task in paper}
+    return regimes
 
 
 def layer_curves_of(rows: pd.DataFrame) -> pd.DataFrame:
