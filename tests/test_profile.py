@@ -34,7 +34,8 @@ def setup(tmp_path_factory):
 def _command(setup, db, limit):
     root, model = setup
     return [sys.executable, "-m", "pidcore", "profile", "--model", str(model), "--dataset",
-            f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", str(limit)]
+            f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", str(limit),
+            "--bootstrap", "20"]
 
 
 def _env():
@@ -112,7 +113,8 @@ def test_profile_runs_end_to_end_on_other_families(setup, tmp_path, family):
     assert build.returncode == 0, build.stderr[-2000:]
     db = tmp_path / "results.duckdb"
     command = [sys.executable, "-m", "pidcore", "profile", "--model", str(tmp_path / family), "--dataset",
-               f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", "24"]
+               f"jsonl:{root / 'shapes.jsonl'}", "--db", str(db), "--device", "cpu", "--limit", "24",
+               "--bootstrap", "0"]
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     atoms = read_atoms(db)
