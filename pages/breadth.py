@@ -1,5 +1,5 @@
-"""Breadth: the model x task heatmap at each model's final checkpoint and output layer, the task regimes by rank
-correlation across models (the paper's Table 2), and the family strategies."""
+"""Breadth: the model x task heatmap at each model's final checkpoint and output layer (click a cell for its
+samples), the task regimes by rank correlation across models (the paper's Table 2), and the family strategies."""
 
 import pandas as pd
 import streamlit as st
@@ -7,11 +7,16 @@ import streamlit as st
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_shares
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, heatmap, regime_plot, small_multiples
+from pidcore.dashboard.drilldown import samples_panel
+from pidcore.dashboard.export import ChartInfo, styled
 from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import COMPUTED, PUBLISHED, flag_rows, load_rows, published_final_rows, regimes_of
-from pidcore.dashboard.sidebar import sidebar
+from pidcore.dashboard.sidebar import carried_params, sidebar
 from pidcore.dashboard.tables import family_table, regime_table
-from pidcore.dashboard.widgets import chart, diagnostics
+from pidcore.dashboard.text import markdown_text
+from pidcore.dashboard.widgets import chart, diagnostics, selection
+
+REPORT_COLUMNS = ["source", "model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]
 
 st.title("Breadth: which tasks and models rely on what")
 settings = sidebar()
@@ -26,41 +31,54 @@ if settings.compare:
     else:
         groups[PUBLISHED] = published
 shown_rows = flag_rows(pd.concat(groups.values(), ignore_index=True), settings)
-
-view = st.radio("Show", ["one atom", "all four atoms"], key="view", bind="query-params", horizontal=True)
-atom = st.selectbox("Atom", MENU, format_func=LABELS.get, key="atom", bind="query-params",
-                    disabled=view != "one atom")
-shown = as_shown(shown_rows, settings.units, settings.clip)
-figure = heatmap(shown, atom, settings.unit_label) if view == "one atom" else small_multiples(shown,
-                                                                                             settings.unit_label)
-chart(figure, settings, "heatmap")
-if len(groups) > 1:
-    st.caption(f"Rows named \"(paper)\" are the published atoms (Xiu et al. 2026, read off its figures); the others "
-               f"are {COMPUTED}.")
-
-st.subheader("Task regimes: how accuracy ranks with the atoms across models")
 regimes = regimes_of(settings, groups)
+findings = [f"{task} ({source}): {regime.regime}. {regime.why}" for source, by_task in regimes.items()
+            for task, regime in sorted(by_task.items())]
+
+
+@st.fragment
+def cells() -> None:
+    """The heatmap and the samples behind its clicked cell: a new atom or a click reruns this part only."""
+    view = st.radio("Show", ["one atom", "all four atoms"], key="view", bind="query-params", horizontal=True)
+    atom = st.selectbox("Atom", MENU, format_func=LABELS.get, key="atom", bind="query-params",
+                        disabled=view != "one atom")
+    shown = as_shown(shown_rows, settings.units, settings.clip)
+    one_atom = view == "one atom"
+    info = ChartInfo(f"{LABELS[atom] if one_atom else 'All four atoms'} by model and task",
+                     checkpoint="each model's last", layer="output", estimator=settings.estimator,
+                     units=settings.unit_label)
+    figure = heatmap(shown, atom, settings.unit_label) if one_atom else small_multiples(shown, settings.unit_label)
+    shown_figure = chart(figure, settings, info, shown[REPORT_COLUMNS], selectable=one_atom)
+    if len(groups) > 1:
+        st.caption(f"Rows named \"(paper)\" are the published atoms (Xiu et al. 2026, read off its figures); the "
+                   f"others are {COMPUTED}.")
+    clicked = selection(info) if one_atom else []
+    if not clicked:
+        st.caption("Click a cell to list the samples behind it and open its layers." if one_atom else
+                   "Switch to one atom to click a cell.")
+    else:
+        cell = shown_rows.iloc[int(clicked[0]["customdata"])]
+        model, task = cell["model"], cell["task"]
+        if st.button(f"Open the layers of {markdown_text(model)} on {markdown_text(task)}", key="open-layers", icon=":material/stacks:"):
+            st.switch_page("pages/depth.py", query_params={**carried_params(), "model": model, "task": task,
+                                                           "checkpoint": cell["checkpoint"]})
+        samples_panel(cell, settings.db, settings.estimator)
+    report_button("Breadth: models x tasks", [shown_figure, regime_figure], shown_rows, REPORT_COLUMNS, "heatmap",
+                  [REGIME_RULE], findings)
+
+
 shares = pd.concat([task_shares(group).assign(source=source) for source, group in groups.items()], ignore_index=True)
 shares["regime"] = [regimes[source][task].regime for source, task in zip(shares["source"], shares["task"])]
-regime_figure = regime_plot(shares)
-left, right = st.columns([3, 2])
-left.dataframe(regime_table(regimes), hide_index=True)
-with right:
-    chart(regime_figure, settings, "regimes")
+regime_info = ChartInfo("Task regimes: mean S share against mean U2 share", checkpoint="each model's last",
+                        layer="output", estimator=settings.estimator, units="fraction of I(X1,X2;Y)")
+regime_figure = styled(regime_plot(shares), regime_info, settings.presentation)
+cells()
+st.subheader("Task regimes: how accuracy ranks with the atoms across models")
+st.dataframe(regime_table(regimes), hide_index=True)
+chart(regime_figure, settings, regime_info, shares)
 
 st.subheader("Family strategies: median S against median U2 on the synergy-driven tasks")
 strategies = {source: family_strategies(group, regimes[source]) for source, group in groups.items()}
 st.dataframe(family_table(strategies), hide_index=True)
 st.caption(REGIME_RULE)
-
-st.subheader("Open a cell on the layer page")
-pick_model, pick_task, go = st.columns([2, 2, 1])
-model = pick_model.selectbox("Model", sorted(final["model"].unique()), key="cell_model")
-task = pick_task.selectbox("Task", sorted(final["task"].unique()), key="cell_task")
-if go.button("Open layers"):
-    st.switch_page("pages/depth.py", query_params={"model": model, "task": task})
-
 diagnostics(shown_rows)
-report_button("Breadth: models x tasks", [figure, regime_figure],
-              shown_rows[["source", "model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]],
-              "heatmap")

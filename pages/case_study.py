@@ -1,5 +1,7 @@
-"""Case study: one uploaded image and question, run live through one or more models."""
+"""Case study: one image and question (uploaded, an example, or a stored sample opened from another page), run live
+through one or more models when Run is pressed, the models side by side in columns."""
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -9,34 +11,120 @@ import streamlit as st
 from pidcore.atoms import LABELS
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import probe_bars, sample_against_reference, sample_layers
+from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, shipped_models
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.datasets import shapes
-from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
+from pidcore.pipeline.case_study import (MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, closest_task,
+                                         read_image)
 from pidcore.shipped import MODELS
 from pidcore.store import StoreError
+
+DEFAULT_QUESTION, DEFAULT_OPTIONS = "What colour is the shape?", ("red", "green", "blue", "yellow")
+KEPT_RESULTS = 8  # results of the last runs kept for this session, so a rerun of the page does not run models
+
+
+def stored_sample(db: str, shipped: list[str]) -> bytes | None:
+    """The image of the sample a link opens (?run=...&sample=...), its question, options and model written into the
+    inputs once per sample opened; None when the link opens none or it is not stored."""
+    run_id, sample_id = st.query_params.get("run"), st.query_params.get("sample")
+    if run_id is None or sample_id is None:
+        return None
+    try:
+        record, image = data.sample_record(db, run_id, sample_id), data.sample_image(db, run_id, sample_id)
+        model = data.run_model(db, run_id)
+    except StoreError as error:
+        st.info(f"The sample this link opens cannot be read: {markdown_text(error)}.")
+        return None
+    if record is None or image is None or record["question"] is None:
+        st.info(f"Sample {markdown_text(sample_id)} of run {markdown_text(run_id)} is not stored with its image and "
+                "question in this database.")
+        return None
+    if st.session_state.get("case_opened") != (db, run_id, sample_id):
+        st.session_state.update(case_opened=(db, run_id, sample_id), case_question=record["question"],
+                                case_options="\n".join(record["options"]), case_use_stored=True)
+        st.session_state["case_models"] = [model] if model in shipped else []
+    return image
+
+
+def reference_run(db: str, name: str, options: list[str], question: str) -> pd.Series | None:
+    """The profiled run of `name` to score the sample against, chosen in its column; by default the task whose
+    stored questions are closest to this one. None (and a note) where the database has no such run."""
+    try:
+        runs = data.reference_runs(db, name, len(options), settings.estimator)
+        questions = data.run_questions(db, tuple(runs["run_id"]))
+    except StoreError:
+        runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
+    if runs.empty:
+        st.info(f"No profiled run of {markdown_text(name)} with {len(options)} options keeps the fitted networks of "
+                f"{markdown_text(settings.estimator)} in this database, so only the probe distributions are shown "
+                "(the masked probes use this sample's own embedding statistics).")
+        return None
+    tasks = runs["task"].tolist()
+    by_task = {task: questions[questions["run_id"].isin(runs[runs["task"] == task]["run_id"])]["question"]
+               for task in tasks}
+    best = closest_task(question, by_task)
+    task = st.selectbox("Reference task", tasks, index=tasks.index(best), key=f"case_task_{name}",
+                        help="The profiled run this sample is scored inside. By default the task whose stored "
+                             "questions share the most words with this question.")
+    return runs[runs["task"] == task].iloc[0]
+
+
+def show_result(name: str, result, run: pd.Series | None, options: list[str]) -> None:
+    """One model's column: its probe distributions, its atoms explained, and where they sit among the run's."""
+    base = ChartInfo("Answer distributions over the options", name, layer="output")
+    chart(probe_bars(result.probs, options), settings, base)
+    st.caption("Probability mass the model puts on the option letters, per pass: "
+               + ", ".join(f"{mass:.2f}" for mass in result.letter_mass[:, -1]))
+    if not result.atoms:
+        return
+    output_layer = max(result.atoms)
+    output = result.atoms[output_layer]
+    st.markdown("**This sample's atoms (bits, output layer)**")
+    for atom, text in EXPLANATIONS.items():
+        st.markdown(f"**{LABELS[atom]}: {output[atom]:+.3f}** — {text}")
+    st.caption(LOCAL_NOTE)
+    reference = data.pointwise(settings.db, name, run["task"], run["checkpoint"], settings.estimator)
+    reference = reference[reference["layer"] == output_layer]
+    info = ChartInfo("This sample (star) against the run's per-sample atoms", name, run["task"], run["checkpoint"],
+                     "output", settings.estimator, "bits")
+    chart(sample_against_reference(output, reference, info.what), settings, info, reference)
+    layers_info = ChartInfo("This sample's atoms layer by layer", name, run["task"], run["checkpoint"], "all",
+                            settings.estimator, "bits")
+    chart(sample_layers(result.atoms), settings, layers_info)
+
 
 st.title("Case study: one image and question, live")
 settings = sidebar()
 shipped = shipped_models()
-chosen = st.multiselect("Models (the shipped zoo)", shipped, default=shipped[:1], key="case_models")
+stored_image = stored_sample(settings.db, shipped)
+st.session_state.setdefault("case_models", shipped[:1])
+st.session_state.setdefault("case_question", DEFAULT_QUESTION)
+st.session_state.setdefault("case_options", "\n".join(DEFAULT_OPTIONS))
+chosen = st.multiselect("Models (the shipped zoo)", shipped, key="case_models")
 other = st.text_input("Or another model: a local folder or hub id (safetensors only)", key="case_other")
 models = [(name, str(MODELS / name)) for name in chosen] + ([(Path(other).name, other)] if other.strip() else [])
 
 upload = st.file_uploader(f"Image (PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB)", type=["png", "jpg", "jpeg"],
                           max_upload_size=MAX_UPLOAD_BYTES // 2**20, key="case_image")
+use_stored = stored_image is not None and st.checkbox("Use the opened sample's stored image", key="case_use_stored")
 example = st.checkbox("Use an example image from the shapes benchmark (a blue shape)", key="case_example")
-question = st.text_input("Question", value="What colour is the shape?", key="case_question")
-options_text = st.text_area("Options, one per line (2 to 6)", value="red\ngreen\nblue\nyellow", key="case_options")
+question = st.text_input("Question", key="case_question")
+options_text = st.text_area("Options, one per line (2 to 6)", key="case_options")
 
-image = None
+image, image_bytes = None, b""
 try:
     if upload is not None:
-        image = read_image(upload.getvalue())
+        image_bytes = upload.getvalue()
+    elif use_stored:
+        image_bytes = stored_image
+    if image_bytes:
+        image = read_image(image_bytes)
     elif example:
         image = shapes.render(2, random.Random(0))
+        image_bytes = b"example"
     question, options = check_question(question, options_text.splitlines())
 except CaseInputError as error:
     st.error(f"Cannot use this input: {markdown_text(error)}.")
@@ -49,45 +137,32 @@ if not models:
     st.info("Choose at least one model.")
     st.stop()
 
-for name, model_id in models:
-    shown_name = markdown_text(name)
-    st.header(shown_name)
-    try:
-        runs = data.reference_runs(settings.db, name, len(options), settings.estimator)
-    except StoreError:
-        runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
-    run = None
-    if runs.empty:
-        st.info(f"No profiled run of {shown_name} with {len(options)} options keeps the fitted networks of "
-                f"{markdown_text(settings.estimator)} in this database, so only the probe distributions are shown (the masked "
-                "probes use this sample's own embedding statistics).")
-    else:
-        task = st.selectbox(f"Reference task for {shown_name}", runs["task"].tolist(), key=f"case_task_{name}")
-        run = runs[runs["task"] == task].iloc[0]
-    progress = st.progress(0.0, text=f"loading {shown_name}")
-    try:
-        vlm = cached_model(model_id)
-        progress.progress(0.5, text=f"running the three probes and scoring {shown_name}")
-        result = analyse(vlm, settings.db, None if run is None else run["run_id"], settings.estimator, image,
-                         question, options)
-    except Exception as error:  # a user-chosen model may fail in any way; report it and go on with the others
-        progress.empty()
-        st.error(f"{shown_name} could not be run: {markdown_text(error)}")
-        continue
-    progress.progress(1.0, text="done")
-    chart(probe_bars(result.probs, options), settings, f"case-probes-{name}")
-    st.caption("Probability mass the model puts on the option letters, per pass: "
-               + ", ".join(f"{mass:.2f}" for mass in result.letter_mass[:, -1]))
-    if not result.atoms:
-        continue
-    output_layer = max(result.atoms)
-    output = result.atoms[output_layer]
-    st.subheader("This sample's atoms (bits, output layer)")
-    for atom, text in EXPLANATIONS.items():
-        st.markdown(f"**{LABELS[atom]}: {output[atom]:+.3f}** — {text}")
-    st.caption(LOCAL_NOTE)
-    reference = data.pointwise(settings.db, name, task, run["checkpoint"], settings.estimator)
-    reference = reference[reference["layer"] == output_layer]
-    title = f"This sample (star) against {name}'s per-sample atoms on {task}"
-    chart(sample_against_reference(output, reference, title), settings, f"case-reference-{name}")
-    chart(sample_layers(result.atoms), settings, f"case-layers-{name}")
+run_now = st.button("Run", type="primary", key="case_run", icon=":material/play_arrow:",
+                    help="Runs the three probes of every chosen model on this image and question.")
+results = st.session_state.setdefault("case_results", {})
+image_digest = hashlib.sha256(image_bytes).hexdigest()
+for column, (name, model_id) in zip(st.columns(len(models)), models):
+    with column:
+        st.header(markdown_text(name))
+        run = reference_run(settings.db, name, options, question)
+        signature = (settings.db, settings.estimator, model_id, image_digest, question, tuple(options),
+                     None if run is None else run["run_id"])
+        if run_now:
+            progress = st.progress(0.0, text=f"loading {name}")
+            try:
+                vlm = cached_model(model_id)
+                progress.progress(0.5, text=f"running the three probes and scoring {name}")
+                results[signature] = analyse(vlm, settings.db, None if run is None else run["run_id"],
+                                             settings.estimator, image, question, options)
+            except Exception as error:  # a user-chosen model may fail in any way; report it, go on with the others
+                results[signature] = error
+            progress.empty()
+            while len(results) > KEPT_RESULTS:
+                results.pop(next(iter(results)))
+        outcome = results.get(signature)
+        if outcome is None:
+            st.info(f"Press Run to run {markdown_text(name)} on this image and question.")
+        elif isinstance(outcome, Exception):
+            st.error(f"{markdown_text(name)} could not be run: {markdown_text(outcome)}")
+        else:
+            show_result(name, outcome, run, options)

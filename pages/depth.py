@@ -1,5 +1,6 @@
-"""Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded, and any
-other curves (of this database, or the paper's) overlaid on raw or normalised depth."""
+"""Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded and the
+samples behind the chosen layer, and any other curves (of this database, or the paper's) overlaid on raw or
+normalised depth."""
 
 import pandas as pd
 import streamlit as st
@@ -7,11 +8,16 @@ import streamlit as st
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
+from pidcore.dashboard.drilldown import samples_panel
+from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.rows import (curve_label, flag_rows, layer_curves_of, layer_spans, load_rows, paper_rows,
                                     partial_run_note, require)
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
+
+REPORT_COLUMNS = ["layer", "n_layers", *ATOMS, "accuracy", "flags"]
+SERIES_KEYS = ["model", "task", "checkpoint"]
 
 st.title("Depth: where in the layers the information appears")
 settings = sidebar()
@@ -31,38 +37,56 @@ checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(ch
 for key, shown in (("model", model), ("task", task), ("checkpoint", checkpoint)):
     say_if_unmet(asked[key], shown, key, "it has no run with atoms at two or more layers here")
 curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
-layers = [int(layer) for layer in curve["layer"]]
-layer = st.select_slider("Layer (0 = embeddings, last = the model's output)", layers, value=layers[-1], key="layer",
-                         bind="query-params")
-say_if_unmet(asked["layer"], layer, "layer", f"this run stores layers {layer_spans(curve['layer'])} only")
 if (note := partial_run_note(curve)) is not None:
     st.info(note)
-normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
-                       bind="query-params")
 selected = as_shown(curve, settings.units, settings.clip)
-atom_metrics(selected[selected["layer"] == layer].iloc[0], settings.unit_label)
 phases = detect_phases(curve) if len(curve) > 2 else None
-
 others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curves["checkpoint"] == checkpoint))]
 if settings.compare:
     others = pd.concat([others, layer_curves_of(paper_rows())], ignore_index=True)
-series_keys = ["model", "task", "checkpoint"]
-choices = {curve_label(key): key for key in sorted(set(others[series_keys].itertuples(index=False, name=None)))}
-compared = st.multiselect("Compare with other curves" + (" (the paper's among them)" if settings.compare else ""),
-                          list(choices), key="overlay", bind="query-params",
-                          help="Each curve gets its colour and each atom its line style; normalised depth lines up "
-                               "models of different depth.")
-if compared:
-    shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
-    series = {curve_label((model, task, checkpoint)): selected}
-    series.update({label: as_shown(others[(others[series_keys] == choices[label]).all(axis=1)], settings.units,
-                                   settings.clip) for label in compared})
-    figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)
-else:
-    figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
-chart(figure, settings, f"layers-{model}-{task}")
-if phases is not None:
-    st.markdown(f"**Phases found** ({markdown_text(model)} on {markdown_text(task)}): {phases.describe()}. "
-                f"Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
-footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", figure,
-       ["layer", "n_layers", *ATOMS, "accuracy", "flags"], "layers")
+choices = {curve_label(key): key for key in sorted(set(others[SERIES_KEYS].itertuples(index=False, name=None)))}
+findings = [] if phases is None else [f"Phases of {model} on {task} ({checkpoint}): {phases.describe()}. "
+                                      f"Three-phase pattern: {'yes' if phases.three_phase else 'no'}."]
+
+
+@st.fragment
+def layer_view() -> None:
+    """The layer slider, the curves, the chosen layer's atoms and samples: moving the slider reruns this part only."""
+    layers = [int(layer) for layer in curve["layer"]]
+    layer = st.select_slider("Layer (0 = embeddings, last = the model's output)", layers, value=layers[-1],
+                             key="layer", bind="query-params")
+    say_if_unmet(asked["layer"], layer, "layer", f"this run stores layers {layer_spans(curve['layer'])} only")
+    normalised = st.toggle("Normalised depth (layer / n_layers), to line up models of different depth", key="depth",
+                           bind="query-params")
+    at_layer = selected[selected["layer"] == layer].iloc[0]
+    atom_metrics(at_layer, settings.unit_label)
+    compared = st.multiselect("Compare with other curves" + (" (the paper's among them)" if settings.compare else ""),
+                              list(choices), key="overlay", bind="query-params",
+                              help="Each curve gets its colour and each atom its line style; normalised depth lines "
+                                   "up models of different depth.")
+    this = curve_label((model, task, checkpoint))
+    if compared:
+        shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
+        series = {this: selected}
+        series.update({label: as_shown(others[(others[SERIES_KEYS] == list(choices[label])).all(axis=1)], settings.units,
+                                       settings.clip) for label in compared})
+        info = ChartInfo("Atoms layer by layer (logit lens), compared", " vs ".join(series), layer="all",
+                         estimator=settings.estimator, units=settings.unit_label)
+        figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)
+        numbers = pd.concat([frame.assign(series=label) for label, frame in series.items()], ignore_index=True)
+    else:
+        info = ChartInfo("Atoms layer by layer (logit lens)", model, task, checkpoint, f"{layer} marked",
+                         settings.estimator, settings.unit_label)
+        figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
+        numbers = selected
+    shown_figure = chart(figure, settings, info, numbers[[c for c in ["series", *SERIES_KEYS, *REPORT_COLUMNS]
+                                                          if c in numbers]])
+    if phases is not None:
+        st.markdown(f"**Phases found** ({markdown_text(model)} on {markdown_text(task)}): {phases.describe()}. "
+                    f"Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
+    samples_panel(curve[curve["layer"] == layer].iloc[0], settings.db, settings.estimator)
+    footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", shown_figure, REPORT_COLUMNS, "layers",
+           findings)
+
+
+layer_view()

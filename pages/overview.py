@@ -1,32 +1,49 @@
-"""Overview: what the atoms mean and what the chosen database holds."""
+"""Overview: where to go for which question, what the atoms mean, and what the chosen database holds."""
 
 import streamlit as st
 
-from pidcore.analysis.regimes import final_rows
+from pidcore.analysis.regimes import final_rows, is_output
 from pidcore.atoms import ATOMS, LABELS, MEANINGS
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import as_shown, task_bars
-from pidcore.dashboard.sidebar import HOW_TO_FILL, sidebar
+from pidcore.dashboard.export import ChartInfo
+from pidcore.dashboard.sidebar import HOW_TO_FILL, carried_params, sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.store import StoreError
 
+# (page file, the question it answers, what to do there)
+WHERE_TO_GO = [
+    ("pages/breadth.py", "Which tasks and models rely on what?",
+     "the model x task heatmap, the task regimes and family strategies; click a cell for its samples"),
+    ("pages/depth.py", "Where in the layers does the information appear?",
+     "the atoms layer by layer with the phases shaded; overlay other models, open a layer's samples"),
+    ("pages/timeline.py", "When in training is it learned?",
+     "the atoms over training checkpoints, stage by stage; overlay other trajectories"),
+    ("pages/case_study.py", "What does one image and question do?",
+     "upload an image, ask a question, run one or more models live and compare them side by side"),
+]
+
 st.title("Information Spectrum Explorer")
+st.markdown("How does a vision-language model use its inputs? For multiple-choice questions it splits what the "
+            "**image** (X1) and the **question** (X2) tell the model about its **answer** (Y) into four "
+            "partial-information atoms, in bits.")
+settings = sidebar()
+st.subheader("Where to go")
+for page, question, what in WHERE_TO_GO:
+    st.page_link(page, label=f"**{question}**  \n{what}", query_params=carried_params())
+
+st.subheader("The four atoms")
 st.markdown(
-    "How does a vision-language model use its inputs? For each multiple-choice question we measure what the "
-    "**image** (X1) and the **question** (X2) tell the model about its **answer** (Y), and split that information, "
-    "in bits, into four partial-information atoms:\n\n| atom | meaning |\n|---|---|\n"
-    + "\n".join(f"| **{LABELS[atom]}** | {MEANINGS[atom]} |" for atom in ATOMS)
+    "| atom | meaning |\n|---|---|\n" + "\n".join(f"| **{LABELS[atom]}** | {MEANINGS[atom]} |" for atom in ATOMS)
     + """
 
 They add up: R + U1 = I(X1;Y), R + U2 = I(X2;Y), R + U1 + U2 + S = I(X1,X2;Y).
 The decomposition is estimated with the BATCH estimator (Liang et al., 2023) on masked probes of the
 model (the question, or the image, replaced by noise), checked against the exact discrete PID (Bertschinger et al.,
-2014). The pages answer three questions: **breadth** (which tasks and models rely on what), **depth** (where in the
-layers the information appears) and **time** (when in training it is learned).
+2014).
 """
 )
-settings = sidebar()
 try:
     atoms = data.atoms(settings.db)
 except StoreError as error:
@@ -35,6 +52,7 @@ else:
     if atoms.empty:
         st.warning(f"{markdown_text(settings.db)} holds no results yet. {HOW_TO_FILL}")
     else:
+        st.subheader("What this database holds")
         columns = st.columns(3)
         columns[0].metric("Models", atoms["model"].nunique())
         columns[1].metric("Tasks", atoms["task"].nunique())
@@ -42,5 +60,10 @@ else:
         if settings.estimator in set(atoms["estimator"]):
             final = final_rows(atoms[atoms["estimator"] == settings.estimator])
             outputs = as_shown(final, settings.units, settings.clip)
-            chart(task_bars(outputs, settings.unit_label), settings, "overview")
-        st.dataframe(atoms, hide_index=True)
+            info = ChartInfo("Atoms per task, averaged over models", checkpoint="each model's last", layer="output",
+                             estimator=settings.estimator, units=settings.unit_label)
+            chart(task_bars(outputs, settings.unit_label), settings, info, outputs)
+        with st.expander(f"Every row of the database ({len(atoms)}), output layers first"):
+            ordered = atoms.assign(output=is_output(atoms)).sort_values(["output", "model", "task", "checkpoint"],
+                                                                        ascending=[False, True, True, True])
+            st.dataframe(ordered.drop(columns="output"), hide_index=True)

@@ -7,9 +7,12 @@ import streamlit as st
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
+from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.rows import checkpoint_label, flag_rows, load_rows, paper_rows, require, trajectories_of
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
+
+REPORT_COLUMNS = ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"]
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
@@ -27,33 +30,49 @@ for key, shown in (("train_model", model), ("train_task", task)):
 outputs = flag_rows(training[(training["model"] == model) & (training["task"] == task)], settings)
 labels = {row["checkpoint"]: checkpoint_label(row["stage"], row["step"], row["checkpoint"])
           for _, row in outputs.iterrows()}
-checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
-                              key="train_checkpoint", bind="query-params")
-say_if_unmet(asked["train_checkpoint"], labels[checkpoint], "checkpoint", "it is not on this trajectory")
 chosen = as_shown(outputs, settings.units, settings.clip)
-atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
-shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="train_atoms")
-
 others = training[~((training["model"] == model) & (training["task"] == task))]
 if settings.compare:
     others = pd.concat([others, trajectories_of(paper_rows())], ignore_index=True)
 choices = {f"{key[0]} · {key[1]}": frame for key, frame in others.groupby(["model", "task"], sort=True)}
-compared = st.multiselect("Compare with other trajectories" + (" (the paper's among them)" if settings.compare else ""),
-                          list(choices), key="train_overlay", bind="query-params",
-                          help="Steps differ between runs, so compared trajectories are drawn against stage "
-                               "progress: each stage one unit wide, from its first to its last checkpoint.")
-if compared:
-    series = {f"{model} · {task}": chosen}
-    series.update({label: as_shown(choices[label], settings.units, settings.clip) for label in compared})
-    figure = overlay_trajectories({label: frame.assign(progress=stage_progress(frame))
-                                   for label, frame in series.items()}, shown_atoms, settings.unit_label)
-else:
-    step = outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0]
-    figure = trajectories(chosen, shown_atoms, None if pd.isna(step) else float(step), settings.unit_label)
-chart(figure, settings, f"training-{model}-{task}")
 rise = stage2_rise(outputs)
-if rise is not None:
-    st.markdown(f"**S from the end of stage 1 to the end of stage 2:** {rise:+.3f} bits "
-                f"({'a stage-2 rise' if is_stage2_rise(rise) else 'no stage-2 rise'}).")
-footer(STAGE2_RULE, outputs, f"Time: {model} on {task}", figure,
-       ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"], "training")
+rise_text = None if rise is None else f"{rise:+.3f} bits ({'a' if is_stage2_rise(rise) else 'no'} stage-2 rise)"
+findings = [] if rise is None else [f"S from the end of stage 1 to the end of stage 2 for {model} on {task}: "
+                                    f"{rise_text}."]
+
+
+@st.fragment
+def checkpoint_view() -> None:
+    """The checkpoint scrubber, its atoms and the trajectories: scrubbing reruns this part only."""
+    checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
+                                  key="train_checkpoint", bind="query-params")
+    say_if_unmet(asked["train_checkpoint"], labels[checkpoint], "checkpoint", "it is not on this trajectory")
+    atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
+    shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="train_atoms")
+    compared = st.multiselect("Compare with other trajectories" + (" (the paper's among them)" if settings.compare
+                                                                   else ""),
+                              list(choices), key="train_overlay", bind="query-params",
+                              help="Steps differ between runs, so compared trajectories are drawn against stage "
+                                   "progress: each stage one unit wide, from its first to its last checkpoint.")
+    if compared:
+        series = {f"{model} · {task}": chosen}
+        series.update({label: as_shown(choices[label], settings.units, settings.clip) for label in compared})
+        info = ChartInfo("Atoms over training, compared", " vs ".join(series), checkpoint="all", layer="output",
+                         estimator=settings.estimator, units=settings.unit_label)
+        figure = overlay_trajectories({label: frame.assign(progress=stage_progress(frame))
+                                       for label, frame in series.items()}, shown_atoms, settings.unit_label)
+        numbers = pd.concat([frame.assign(series=label) for label, frame in series.items()], ignore_index=True)
+    else:
+        step = outputs[outputs["checkpoint"] == checkpoint]["step"].iloc[0]
+        info = ChartInfo("Atoms over training", model, task, f"{labels[checkpoint]} marked", "output",
+                         settings.estimator, settings.unit_label)
+        figure = trajectories(chosen, shown_atoms, None if pd.isna(step) else float(step), settings.unit_label)
+        numbers = chosen
+    shown_figure = chart(figure, settings, info, numbers[[c for c in ["series", "model", "task", *REPORT_COLUMNS]
+                                                          if c in numbers]])
+    if rise_text is not None:
+        st.markdown(f"**S from the end of stage 1 to the end of stage 2:** {rise_text}.")
+    footer(STAGE2_RULE, outputs, f"Time: {model} on {task}", shown_figure, REPORT_COLUMNS, "training", findings)
+
+
+checkpoint_view()

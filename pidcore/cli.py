@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from pidcore.atoms import ATOMS, DEDUPE_POLICIES, SYMBOLS
 from pidcore.shipped import PAPER_CSV, PAPER_DB
 
 if TYPE_CHECKING:
+    from pidcore.pipeline.attach import Attached
     from pidcore.pipeline.stage2_import import Imported
     from pidcore.store import LayerResult
 
@@ -65,6 +67,32 @@ def _print_imported(path: str, imported: list[Imported]) -> None:
             for record, reason in reasons:
                 print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
         _print_atoms(run.results)
+
+
+def _samples_attach(args: argparse.Namespace) -> int:
+    from pidcore.pipeline.attach import attach_texts
+
+    results = attach_texts(args.db, args.image_root)
+    for result in results:
+        _print_attached(result)
+    failed = [result for result in results if result.error]
+    print(f"{args.db}: attached {sum(result.attached for result in results)} samples in {len(results)} runs, "
+          f"skipped {sum(len(result.skipped) for result in results)}, {len(failed)} runs failed"
+          if results else f"{args.db}: every stored sample has its question and options already")
+    return 2 if failed else 0
+
+
+def _print_attached(result: Attached) -> None:
+    """One run's attach summary, skip reasons counted by kind, each skipped sample named on stderr."""
+    if result.error:
+        print(f"error: run {result.run_id} ({result.task}): {result.error}", file=sys.stderr)
+        return
+    kinds = Counter(reason.split(": ", 1)[0] for _, reason in result.skipped)
+    reasons = f" ({', '.join(f'{kind}: {count}' for kind, count in kinds.most_common())})" if kinds else ""
+    print(f"run {result.run_id}, task {result.task}: attached {result.attached}, "
+          f"skipped {len(result.skipped)}{reasons}")
+    for sample_id, reason in result.skipped:
+        print(f"  skipped sample {sample_id}: {reason}", file=sys.stderr)
 
 
 def _paper_build(args: argparse.Namespace) -> int:
@@ -189,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "width, becomes uniform over the whole width")
     _estimation_options(paper)
     paper.set_defaults(run=_import_paper)
+    samples = commands.add_parser("samples", help="the stored samples of runs")
+    samples_commands = samples.add_subparsers(dest="samples_command", required=True)
+    attach = samples_commands.add_parser("attach", help="give samples stored before samples kept their question, "
+                                                        "options and image these, reloaded from each run's dataset")
+    attach.add_argument("--db", required=True, help="results database (.duckdb)")
+    attach.add_argument("--image-root", default=None,
+                        help="folder of a file dataset's images (default: the folder of the dataset file)")
+    attach.set_defaults(run=_samples_attach)
     published = commands.add_parser("paper", help="the paper's published results (read off its figures)")
     published_commands = published.add_subparsers(dest="paper_command", required=True)
     paper_build = published_commands.add_parser("build", help="build the published results database from its CSVs")

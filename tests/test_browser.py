@@ -5,6 +5,8 @@ Screenshots land in test-artifacts/. Skipped where Chromium (apt-get install chr
 
 import io
 import random
+import re
+import zipfile
 from urllib.parse import urlencode
 
 import pytest
@@ -48,8 +50,12 @@ def playwright():
 
 
 @pytest.fixture(scope="module")
-def page(playwright):
+def page(playwright, server):
+    """One browser tab, which has opened the app's root first (a fresh server answers its first link to a page
+    with a "Page not found" dialog)."""
     with chromium_page(playwright) as opened:
+        opened.goto(server)
+        settle(opened)
         yield opened
 
 
@@ -83,6 +89,8 @@ def test_an_uploaded_image_shows_its_atoms(server, page):
     shapes.render(2, random.Random(3)).save(buffer, "PNG")
     page.locator("input[type='file']").set_input_files(
         {"name": "shape.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
+    page.wait_for_selector("text=Press Run", timeout=60_000)
+    page.get_by_role("button", name="Run").click()
     page.wait_for_selector("text=U2 (language-unique):", timeout=180_000)
     settle(page)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
@@ -100,3 +108,95 @@ def test_a_link_to_a_page_opened_first_on_a_fresh_server_gets_the_apps_navigatio
         fresh.goto(url)
         settle(fresh)
         assert "Overview" in fresh.inner_text("[data-testid='stSidebarNav']")
+
+
+def shot(page, name: str) -> None:
+    """Keep a screenshot of the whole page in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of the multiselect labelled `label`, by typing it as a user would."""
+    page.locator("[data-testid='stMultiSelect']").filter(has_text=label).locator("input").click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option).first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def legend_texts(page) -> list[str]:
+    return page.locator(".js-plotly-plot .legendtext").all_text_contents()
+
+
+def test_two_curves_overlaid_on_the_first_on_normalised_depth(server, page):
+    page.goto(f"{server}/layers?model=llava-m&task=synergy")
+    settle(page)
+    page.get_by_text("Normalised depth").click()
+    settle(page)
+    for option in ("llava-s · synergy · stage2-step1500", "qwen2vl-s · synergy · stage2-step1500"):
+        choose(page, "Compare with other curves", option)
+    page.wait_for_selector("text=compared >> visible=true", timeout=60_000)
+    legend = legend_texts(page)
+    for model in ("llava-m", "llava-s", "qwen2vl-s"):
+        assert f"{model} · synergy · stage2-step1500 · S" in legend, legend
+    shot(page, "compare_layers")
+
+
+def test_a_clicked_cell_lists_its_samples_and_one_opens_and_runs_in_the_case_study(server, page):
+    page.goto(f"{server}/heatmap")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .point")
+    cells = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point")
+    box = cells.nth(0).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    settle(page)
+    page.wait_for_selector("text=Samples behind >> visible=true", timeout=60_000)
+    assert page.get_by_role("button", name=re.compile("Open the layers of")).count() == 1
+    shot(page, "cell_samples")
+    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first sample row's selection box
+    settle(page)
+    page.get_by_role("button", name=re.compile("in the case study")).click()
+    page.wait_for_selector("text=Case study: one image and question, live", timeout=60_000)
+    settle(page)
+    assert page.get_by_label("Use the opened sample's stored image").is_checked()
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector("text=S (synergy):", timeout=180_000)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, "sample_in_case_study")
+
+
+def test_the_presentation_switch_enlarges_the_page_and_the_charts(server, page):
+    page.goto(f"{server}/layers?model=llava-m&task=synergy")
+    settle(page)
+    normal = page.evaluate("getComputedStyle(document.documentElement).fontSize")
+    page.get_by_text("Presentation").click()
+    settle(page)
+    page.wait_for_function("getComputedStyle(document.documentElement).fontSize === '22px'", timeout=30_000)
+    sizes = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(g => g._fullLayout.font.size)")
+    assert normal == "16px" and sizes and min(sizes) >= 20
+    shot(page, "presentation")
+    page.get_by_text("Presentation").click()
+    settle(page)
+
+
+def test_exports_give_png_and_svg_in_one_click_a_csv_and_an_offline_report(server, page, tmp_path):
+    page.goto(f"{server}/layers?model=llava-m&task=synergy")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot")
+    with page.expect_download(timeout=120_000) as images:
+        page.get_by_role("button", name="PNG + SVG").first.click()
+    archive = zipfile.ZipFile(images.value.path())
+    stem = "Atoms_layer_by_layer_logit_lens_llava-m_synergy_stage2-step1500_6_marked_batch-published_bits"
+    assert sorted(archive.namelist()) == [f"{stem}.png", f"{stem}.svg"]
+    assert "model llava-m" in archive.read(f"{stem}.svg").decode()
+    with page.expect_download() as table:
+        page.get_by_role("button", name="CSV").first.click()
+    assert table.value.suggested_filename == f"{stem}.csv"
+    with page.expect_download() as report:
+        page.get_by_role("button", name="Export report (HTML)").click()
+    text = open(report.value.path(), encoding="utf-8").read()
+    assert "Rules applied" in text and "llava-m" in text and " [+" in text and "layers?" in text
+    shot(page, "exports")

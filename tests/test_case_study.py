@@ -18,7 +18,7 @@ from pidcore.models.loading import load_vlm
 from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import DEFAULT_DB, MODELS
-from pidcore.store import reference_runs
+from pidcore.store import read_sample_table, reference_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -42,6 +42,9 @@ def test_an_uploaded_image_gets_probes_and_atoms_from_a_shipped_model():
     assert app.multiselect(key="case_models").value == ["idefics3-s"]
     app.file_uploader(key="case_image").upload("shape.png", _png(image), "image/png").run()
     assert not app.exception and not app.error
+    assert not app.get("plotly_chart") and any("Press Run" in info.value for info in app.info)
+    app.button(key="case_run").click().run()
+    assert not app.exception and not app.error
     charts = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
     assert len(charts) == 3
     shown = {match[1]: float(match[2]) for markdown in app.markdown
@@ -49,8 +52,10 @@ def test_an_uploaded_image_gets_probes_and_atoms_from_a_shipped_model():
     assert list(shown) == [LABELS[atom] for atom in ATOMS]
     assert any("can be negative" in caption.value for caption in app.caption)
 
-    reference = reference_runs(DEFAULT_DB, "idefics3-s", 4, DEFAULT_ESTIMATOR).iloc[0]
-    assert app.selectbox(key="case_task_idefics3-s").value == reference["task"]
+    runs = reference_runs(DEFAULT_DB, "idefics3-s", 4, DEFAULT_ESTIMATOR)
+    reference = runs[runs["task"] == "vision"].iloc[0]  # a colour question: the task that asks it, not the first
+    assert runs["task"].iloc[0] != "vision"
+    assert app.selectbox(key="case_task_idefics3-s").value == "vision"
     expected = analyse(load_vlm(str(MODELS / "idefics3-s"), device="auto"), str(DEFAULT_DB), reference["run_id"],
                        DEFAULT_ESTIMATOR, read_image(_png(image)), "What colour is the shape?",
                        ["red", "green", "blue", "yellow"])
@@ -96,6 +101,7 @@ def test_a_model_that_fails_to_load_is_explained(tmp_path):
     app.checkbox(key="case_example").check().run()
     app.multiselect(key="case_models").set_value([]).run()
     app.text_input(key="case_other").input(str(tmp_path / "no-model")).run()
+    app.button(key="case_run").click().run()
     assert not app.exception
     assert any("could not be run" in error.value and "cannot load model" in error.value for error in app.error)
 
@@ -109,3 +115,33 @@ def test_read_image_bounds_size_and_format():
         read_image(gif.getvalue())
     assert read_image(_png(Image.new("L", (8, 8)))).mode == "RGB"
     assert check_question(" Which? ", ["a", " ", "b"]) == ("Which?", ["a", "b"])
+
+
+def test_models_run_side_by_side_and_an_edit_keeps_the_results_until_run_is_pressed():
+    app = _page()
+    app.checkbox(key="case_example").check().run()
+    app.multiselect(key="case_models").set_value(["idefics3-s", "llava-s"]).run()
+    app.button(key="case_run").click().run()
+    assert not app.exception and not app.error
+    assert [header.value for header in app.header] == ["idefics3\\-s", "llava\\-s"]
+    assert len(app.columns) >= 2 and len(app.get("plotly_chart")) == 6
+    app.text_input(key="case_question").input("Which colour does the shape have?").run()
+    assert not app.get("plotly_chart")  # new inputs: nothing is run until Run
+    assert sum("Press Run" in info.value for info in app.info) == 2
+
+
+def test_a_stored_sample_opens_with_its_image_question_options_and_model():
+    runs = reference_runs(DEFAULT_DB, "llava-s", 2, DEFAULT_ESTIMATOR)
+    run_id = runs[runs["task"] == "synergy"]["run_id"].iloc[0]
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.switch_page("pages/case_study.py")
+    app.query_params.update(run=run_id, sample="synergy-7")
+    app.run()
+    assert not app.exception and not app.error
+    stored = read_sample_table(DEFAULT_DB, run_id).set_index("sample_id").loc["synergy-7"]
+    assert app.text_input(key="case_question").value == stored["question"]
+    assert app.text_area(key="case_options").value.splitlines() == list(stored["options"])
+    assert app.multiselect(key="case_models").value == ["llava-s"]
+    assert app.checkbox(key="case_use_stored").value
+    app.button(key="case_run").click().run()
+    assert not app.exception and len(app.get("plotly_chart")) == 3

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from pidcore.analysis.phases import Phases
 from pidcore.analysis.regimes import KNOWLEDGE_DRIVEN, SYNERGY_DRIVEN, UNDETERMINED
-from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
+from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, MENU, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
 from pidcore.dashboard.text import plotly_text
 
 # Okabe-Ito colours, chosen so the four atoms stay apart under deuteranopia (CIEDE2000 >= 22 between any two,
@@ -31,6 +31,7 @@ SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E
 # Phases shaded in their atom's colour (silence grey, language build-up as U2, fusion as S), each band also named.
 PHASE_COLOURS = {"silent": "rgba(127,127,127,0.15)", "language": "rgba(213,94,0,0.20)",
                  "fusion": "rgba(0,114,178,0.20)"}
+PASS_PATTERNS = ("", "/", ".")  # full, image only, question only: a second cue besides the colour
 STAGE_ONE_SHADE = "rgba(127,127,127,0.10)"
 # Marks drawn over the data (the selected layer or step, the sample's star): mid-grey and yellow read on light and
 # dark themes alike.
@@ -53,15 +54,40 @@ def as_shown(frame: pd.DataFrame, units: str, clip: bool = False) -> pd.DataFram
 
 
 def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
-    """Model x task heatmap of one atom, annotated with the value and the accuracy."""
+    """Model x task heatmap of one atom, annotated with the value and the accuracy; each cell carries a clickable
+    marker (Streamlit selects scatter points, not heatmap cells) whose hover gives all four atoms."""
     values = _grid(frame, atom)
     grids = [values.to_numpy()] + [_grid(frame, column).reindex_like(values).to_numpy()
                                    for column in (f"{atom}_lo", f"{atom}_hi", "accuracy")]
     text = [[_cell(*cell) for cell in zip(*rows)] for rows in zip(*grids)]
     trace = go.Heatmap(z=values.to_numpy(), x=_names(values.columns), y=_names(values.index), text=text,
-                       texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label})
-    return go.Figure(trace, {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task",
-                             "yaxis_title": "model", "height": _grid_height(len(values))})
+                       texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}, hoverinfo="skip")
+    return go.Figure([trace, _cell_markers(frame, unit_label)],
+                     {"title": f"{LABELS[atom]} at the output layer", "xaxis_title": "task", "yaxis_title": "model",
+                      "height": _grid_height(len(values)), "clickmode": "event+select"})
+
+
+def _cell_markers(frame: pd.DataFrame, unit_label: str) -> go.Scatter:
+    """A near-invisible square over each (model, task) cell: clicking one selects it (its customdata is the row's
+    position in `frame`), hovering tells all four atoms with their intervals, the accuracy and any flags."""
+    return go.Scatter(x=_names(frame["task"]), y=_names(frame["model"]), mode="markers", showlegend=False,
+                      marker={"symbol": "square", "size": 40, "opacity": 0.01, "color": MARK_COLOUR},
+                      customdata=np.arange(len(frame)), text=_cell_hovers(frame, unit_label),
+                      hovertemplate="%{text}<extra></extra>", name="cells", hoverlabel={"bgcolor": "white"})
+
+
+def _cell_hovers(frame: pd.DataFrame, unit_label: str) -> list[str]:
+    """Each row's hover: model and task, the four atoms with intervals, the accuracy and its flags."""
+    intervals, hovers = {atom: _interval(frame, atom) for atom in MENU}, []
+    for index, (_, row) in enumerate(frame.iterrows()):
+        lines = [f"{plotly_text(row['model'])} · {plotly_text(row['task'])}"]
+        lines += [f"{SYMBOLS[atom]} {row[atom]:+.3f} {intervals[atom][index]} {unit_label}" for atom in MENU]
+        if pd.notna(row.get("accuracy")):
+            lines.append(f"accuracy {row['accuracy']:.3f}")
+        if row.get("flags"):
+            lines.append(f"flagged: {plotly_text(row['flags'])}")
+        hovers.append("<br>".join(lines) + "<br>click to see its samples")
+    return hovers
 
 
 def _names(names: Iterable[object]) -> list[str]:
@@ -216,7 +242,7 @@ def regime_plot(shares: pd.DataFrame) -> go.Figure:
                                  marker={"size": 12, "symbol": REGIME_SYMBOLS.get(regime, "circle")}))
     return go.Figure(traces, {"title": "Task regimes: mean S share against mean U2 share of I(X1,X2;Y)",
                               "xaxis_title": "mean U2 / I(X1,X2;Y)", "yaxis_title": "mean S / I(X1,X2;Y)",
-                              "xaxis": {"range": [0, 1]}, "yaxis": {"range": [0, 1]}})
+                              "xaxis": {"range": [-0.05, 1.05]}, "yaxis": {"range": [-0.05, 1.1]}})
 
 
 def _error_bars(frame: pd.DataFrame, atom: str) -> dict:
@@ -265,7 +291,8 @@ def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
 def probe_bars(probs: np.ndarray, options: list[str]) -> go.Figure:
     """The three probes' answer distributions over the options at the output layer (probs is [pass, layer, k])."""
     ticks = [f"{letter}. {plotly_text(option)}" for letter, option in zip(option_letters(len(options)), options)]
-    figure = go.Figure([go.Bar(name=PASS_LABELS[name], x=ticks, y=probs[index, -1])
+    figure = go.Figure([go.Bar(name=PASS_LABELS[name], x=ticks, y=probs[index, -1],
+                               marker={"color": SERIES_COLOURS[index], "pattern": {"shape": PASS_PATTERNS[index]}})
                         for index, name in enumerate(PASSES)])
     figure.update_layout(barmode="group", title="Answer distributions over the options (output layer)",
                          yaxis_title="probability")

@@ -24,6 +24,7 @@ import streamlit as st
 from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.analysis.regimes import Regime, final_rows, task_regimes
+from pidcore.dashboard.tables import samples_table
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
@@ -137,3 +138,66 @@ def reference_runs(db: str, model: str, n_options: int, estimator: str) -> pd.Da
     """Runs of `model` with `n_options` options that kept this estimator's fitted networks."""
     path = results_file(db)
     return _reference_runs(path, version(path), model, n_options, estimator)
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _sample_table(db: str, stamp: tuple, run_id: str) -> pd.DataFrame:
+    return store.read_sample_table(db, run_id)
+
+
+def sample_table(db: str, run_id: str) -> pd.DataFrame:
+    """A run's stored samples (question, options, gold, probe distributions, whether the image is kept)."""
+    path = results_file(db)
+    return _sample_table(path, version(path), run_id)
+
+
+def sample_image(db: str, run_id: str, sample_id: str) -> bytes | None:
+    """One stored sample's image as PNG bytes (None where it was not kept); read once, when a sample is opened."""
+    return store.read_sample_image(results_file(db), run_id, sample_id)
+
+
+def sample_record(db: str, run_id: str, sample_id: str) -> pd.Series | None:
+    """One stored sample's row of `sample_table` (None: not stored)."""
+    samples = sample_table(db, run_id)
+    found = samples[samples["sample_id"] == sample_id]
+    return None if found.empty else found.iloc[0]
+
+
+def run_questions(db: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    """The distinct stored questions of some runs (run_id, question)."""
+    path = results_file(db)
+    return _run_questions(path, version(path), run_ids)
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _run_questions(db: str, stamp: tuple, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return store.read_run_questions(db, list(run_ids))
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _runs(db: str, stamp: tuple) -> pd.DataFrame:
+    return store.read_runs(db)
+
+
+def run_model(db: str, run_id: str) -> str | None:
+    """The model name a run was registered under (None: no such run)."""
+    path = results_file(db)
+    runs = _runs(path, version(path))
+    found = runs[runs["run_id"] == run_id]
+    return None if found.empty else str(found["model"].iloc[0])
+
+
+@st.cache_resource(max_entries=4 * CACHE_ENTRIES, show_spinner=False)
+def _samples_at_layer(db: str, stamp: tuple, run_id: str, key: tuple, estimator: str, layer: int,
+                      n_layers: int) -> pd.DataFrame:
+    model, task, checkpoint = key
+    pointwise = _pointwise(db, stamp, model, task, checkpoint, estimator)
+    return samples_table(_sample_table(db, stamp, run_id), pointwise[pointwise["layer"] == layer], layer, n_layers)
+
+
+def samples_at_layer(db: str, row: pd.Series, estimator: str) -> pd.DataFrame:
+    """The drill-down table of one row of the `atoms` view (a run at one layer): its samples with their probe
+    distributions and pointwise atoms, built once per run and layer."""
+    path = results_file(db)
+    return _samples_at_layer(path, version(path), row["run_id"], (row["model"], row["task"], row["checkpoint"]),
+                             estimator, int(row["layer"]), int(row["n_layers"]))

@@ -15,6 +15,8 @@ from pidcore.store import StoreError
 HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
                "`python -m pidcore demo build`.")
 OTHER_FILE = "Another database file"
+SIDEBAR_PARAMS = ("source", "db", "estimator", "compare", "units", "clip", "presentation")
+PRESENTATION_ROOT_PX = 22  # the page's root font size when presenting (Streamlit sizes its text in rem; 16 normally)
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Settings:
     image_format: str
     clip: bool = False
     compare: bool = False
+    presentation: bool = False
 
     @property
     def is_paper(self) -> bool:
@@ -57,10 +60,20 @@ def sidebar() -> Settings:
         clip = st.toggle("Clip at 0, as the paper prints", key="clip", bind="query-params",
                          help="The paper prints atoms clipped at 0. The store keeps them raw: a negative atom is "
                               "estimation noise or a real local effect, and clipping hides it. Off by default.")
-        image_format = st.radio("Chart download format", ["png", "svg"], key="format", horizontal=True,
-                                help="The camera icon in each chart's toolbar downloads it in this format "
-                                     "(PNG at 4x resolution).")
-    return Settings(db, estimator, units, image_format, clip, compare and db != str(PAPER_DB))
+        image_format = st.radio("Chart toolbar download format", ["png", "svg"], key="format", horizontal=True,
+                                help="The camera icon in each chart's toolbar downloads it in this format (PNG at "
+                                     "3x resolution); the PNG + SVG button under a chart gives both at once.")
+        presentation = st.toggle("Presentation", key="presentation", bind="query-params",
+                                 help="Larger text, lines and markers everywhere, for a projector at the back of a "
+                                      "room; exports are enlarged too.")
+    if presentation:
+        st.html(f"<style>html {{ font-size: {PRESENTATION_ROOT_PX}px; }}</style>")
+    return Settings(db, estimator, units, image_format, clip, compare and db != str(PAPER_DB), presentation)
+
+
+def carried_params() -> dict[str, str]:
+    """The sidebar's choices in the current URL, for a link to another page that keeps them."""
+    return {key: value for key, value in st.query_params.to_dict().items() if key in SIDEBAR_PARAMS}
 
 
 def _database() -> str:

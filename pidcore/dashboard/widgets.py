@@ -3,25 +3,49 @@ what a page says when a link asks for something it cannot show."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from pidcore.analysis.flags import FLAG_RULE
 from pidcore.atoms import ATOMS, SYMBOLS
-from pidcore.dashboard.report import report_button
+from pidcore.dashboard.export import (IMAGE_SCALE, NO_BROWSER, ChartInfo, browser_available, csv_bytes,
+                                      images_zip, styled)
+from pidcore.dashboard.report import SHOWN_DIAGNOSTICS, report_button
 from pidcore.dashboard.sidebar import Settings
 from pidcore.dashboard.text import markdown_text
 
 NOT_STORED = "n/a: not stored for this row (the database holds no value there, or NaN)."
-SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap", "best_epoch",
-                      "sinkhorn_residual", "mode", "flags"]
 
 
-def chart(figure: go.Figure, settings: Settings, name: str) -> None:
-    """Show a figure whose toolbar downloads it as high-resolution PNG or as SVG."""
-    options = {"format": settings.image_format, "filename": name, "scale": 4 if settings.image_format == "png" else 1}
-    st.plotly_chart(figure, config={"toImageButtonOptions": options, "displaylogo": False}, key=f"chart-{name}")
+def chart(figure: go.Figure, settings: Settings, info: ChartInfo, numbers: pd.DataFrame | None = None,
+          selectable: bool = False) -> go.Figure:
+    """Show a figure titled by what it shows, with buttons that download it as PNG + SVG (one zip) and its numbers
+    as CSV; its toolbar's camera downloads it in the sidebar's format. Returns the figure as shown (for reports);
+    with `selectable`, clicks on its points rerun the page (read them with `selection`)."""
+    shown = styled(figure, info, settings.presentation)
+    stem = info.file_stem()
+    options = {"format": settings.image_format, "filename": stem, "scale": IMAGE_SCALE}
+    st.plotly_chart(shown, theme=None, key=f"chart-{stem}", config={"toImageButtonOptions": options,
+                                                                    "displaylogo": False},
+                    on_select="rerun" if selectable else "ignore", selection_mode="points")
+    buttons = st.container(horizontal=True)
+    available = browser_available()
+    buttons.download_button("PNG + SVG", partial(images_zip, shown, stem) if available else b"",
+                           file_name=f"{stem}.zip", mime="application/zip", key=f"images-{stem}", on_click="ignore",
+                           disabled=not available, help=None if available else NO_BROWSER, icon=":material/image:")
+    if numbers is not None:
+        buttons.download_button("CSV", partial(csv_bytes, numbers.copy(), info), file_name=f"{stem}.csv",
+                              mime="text/csv", key=f"csv-{stem}", on_click="ignore", icon=":material/table:")
+    return shown
+
+
+def selection(info: ChartInfo) -> list[dict]:
+    """The points clicked on a selectable chart shown with this `info`: their customdata and coordinates."""
+    state = st.session_state.get(f"chart-{info.file_stem()}")
+    return list(state.selection.points) if state is not None else []
 
 
 def diagnostics(rows: pd.DataFrame) -> None:
@@ -61,8 +85,16 @@ def say_if_unmet(asked: str | None, shown: object, what: str, why: str) -> None:
         st.info(f"The link asks for {what} {markdown_text(asked)}, but {why}; showing {what} {markdown_text(shown)}.")
 
 
-def footer(rule: str, rows: pd.DataFrame, title: str, figure: go.Figure, columns: list[str], key: str) -> None:
-    """The end a results page shares: the rule it applied, the diagnostics behind its rows, the HTML report."""
+def footer(rule: str, rows: pd.DataFrame, title: str, figure: go.Figure, columns: list[str], key: str,
+           findings: list[str]) -> None:
+    """The end a results page shares: the rule it applied, the diagnostics behind its rows, the HTML report (with
+    the rule, its `findings` as plain sentences, and the interval columns of the atoms shown)."""
     st.caption(rule)
     diagnostics(rows)
-    report_button(title, [figure], rows[columns], key)
+    report_button(title, [figure], rows, with_bounds(columns, rows), key, [rule, FLAG_RULE], findings)
+
+
+def with_bounds(columns: list[str], rows: pd.DataFrame) -> list[str]:
+    """`columns` with each atom's interval columns after it, where the rows have them."""
+    return [name for column in columns for name in (column, f"{column}_lo", f"{column}_hi")
+            if name == column or (column in ATOMS and name in rows)]

@@ -7,6 +7,8 @@ fitted estimators, stored per layer), using that run's calibration statistics fo
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,3 +103,21 @@ def _pointwise(db: str, run_id: str, estimator_name: str, result: ProbeResult) -
         local = estimator.pointwise(result.x1[None].double(), result.x2[None].double(), image_only, text_only, full)
         atoms[layer] = Atoms.from_mapping({name: values[0] for name, values in local.items()})
     return atoms
+
+
+def closest_task(question: str, questions: Mapping[str, Iterable[str]]) -> str | None:
+    """The task (name -> its stored questions) whose questions share the most words with `question` (the largest
+    Jaccard overlap of lower-case word sets with any one of them); ties and no overlap at all go to the first task
+    in name order, None when there is none."""
+    asked = _words(question)
+    scores = {task: max((_overlap(asked, _words(text)) for text in texts), default=0.0)
+              for task, texts in sorted(questions.items())}
+    return max(scores, key=scores.get) if scores else None
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _overlap(first: set[str], second: set[str]) -> float:
+    return len(first & second) / len(first | second) if first | second else 0.0

@@ -13,6 +13,7 @@ from pidcore.datasets import LoadedDataset, Sample, load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import LoadedVLM, load_vlm
+from pidcore.pipeline.attach import gold_index, sample_text
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.probes.encoding import Encoded, encode_sample
@@ -114,6 +115,7 @@ def _probe_chunk(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, 
 
 
 def _sample_row(run_id: str, position: int, sample: Sample, result: ProbeResult) -> SampleRow:
-    gold = sample.letters.index(sample.answer) if sample.answer else None
-    return SampleRow(run_id, sample.id, position, gold, result.x1.numpy(), result.x2.numpy(), result.probs.numpy(),
-                     result.letter_mass.numpy())
+    text = sample_text(sample)
+    return SampleRow(run_id, sample.id, position, gold_index(sample), result.x1.numpy(), result.x2.numpy(),
+                     result.probs.numpy(), result.letter_mass.numpy(), question=text.question, options=text.options,
+                     image=text.image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import TypeVar
@@ -16,8 +16,8 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS, TABLES, TASK_PID,
-                                  LayerResult, SampleRow)
+from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS, SAMPLES, TABLES,
+                                  TASK_PID, LayerResult, SampleRow, Table)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -29,6 +29,7 @@ DIAGNOSTIC_COLUMNS = [*_DIAGNOSTIC_KEYS, "marginal_gap", *_DIAGNOSTIC_DETAILS]
 # What a NULL name in a foreign or crafted file reads as, so that rows still group, sort and join by their names.
 NO_NAME = "(no name)"
 _NAME_COLUMNS = ["model", "family", "task", "checkpoint", "estimator"]
+SAMPLE_TABLE_COLUMNS = ["sample_id", "position", "gold", "n_options", "question", "options", "has_image", "probs"]
 # A reader opens results and nothing else: a view in a crafted file that reads another file (read_csv, ATTACH, a
 # URL) fails instead of reading it, and no extension is loaded or installed on its behalf.
 READ_ONLY_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
@@ -117,6 +118,12 @@ def _objects(path: str | Path) -> dict[str, set[str]]:
     return _on_short_connection(path, present_columns)
 
 
+def present_select(path: str | Path, table: Table, names: Sequence[str] | None = None) -> str:
+    """A SELECT list of a table's columns (all, or these names), each one the database predates read as NULL."""
+    present = _objects(path).get(table.name, set())
+    return ", ".join(name if name in present else f"NULL AS {name}" for name in names or table.column_names)
+
+
 def read_atoms(path: str | Path) -> pd.DataFrame:
     """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN, and
     NULL names read as NO_NAME."""
@@ -133,10 +140,22 @@ def _named(frame: pd.DataFrame) -> pd.DataFrame:
                            for column in _NAME_COLUMNS if column in frame})
 
 
+_RUN_NAMES = [name for name in RUNS.column_names if name not in ("settings", "created")]
+
+
 def read_runs(path: str | Path) -> pd.DataFrame:
     """Every run: its id, names, checkpoint and depth (settings left out)."""
-    columns = [name for name in RUNS.column_names if name not in ("settings", "created")]
-    return query_frame(path, f"SELECT {', '.join(columns)} FROM runs ORDER BY created, run_id")
+    return query_frame(path, f"SELECT {', '.join(_RUN_NAMES)} FROM runs ORDER BY created, run_id")
+
+
+def read_run(path: str | Path, run_id: str) -> dict:
+    """One run's id, names, checkpoint and depth, with its settings decoded (empty when they are not a JSON object),
+    e.g. to reload the dataset it probed."""
+    rows = query(path, f"SELECT {', '.join(_RUN_NAMES)}, settings FROM runs WHERE run_id = ?", [run_id])
+    if not rows:
+        raise StoreError(f"no run {run_id} in {path}")
+    *names, settings = rows[0]
+    return {**dict(zip(_RUN_NAMES, names)), "settings": _json_object(settings)}
 
 
 def read_diagnostics(path: str | Path) -> pd.DataFrame:
@@ -146,7 +165,7 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
     keys = ", ".join(LAYER_SQL if key == "layer" else key for key in _DIAGNOSTIC_KEYS)
     frame = query_frame(path, f"SELECT {keys}, diagnostics FROM layer_atoms JOIN {CURRENT_RUNS_SQL} AS runs "
                               "USING (run_id)")
-    details = pd.DataFrame([_diagnostic_details(text) for text in frame.pop("diagnostics")], index=frame.index,
+    details = pd.DataFrame([_json_object(text) for text in frame.pop("diagnostics")], index=frame.index,
                            columns=[*_MARGINAL_GAPS, *_DIAGNOSTIC_DETAILS])
     details[_NUMERIC_DETAILS] = details[_NUMERIC_DETAILS].apply(pd.to_numeric, errors="coerce")
     frame["marginal_gap"] = details[_MARGINAL_GAPS].abs().max(axis=1)
@@ -155,13 +174,22 @@ def read_diagnostics(path: str | Path) -> pd.DataFrame:
     return _named(frame[DIAGNOSTIC_COLUMNS])
 
 
-def _diagnostic_details(text: str | None) -> dict:
-    """One layer's stored diagnostics as a dict; empty when they are missing or not a JSON object."""
+def _json_object(text: str | None) -> dict:
+    """Stored JSON (a layer's diagnostics, a run's settings) as a dict; empty when missing or not a JSON object."""
     try:
         details = json.loads(text)
     except (TypeError, ValueError):
         return {}
     return details if isinstance(details, dict) else {}
+
+
+def _json_strings(text: str | None) -> list[str] | None:
+    """A stored `options` value as a list of strings; None when missing or not a JSON list of strings."""
+    try:
+        options = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return options if isinstance(options, list) and all(isinstance(o, str) for o in options) else None
 
 
 def read_letter_mass(path: str | Path, run_ids: list[str]) -> dict[str, float]:
@@ -229,11 +257,54 @@ def stored_sample_ids(path: str | Path, run_id: str) -> set[str]:
 
 
 def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:
-    """A run's stored samples in dataset order, arrays decoded."""
-    columns = [field.name for field in fields(SampleRow)]
-    rows = query(path, f"SELECT {', '.join(columns)} FROM samples WHERE run_id = ? ORDER BY position", [run_id])
-    return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs), split)
-            for run, sample, position, gold, *blobs, split in rows]
+    """A run's stored samples in dataset order, arrays and options decoded (question and options None where the
+    database predates them). Images are left out, so estimating a run of large images stays light; read one with
+    read_sample_image."""
+    names = [field.name for field in fields(SampleRow) if field.name != "image"]
+    rows = query(path, f"SELECT {present_select(path, SAMPLES, names)} FROM samples WHERE run_id = ? "
+                       "ORDER BY position", [run_id])
+    return [SampleRow(run, sample, position, gold, *(blob_to_array(blob) for blob in blobs), split, question,
+                      _json_strings(options))
+            for run, sample, position, gold, *blobs, split, question, options in rows]
+
+
+def read_sample_table(path: str | Path, run_id: str) -> pd.DataFrame:
+    """A run's stored samples in dataset order, for a table of them: SAMPLE_TABLE_COLUMNS, gold an integer or NA,
+    options a list of strings or None, whether an image is stored (not the image itself, to stay light), and the
+    letter distributions decoded [pass, stored layers, k]."""
+    columns = present_select(path, SAMPLES, ["sample_id", "position", "gold", "n_options", "question", "options",
+                                             "image", "probs"])
+    frame = query_frame(path, "SELECT sample_id, position, gold, n_options, question, options, "
+                              f"image IS NOT NULL AS has_image, probs FROM (SELECT {columns} FROM samples "
+                              "WHERE run_id = ?) ORDER BY position", [run_id])
+    return frame.assign(gold=frame["gold"].astype("Int64"), has_image=frame["has_image"].astype(bool),
+                        question=frame["question"].astype(object).where(frame["question"].notna(), None),
+                        options=[_json_strings(text) for text in frame["options"]],
+                        probs=[blob_to_array(blob) for blob in frame["probs"]])[SAMPLE_TABLE_COLUMNS]
+
+
+def read_sample_image(path: str | Path, run_id: str, sample_id: str) -> bytes | None:
+    """One stored sample's image as PNG bytes; None when none is stored (or there is no such sample)."""
+    rows = query(path, f"SELECT {present_select(path, SAMPLES, ['image'])} FROM samples "
+                       "WHERE run_id = ? AND sample_id = ?", [run_id, sample_id])
+    return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def read_run_questions(path: str | Path, run_ids: Sequence[str]) -> pd.DataFrame:
+    """The distinct stored questions of these runs (run_id, question), e.g. to find the task whose questions a
+    typed question resembles; empty where none is stored."""
+    columns = present_select(path, SAMPLES, ["run_id", "question"])
+    return query_frame(path, f"SELECT DISTINCT run_id, question FROM (SELECT {columns} FROM samples) "
+                             "WHERE list_contains(?, run_id) AND question IS NOT NULL ORDER BY run_id, question",
+                       [list(run_ids)])
+
+
+def runs_without_texts(path: str | Path) -> list[str]:
+    """Runs with stored samples that have no question attached (probed before samples kept their texts)."""
+    columns = present_select(path, SAMPLES, ["run_id", "question"])
+    rows = query(path, f"SELECT DISTINCT run_id FROM (SELECT {columns} FROM samples) WHERE question IS NULL "
+                       "ORDER BY run_id")
+    return [row[0] for row in rows]
 
 
 def run_depth(path: str | Path, run_id: str) -> int:

@@ -36,7 +36,11 @@ RUNS = Table("runs", (("run_id", "VARCHAR"), ("model", "VARCHAR"), ("family", "V
 CALIBRATION = Table("calibration", (("run_id", "VARCHAR"), ("stats", "BLOB")), ("run_id",))
 SAMPLES = Table("samples", (("run_id", "VARCHAR"), ("sample_id", "VARCHAR"), ("position", "INTEGER"),
                             ("gold", "INTEGER"), ("n_options", "INTEGER"), ("x1", "BLOB"), ("x2", "BLOB"),
-                            ("probs", "BLOB"), ("letter_mass", "BLOB"), ("split", "VARCHAR")), ("run_id", "sample_id"))
+                            ("probs", "BLOB"), ("letter_mass", "BLOB"), ("split", "VARCHAR"), ("question", "VARCHAR"),
+                            ("options", "VARCHAR"), ("image", "BLOB")), ("run_id", "sample_id"))
+# A sample's `options` are a JSON list of its option strings, and its `image` the PNG of its image up to this size;
+# a larger image is NULL, so a few huge images cannot swell the file.
+MAX_STORED_IMAGE_BYTES = 1 << 20
 LAYER_ATOMS = Table("layer_atoms", (("run_id", "VARCHAR"), ("layer", "INTEGER"), ("estimator", "VARCHAR"),
                                     *ATOM_DOUBLES, *BOUND_DOUBLES, ("n_samples", "INTEGER"), ("accuracy", "DOUBLE"),
                                     ("diagnostics", "VARCHAR"), ("fitted", "BLOB")), ("run_id", "layer", "estimator"))
@@ -84,8 +88,10 @@ def schema_changes(present: dict[str, set[str]]) -> list[str]:
 @dataclass
 class SampleRow:
     """One probed sample of a run: features, letter distributions [pass, stored layers, k], the mass the full
-    vocabulary puts on the letters [pass, stored layers] (or [pass] in databases written before), and the split
-    it belongs to when the run fixes one ("fit" or "evaluation"; None: the estimator splits)."""
+    vocabulary puts on the letters [pass, stored layers] (or [pass] in databases written before), the split
+    it belongs to when the run fixes one ("fit" or "evaluation"; None: the estimator splits), and what it showed:
+    question, option strings and PNG image (None where not stored: an import, an older database, an image over
+    MAX_STORED_IMAGE_BYTES)."""
 
     run_id: str
     sample_id: str
@@ -96,10 +102,23 @@ class SampleRow:
     probs: np.ndarray
     letter_mass: np.ndarray
     split: str | None = None
+    question: str | None = None
+    options: list[str] | None = None
+    image: bytes | None = None
 
     @property
     def n_options(self) -> int:
         return int(self.probs.shape[-1])
+
+
+@dataclass(frozen=True)
+class SampleText:
+    """What one stored sample showed, to attach to its row: question, option strings, PNG image (or None)."""
+
+    sample_id: str
+    question: str
+    options: list[str]
+    image: bytes | None
 
 
 @dataclass

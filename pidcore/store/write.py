@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import array_to_blob
-from pidcore.store.read import StoreError, is_locked, present_columns, query
+from pidcore.store.read import StoreError, is_locked, present_columns, present_select, query
 from pidcore.store.schema import (
     CALIBRATION,
     LAYER_ATOMS,
@@ -29,6 +29,7 @@ from pidcore.store.schema import (
     TASK_PID,
     UNKNOWN_DEPTH_LAYER,
     SampleRow,
+    SampleText,
     Table,
     schema_changes,
 )
@@ -133,9 +134,34 @@ def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
     rows = [{"run_id": sample.run_id, "sample_id": sample.sample_id, "position": sample.position,
              "gold": sample.gold, "n_options": sample.n_options, "x1": array_to_blob(sample.x1),
              "x2": array_to_blob(sample.x2), "probs": array_to_blob(sample.probs),
-             "letter_mass": array_to_blob(sample.letter_mass), "split": sample.split} for sample in samples]
+             "letter_mass": array_to_blob(sample.letter_mass), "split": sample.split, "question": sample.question,
+             "options": _options_json(sample.options), "image": sample.image} for sample in samples]
     with write_unit(path) as connection:
         _insert(connection, SAMPLES, rows)
+
+
+def _options_json(options: Sequence[str] | None) -> str | None:
+    """A sample's option strings as the JSON list the `options` column holds (None stays NULL)."""
+    return None if options is None else json.dumps(list(options))
+
+
+def write_sample_texts(path: str | Path, run_id: str, texts: Sequence[SampleText]) -> None:
+    """Attach question, options and image to stored samples of a run that have none yet, in one short transaction;
+    each sample's three values are written together, and a sample that has them already is left as it is."""
+    if not texts:
+        return
+    incoming = pa.table({"sample_id": pa.array([text.sample_id for text in texts], pa.string()),
+                         "question": pa.array([text.question for text in texts], pa.string()),
+                         "options": pa.array([_options_json(text.options) for text in texts], pa.string()),
+                         "image": pa.array([text.image for text in texts], pa.binary())})
+    with write_unit(path) as connection:
+        connection.register("incoming_texts", incoming)
+        try:
+            connection.execute("UPDATE samples SET question = t.question, options = t.options, image = t.image "
+                               "FROM incoming_texts t WHERE samples.run_id = ? AND samples.sample_id = t.sample_id "
+                               "AND samples.question IS NULL", [run_id])
+        finally:
+            connection.unregister("incoming_texts")
 
 
 def write_layer(path: str | Path, *, run_id: str, layer: int, estimator: str, atoms: Atoms, n_samples: int,
@@ -188,11 +214,11 @@ def compact(source: str | Path, target: str | Path, exclude_models: set[str] = f
     last checkpoint only, leaving out the models in `exclude_models`.
 
     Every checkpoint keeps its run, calibration and per-layer atoms with diagnostics; leaving out the per-sample
-    rows of intermediate checkpoints keeps a shipped file small.
+    rows of intermediate checkpoints keeps a shipped file small. Columns added since `source` was written are NULL.
     """
     with write_unit(target) as destination:
         for table, condition in _COMPACT.items():
-            names = ", ".join(table.column_names)
-            sql = f"SELECT {names} FROM {table.name}" + (f" WHERE {condition}" if condition else "")
+            where = f" WHERE {condition}" if condition else ""
+            sql = f"SELECT {present_select(source, table)} FROM {table.name}{where}"
             rows = query(source, sql, [sorted(exclude_models)] if condition else None)
             _insert(destination, table, [dict(zip(table.column_names, row)) for row in rows])

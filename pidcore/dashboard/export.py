@@ -1,0 +1,139 @@
+"""Figures that explain themselves once they leave the dashboard: a title naming what is shown (model, task,
+checkpoint, layer, estimator, units), a file name built from the same words, system fonts (what the browser
+measures is what the exported image draws, so nothing is clipped), a legend sized for its longest entry, and the
+PNG, SVG and CSV files a chart's export buttons hand out.
+
+Pure functions of figures and DataFrames, testable without Streamlit; PNG and SVG are drawn by kaleido in a local
+Chrome or Chromium (never downloaded).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, fields
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from choreographer.browsers.chromium import Chromium
+
+from pidcore.dashboard.text import plotly_text
+
+# Fonts every system has under one of these names; a web font (Streamlit's own) is measured in the page but missing
+# when the browser draws the exported image, which is how a legend loses its last characters.
+FONT_FAMILY = "Arial, 'Liberation Sans', Helvetica, 'DejaVu Sans', sans-serif"
+TEXT_COLOUR = "#1a1a1a"  # near-black on the white chart background: about 17:1 contrast
+TEXT_PX = {False: 14, True: 20}  # normal, presentation (a projector at the back of a room)
+LINE_PX = {False: 2, True: 3.5}
+MARKER_PX = {False: 7, True: 11}
+# Width per character of the widest common sans-serif font, in em: a legend entry sized with it fits in any of them.
+WIDE_CHARACTER_EM = 0.62
+LEGEND_SYMBOL_PX = 46
+IMAGE_SCALE = 3  # PNG pixels per CSS pixel: sharp on a slide
+
+
+class ExportError(RuntimeError):
+    """An image cannot be drawn here (no local Chrome or Chromium for kaleido); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ChartInfo:
+    """What a chart shows, named in its title, subtitle and file name (None: not one value, left out)."""
+
+    what: str
+    model: str | None = None
+    task: str | None = None
+    checkpoint: str | None = None
+    layer: str | None = None
+    estimator: str | None = None
+    units: str | None = None
+
+    def subtitle(self) -> str:
+        """The named parts as "model llava-s · task synergy · ... · units bits"."""
+        return " · ".join(f"{name} {value}" for name, value in self._parts())
+
+    def file_stem(self) -> str:
+        """A file name without suffix from the same words, safe on every file system."""
+        words = [self.what, *(value for _, value in self._parts())]
+        return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join(words))).strip("_")[:180]
+
+    def _parts(self) -> list[tuple[str, str]]:
+        return [(field.name, str(getattr(self, field.name))) for field in fields(self)
+                if field.name != "what" and getattr(self, field.name) is not None]
+
+
+def _template(presentation: bool) -> go.layout.Template:
+    """plotly_white with dark system-font text of the size a screen (or a projector) needs, and, when presenting,
+    thicker lines and larger markers: built once, since validating a figure's whole style is slow."""
+    size = TEXT_PX[presentation]
+    template = go.layout.Template(pio.templates["plotly_white"])
+    axis = {"tickfont": {"color": TEXT_COLOUR}, "title": {"font": {"color": TEXT_COLOUR}}, "automargin": True}
+    template.layout.update(font={"family": FONT_FAMILY, "size": size, "color": TEXT_COLOUR}, xaxis=axis, yaxis=axis,
+                           title={"x": 0, "xref": "paper", "xanchor": "left", "font": {"size": size + 4},
+                                  "subtitle": {"font": {"size": size - 2}}},
+                           hoverlabel={"font": {"family": FONT_FAMILY, "size": size}},
+                           annotationdefaults={"font": {"size": size - 2, "color": TEXT_COLOUR}})
+    if presentation:
+        template.data.scatter = [go.Scatter(line={"width": LINE_PX[True]}, marker={"size": MARKER_PX[True]})]
+    return template
+
+
+TEMPLATES = {presentation: _template(presentation) for presentation in (False, True)}
+
+
+def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False) -> go.Figure:
+    """`figure`, restyled in place and returned: the self-describing title, dark system-font text (larger, with
+    thicker lines and markers, for a presentation), and a legend below the plot sized to hold its longest entry."""
+    size = TEXT_PX[presentation]
+    figure.update_layout(template=TEMPLATES[presentation], margin={"t": 70 + 3 * size, "l": 70, "r": 30},
+                         title={"text": plotly_text(info.what), "subtitle": {"text": plotly_text(info.subtitle())}},
+                         legend=_legend(figure, size))
+    return figure
+
+
+def _legend(figure: go.Figure, size: int) -> dict:
+    """A horizontal legend under the plot whose entries are each wide enough for the longest name in a wide font."""
+    names = [trace.name for trace in figure.data if trace.name and trace.showlegend is not False]
+    longest = max((len(name) for name in names), default=0)
+    return {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top",
+            "entrywidth": round(longest * size * WIDE_CHARACTER_EM + LEGEND_SYMBOL_PX), "entrywidthmode": "pixels",
+            "font": {"size": size, "color": TEXT_COLOUR}}
+
+
+NO_BROWSER = ("PNG and SVG files are drawn with a local Chrome or Chromium, and there is none on this machine: "
+              "install one (on Debian: apt-get install chromium), or use the camera icon in the chart's toolbar, "
+              "which draws in your browser.")
+
+
+def browser_available() -> bool:
+    """Whether kaleido finds a Chrome or Chromium installed here (it is never downloaded)."""
+    return Chromium.find_browser(skip_local=False) is not None
+
+
+def image_bytes(figure: go.Figure, image_format: str) -> bytes:
+    """The figure as PNG (at IMAGE_SCALE) or SVG, drawn by kaleido in the local Chrome or Chromium."""
+    if not browser_available():
+        raise ExportError(NO_BROWSER)
+    return figure.to_image(format=image_format, scale=IMAGE_SCALE if image_format == "png" else 1,
+                           width=_width(figure), height=figure.layout.height or 560)
+
+
+def _width(figure: go.Figure) -> int:
+    """The exported width: the figure's own, or a slide's."""
+    return int(figure.layout.width or 1100)
+
+
+def images_zip(figure: go.Figure, stem: str) -> bytes:
+    """One zip holding the figure as STEM.png and STEM.svg: both formats from one click."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for image_format in ("png", "svg"):
+            archive.writestr(f"{stem}.{image_format}", image_bytes(figure, image_format))
+    return buffer.getvalue()
+
+
+def csv_bytes(numbers: pd.DataFrame, info: ChartInfo) -> bytes:
+    """The numbers behind a chart as CSV, headed by a comment line naming what they are."""
+    return (f"# {info.what}: {info.subtitle()}\n" + numbers.to_csv(index=False)).encode("utf-8")
