@@ -16,6 +16,7 @@ from pidcore.dashboard.tables import family_table, regime_table
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart, diagnostics, selection
 
+HEATMAP_KEY = "heatmap"  # one chart whichever atom it shows: a clicked cell stays open when the atom changes
 REPORT_COLUMNS = ["source", "model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]
 
 st.title("Breadth: which tasks and models rely on what")
@@ -48,11 +49,11 @@ def cells() -> None:
                      checkpoint="each model's last", layer="output", estimator=settings.estimator,
                      units=settings.unit_label)
     figure = heatmap(shown, atom, settings.unit_label) if one_atom else small_multiples(shown, settings.unit_label)
-    shown_figure = chart(figure, settings, info, shown[REPORT_COLUMNS], selectable=one_atom)
+    shown_figure = chart(figure, settings, info, shown[REPORT_COLUMNS], key=HEATMAP_KEY, selectable=one_atom)
     if len(groups) > 1:
         st.caption(f"Rows named \"(paper)\" are the published atoms (Xiu et al. 2026, read off its figures); the "
                    f"others are {COMPUTED}.")
-    clicked = selection(info) if one_atom else []
+    clicked = selection(HEATMAP_KEY) if one_atom else []
     if not clicked:
         st.caption("Click a cell to list the samples behind it and open its layers." if one_atom else
                    "Switch to one atom to click a cell.")

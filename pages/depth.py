@@ -84,7 +84,10 @@ def layer_view() -> None:
     if phases is not None:
         st.markdown(f"**Phases found** ({markdown_text(model)} on {markdown_text(task)}): {phases.describe()}. "
                     f"Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")
-    samples_panel(curve[curve["layer"] == layer].iloc[0], settings.db, settings.estimator)
+    with st.expander("Samples behind this layer: questions, answers, probe distributions, pointwise atoms",
+                     key="samples", on_change="rerun", bind="query-params") as box:
+        if box.open:  # built only when asked for: the table is the slowest part of a slider step
+            samples_panel(curve[curve["layer"] == layer].iloc[0], settings.db, settings.estimator)
     footer(PHASE_RULE, curve, f"Depth: {model} on {task} ({checkpoint})", shown_figure, REPORT_COLUMNS, "layers",
            findings)
 

@@ -21,30 +21,30 @@ NOT_STORED = "n/a: not stored for this row (the database holds no value there, o
 
 
 def chart(figure: go.Figure, settings: Settings, info: ChartInfo, numbers: pd.DataFrame | None = None,
-          selectable: bool = False) -> go.Figure:
+          key: str | None = None, selectable: bool = False) -> go.Figure:
     """Show a figure titled by what it shows, with buttons that download it as PNG + SVG (one zip) and its numbers
-    as CSV; its toolbar's camera downloads it in the sidebar's format. Returns the figure as shown (for reports);
-    with `selectable`, clicks on its points rerun the page (read them with `selection`)."""
+    as CSV; its toolbar's camera downloads it in the sidebar's format. Returns the figure as shown (for reports).
+    `key` (by default info.widget_key()) names the chart on the page; with `selectable`, clicks on its points rerun
+    the page (read them with `selection(key)`)."""
     shown = styled(figure, info, settings.presentation)
-    stem = info.file_stem()
+    stem, key = info.file_stem(), key or info.widget_key()
     options = {"format": settings.image_format, "filename": stem, "scale": IMAGE_SCALE}
-    st.plotly_chart(shown, theme=None, key=f"chart-{stem}", config={"toImageButtonOptions": options,
-                                                                    "displaylogo": False},
-                    on_select="rerun" if selectable else "ignore", selection_mode="points")
+    st.plotly_chart(shown, theme=None, key=f"chart-{key}", on_select="rerun" if selectable else "ignore",
+                    selection_mode="points", config={"toImageButtonOptions": options, "displaylogo": False})
     buttons = st.container(horizontal=True)
     available = browser_available()
     buttons.download_button("PNG + SVG", partial(images_zip, shown, stem) if available else b"",
-                           file_name=f"{stem}.zip", mime="application/zip", key=f"images-{stem}", on_click="ignore",
-                           disabled=not available, help=None if available else NO_BROWSER, icon=":material/image:")
+                            file_name=f"{stem}.zip", mime="application/zip", key=f"images-{key}", on_click="ignore",
+                            disabled=not available, help=None if available else NO_BROWSER, icon=":material/image:")
     if numbers is not None:
         buttons.download_button("CSV", partial(csv_bytes, numbers.copy(), info), file_name=f"{stem}.csv",
-                              mime="text/csv", key=f"csv-{stem}", on_click="ignore", icon=":material/table:")
+                                mime="text/csv", key=f"csv-{key}", on_click="ignore", icon=":material/table:")
     return shown
 
 
-def selection(info: ChartInfo) -> list[dict]:
-    """The points clicked on a selectable chart shown with this `info`: their customdata and coordinates."""
-    state = st.session_state.get(f"chart-{info.file_stem()}")
+def selection(key: str) -> list[dict]:
+    """The points clicked on the selectable chart shown under `key`: their customdata and coordinates."""
+    state = st.session_state.get(f"chart-{key}")
     return list(state.selection.points) if state is not None else []
 
 
