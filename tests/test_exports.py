@@ -97,10 +97,11 @@ def test_chart_text_is_at_least_14_px_and_dark_and_larger_when_presenting():
 
 @needs_browser
 def test_one_click_gives_png_and_svg_and_the_png_is_slide_sized():
-    archive = zipfile.ZipFile(io.BytesIO(export.images_zip(layer_figure(), INFO.file_stem())))
+    figure = layer_figure()
+    archive = zipfile.ZipFile(io.BytesIO(export.images_zip(figure, INFO.file_stem())))
     assert sorted(archive.namelist()) == sorted(f"{INFO.file_stem()}.{kind}" for kind in ("png", "svg"))
     png = Image.open(io.BytesIO(archive.read(f"{INFO.file_stem()}.png")))
-    assert png.size == (1100 * export.IMAGE_SCALE, 560 * export.IMAGE_SCALE)
+    assert png.size == (1100 * export.IMAGE_SCALE, figure.layout.height * export.IMAGE_SCALE)
     pixels = np.asarray(png.convert("L"))
     assert pixels.min() < 60 and pixels.max() > 240  # dark text on a white background, not a blank image
 

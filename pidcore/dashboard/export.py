@@ -10,6 +10,7 @@ Chrome or Chromium (never downloaded).
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 from dataclasses import dataclass, fields
@@ -32,6 +33,10 @@ MARKER_PX = {False: 7, True: 11}
 # Width per character of the widest common sans-serif font, in em: a legend entry sized with it fits in any of them.
 WIDE_CHARACTER_EM = 0.62
 LEGEND_SYMBOL_PX = 46
+LEGEND_LAYOUT_PX = 900  # the width legends are laid out for (a narrower chart wraps them into more rows)
+LEGEND_ROW_EM = 1.9
+PLOT_PX = 450  # a chart's height without its legend, where the chart sets none
+AXIS_BELOW_PX = 90  # tick labels and axis title under the plot
 IMAGE_SCALE = 3  # PNG pixels per CSS pixel: sharp on a slide
 
 
@@ -98,19 +103,23 @@ def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False) -> go
     """`figure`, restyled in place and returned: the self-describing title, dark system-font text (larger, with
     thicker lines and markers, for a presentation), and a legend below the plot sized to hold its longest entry."""
     size = TEXT_PX[presentation]
-    figure.update_layout(template=TEMPLATES[presentation], margin={"t": 70 + 3 * size, "l": 70, "r": 30},
-                         title={"text": plotly_text(info.what), "subtitle": {"text": plotly_text(info.subtitle())}},
-                         legend=_legend(figure, size))
+    legend, legend_px = _legend(figure, size)
+    figure.update_layout(template=TEMPLATES[presentation], legend=legend,
+                         height=(figure.layout.height or PLOT_PX) + legend_px,
+                         margin={"t": 70 + 3 * size, "l": 70, "r": 30, "b": AXIS_BELOW_PX + legend_px},
+                         title={"text": plotly_text(info.what), "subtitle": {"text": plotly_text(info.subtitle())}})
     return figure
 
 
-def _legend(figure: go.Figure, size: int) -> dict:
-    """A horizontal legend under the plot whose entries are each wide enough for the longest name in a wide font."""
+def _legend(figure: go.Figure, size: int) -> tuple[dict, int]:
+    """A horizontal legend at the bottom of the figure, under the axis title, whose entries are each wide enough
+    for the longest name in a wide font; with the height its rows take (0 without a legend)."""
     names = [trace.name for trace in figure.data if trace.name and trace.showlegend is not False]
-    longest = max((len(name) for name in names), default=0)
-    return {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top",
-            "entrywidth": round(longest * size * WIDE_CHARACTER_EM + LEGEND_SYMBOL_PX), "entrywidthmode": "pixels",
-            "font": {"size": size, "color": TEXT_COLOUR}}
+    entry = round(max((len(name) for name in names), default=0) * size * WIDE_CHARACTER_EM + LEGEND_SYMBOL_PX)
+    rows = math.ceil(len(names) / max(1, LEGEND_LAYOUT_PX // entry))
+    legend = {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0, "yanchor": "bottom",
+              "entrywidth": entry, "entrywidthmode": "pixels", "font": {"size": size, "color": TEXT_COLOUR}}
+    return legend, rows * round(size * LEGEND_ROW_EM)
 
 
 NO_BROWSER = ("PNG and SVG files are drawn with a local Chrome or Chromium, and there is none on this machine: "
@@ -128,7 +137,7 @@ def image_bytes(figure: go.Figure, image_format: str) -> bytes:
     if not browser_available():
         raise ExportError(NO_BROWSER)
     return figure.to_image(format=image_format, scale=IMAGE_SCALE if image_format == "png" else 1,
-                           width=_width(figure), height=figure.layout.height or 560)
+                           width=_width(figure), height=figure.layout.height or PLOT_PX)
 
 
 def _width(figure: go.Figure) -> int:
