@@ -38,7 +38,7 @@ def stored_sample(db: str, shipped: list[str]) -> bytes | None:
     except StoreError as error:
         st.info(f"The sample this link opens cannot be read: {markdown_text(error)}.")
         return None
-    if record is None or image is None or record["question"] is None:
+    if record is None or image is None or record["question"] is None or record["options"] is None:
         st.info(f"Sample {markdown_text(sample_id)} of run {markdown_text(run_id)} is not stored with its image and "
                 "question in this database.")
         return None

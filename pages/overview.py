@@ -12,15 +12,15 @@ from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.store import StoreError
 
-# (page file, the question it answers, what to do there)
+# (page file, its name, the question it answers, what to do there)
 WHERE_TO_GO = [
-    ("pages/breadth.py", "Which tasks and models rely on what?",
+    ("pages/breadth.py", "Breadth", "Which tasks and models rely on what?",
      "the model x task heatmap, the task regimes and family strategies; click a cell for its samples"),
-    ("pages/depth.py", "Where in the layers does the information appear?",
+    ("pages/depth.py", "Depth", "Where in the layers does the information appear?",
      "the atoms layer by layer with the phases shaded; overlay other models, open a layer's samples"),
-    ("pages/timeline.py", "When in training is it learned?",
+    ("pages/timeline.py", "Time", "When in training is it learned?",
      "the atoms over training checkpoints, stage by stage; overlay other trajectories"),
-    ("pages/case_study.py", "What does one image and question do?",
+    ("pages/case_study.py", "Case study", "What does one image and question do?",
      "upload an image, ask a question, run one or more models live and compare them side by side"),
 ]
 
@@ -30,8 +30,8 @@ st.markdown("How does a vision-language model use its inputs? For multiple-choic
             "partial-information atoms, in bits.")
 settings = sidebar()
 st.subheader("Where to go")
-for page, question, what in WHERE_TO_GO:
-    st.page_link(page, label=f"**{question}**  \n{what}", query_params=carried_params())
+for page, name, question, what in WHERE_TO_GO:
+    st.page_link(page, label=f"**{name}: {question}**  \n{what}", query_params=carried_params())
 
 st.subheader("The four atoms")
 st.markdown(
