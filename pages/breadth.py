@@ -60,7 +60,8 @@ def cells() -> None:
     else:
         cell = shown_rows.iloc[int(clicked[0]["customdata"])]
         model, task = cell["model"], cell["task"]
-        if st.button(f"Open the layers of {markdown_text(model)} on {markdown_text(task)}", key="open-layers", icon=":material/stacks:"):
+        if st.button(f"Open the layers of {markdown_text(model)} on {markdown_text(task)}", key="open-layers",
+                     icon=":material/stacks:"):
             st.switch_page("pages/depth.py", query_params={**carried_params(), "model": model, "task": task,
                                                            "checkpoint": cell["checkpoint"]})
         samples_panel(cell, settings.db, settings.estimator)

@@ -68,8 +68,8 @@ def layer_view() -> None:
     if compared:
         shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
         series = {this: selected}
-        series.update({label: as_shown(others[(others[SERIES_KEYS] == list(choices[label])).all(axis=1)], settings.units,
-                                       settings.clip) for label in compared})
+        series.update({label: as_shown(others[(others[SERIES_KEYS] == list(choices[label])).all(axis=1)],
+                                       settings.units, settings.clip) for label in compared})
         info = ChartInfo("Atoms layer by layer (logit lens), compared", " vs ".join(series), layer="all",
                          estimator=settings.estimator, units=settings.unit_label)
         figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)

@@ -67,7 +67,7 @@ def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
                                    for column in (f"{atom}_lo", f"{atom}_hi", "accuracy")]
     text = [[_cell(*cell) for cell in zip(*rows)] for rows in zip(*grids)]
     trace = _trace("heatmap", z=values.to_numpy(), x=_names(values.columns), y=_names(values.index), text=text,
-                       texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}, hoverinfo="skip")
+                   texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}, hoverinfo="skip")
     return go.Figure([trace, _cell_markers(frame, unit_label)],
                      {"title": f"{LABELS[atom]} at the output layer", **_axes("task", "model"),
                       "height": _grid_height(len(values)), "clickmode": "event+select"})
@@ -77,9 +77,9 @@ def _cell_markers(frame: pd.DataFrame, unit_label: str) -> dict:
     """A near-invisible square over each (model, task) cell: clicking one selects it (its customdata is the row's
     position in `frame`), hovering tells all four atoms with their intervals, the accuracy and any flags."""
     return _trace("scatter", x=_names(frame["task"]), y=_names(frame["model"]), mode="markers", showlegend=False,
-                      marker={"symbol": "square", "size": 40, "opacity": 0.01, "color": MARK_COLOUR},
-                      customdata=np.arange(len(frame)), text=_cell_hovers(frame, unit_label),
-                      hovertemplate="%{text}<extra></extra>", name="cells", hoverlabel={"bgcolor": "white"})
+                  marker={"symbol": "square", "size": 40, "opacity": 0.01, "color": MARK_COLOUR},
+                  customdata=np.arange(len(frame)), text=_cell_hovers(frame, unit_label),
+                  hovertemplate="%{text}<extra></extra>", name="cells", hoverlabel={"bgcolor": "white"})
 
 
 def _cell_hovers(frame: pd.DataFrame, unit_label: str) -> list[str]:
@@ -124,9 +124,9 @@ def small_multiples(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     low, high = float(frame[list(ATOMS)].min().min()), float(frame[list(ATOMS)].max().max())
     for column, atom in enumerate(ATOMS, start=1):
         values = _grid(frame, atom)
-        figure.add_trace(_trace("heatmap", z=values.values, x=_names(values.columns), y=_names(values.index), zmin=low,
-                                    zmax=high, colorscale="Viridis", showscale=column == 4,
-                                    colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
+        figure.add_trace(_trace("heatmap", z=values.values, x=_names(values.columns), y=_names(values.index),
+                                zmin=low, zmax=high, colorscale="Viridis", showscale=column == 4,
+                                colorbar={"title": unit_label}, texttemplate="%{z:.2f}"), 1, column)
     figure.update_layout(title="All four atoms at the output layer", height=_grid_height(len(values)) * 2 // 3)
     return figure
 
@@ -174,9 +174,9 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | N
 def _atom_trace(atom: str, x: pd.Series, frame: pd.DataFrame, unit_label: str) -> dict:
     """One atom's curve in its colour, line style and marker, its hover giving the value, interval and units."""
     return _trace("scatter", x=x, y=frame[atom], mode="lines+markers", name=LABELS[atom],
-                      line={"color": COLOURS[atom], "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
-                      error_y=_error_bars(frame, atom), customdata=_interval(frame, atom),
-                      hovertemplate=f"{SYMBOLS[atom]} %{{y:+.3f}} {unit_label} %{{customdata}}<extra></extra>")
+                  line={"color": COLOURS[atom], "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
+                  error_y=_error_bars(frame, atom), customdata=_interval(frame, atom),
+                  hovertemplate=f"{SYMBOLS[atom]} %{{y:+.3f}} {unit_label} %{{customdata}}<extra></extra>")
 
 
 def _interval(frame: pd.DataFrame, atom: str) -> list[str]:
@@ -198,7 +198,7 @@ def _flagged(x: pd.Series, frame: pd.DataFrame, atoms: Iterable[str]) -> list[di
     xs, whys = x.to_numpy()[bad].tolist(), frame["flags"].to_numpy()[bad].tolist()
     ys = [value for atom in atoms for value in frame[atom].to_numpy()[bad].tolist()]
     return [_trace("scatter", x=xs * len(atoms), y=ys, mode="markers", name="poor diagnostics", marker=FLAG_MARKER,
-                       customdata=whys * len(atoms), hovertemplate="flagged: %{customdata}<extra></extra>")]
+                   customdata=whys * len(atoms), hovertemplate="flagged: %{customdata}<extra></extra>")]
 
 
 def _layer_ticks(n_layers: float) -> dict:
@@ -234,17 +234,17 @@ def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], u
 
 def _series_traces(label: str, x: pd.Series, frame: pd.DataFrame, atoms: list[str], colour: str) -> list[dict]:
     return [_trace("scatter", x=x, y=frame[atom], mode="lines+markers", name=f"{plotly_text(label)} · {SYMBOLS[atom]}",
-                       line={"color": colour, "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
-                       error_y=_error_bars(frame, atom), connectgaps=False) for atom in atoms]
+                   line={"color": colour, "dash": DASHES[atom]}, marker={"symbol": MARKERS[atom]},
+                   error_y=_error_bars(frame, atom), connectgaps=False) for atom in atoms]
 
 
 def regime_plot(shares: pd.DataFrame) -> go.Figure:
     """Each task's mean S share against its mean U2 share (rows: task, s_share, u2_share, regime, source)."""
     traces = []
     for (regime, source), rows in shares.groupby(["regime", "source"]):
-        traces.append(_trace("scatter", x=rows["u2_share"], y=rows["s_share"], mode="markers+text", text=_names(rows["task"]),
-                                 textposition="top center", name=f"{regime} ({source})",
-                                 marker={"size": 12, "symbol": REGIME_SYMBOLS.get(regime, "circle")}))
+        traces.append(_trace("scatter", x=rows["u2_share"], y=rows["s_share"], mode="markers+text",
+                             text=_names(rows["task"]), textposition="top center", name=f"{regime} ({source})",
+                             marker={"size": 12, "symbol": REGIME_SYMBOLS.get(regime, "circle")}))
     return go.Figure(traces, {"title": "Task regimes: mean S share against mean U2 share of I(X1,X2;Y)",
                               "xaxis_title": "mean U2 / I(X1,X2;Y)", "yaxis_title": "mean S / I(X1,X2;Y)",
                               "xaxis": {"range": [-0.05, 1.05]}, "yaxis": {"range": [-0.05, 1.1]}})
@@ -296,7 +296,8 @@ def task_bars(frame: pd.DataFrame, unit_label: str) -> go.Figure:
     """The four atoms per task, averaged over the models shown (rows at each model's output layer)."""
     means = frame.groupby("task")[list(ATOMS)].mean()
     figure = go.Figure([_trace("bar", name=LABELS[atom], x=_names(means.index), y=means[atom],
-                               marker={"color": COLOURS[atom], "pattern": {"shape": PATTERNS[atom]}}) for atom in ATOMS])
+                               marker={"color": COLOURS[atom], "pattern": {"shape": PATTERNS[atom]}})
+                        for atom in ATOMS])
     figure.update_layout(barmode="group", title="Atoms per task, averaged over models (last checkpoint, output layer)",
                          xaxis_title="task", yaxis_title=unit_label)
     return figure
@@ -317,10 +318,11 @@ def sample_against_reference(sample: Atoms, reference: pd.DataFrame, title: str)
     """One sample's atoms (stars) against the spread of a run's per-sample atoms (boxes), in bits."""
     figure = go.Figure()
     for atom in ATOMS:
-        figure.add_trace(_trace("box", y=reference[atom], name=LABELS[atom], marker_color=COLOURS[atom], boxpoints=False))
+        figure.add_trace(_trace("box", y=reference[atom], name=LABELS[atom], marker={"color": COLOURS[atom]},
+                                boxpoints=False))
         figure.add_trace(_trace("scatter", x=[LABELS[atom]], y=[sample[atom]], mode="markers", showlegend=False,
-                                    marker={"symbol": "star", "size": 15, "color": STAR_COLOUR,
-                                            "line": {"color": MARK_COLOUR, "width": 1}}))
+                                marker={"symbol": "star", "size": 15, "color": STAR_COLOUR,
+                                        "line": {"color": MARK_COLOUR, "width": 1}}))
     figure.update_layout(title=plotly_text(title), yaxis_title=UNITS, showlegend=False)
     return figure
 
@@ -329,8 +331,8 @@ def sample_layers(atoms: Mapping[int, Atoms]) -> go.Figure:
     """One sample's pointwise atoms layer by layer."""
     layers = sorted(atoms)
     figure = go.Figure([_trace("scatter", x=layers, y=[atoms[layer][atom] for layer in layers], name=LABELS[atom],
-                                   mode="lines+markers", line={"color": COLOURS[atom], "dash": DASHES[atom]},
-                                   marker={"symbol": MARKERS[atom]}) for atom in ATOMS])
+                               mode="lines+markers", line={"color": COLOURS[atom], "dash": DASHES[atom]},
+                               marker={"symbol": MARKERS[atom]}) for atom in ATOMS])
     figure.update_layout(title="This sample's atoms layer by layer", xaxis_title="layer (0 = embeddings)",
                          xaxis=_layer_ticks(max(layers)), yaxis_title=UNITS, hovermode="x unified")
     return figure

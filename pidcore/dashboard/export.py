@@ -92,7 +92,8 @@ def _template(presentation: bool) -> go.layout.Template:
                         "subtitle": {"font": {"size": size - 2}}},
               "hoverlabel": {"font": {"family": FONT_FAMILY, "size": size}},
               "annotationdefaults": {"font": {"size": size - 2, "color": TEXT_COLOUR}}}
-    data = {"scatter": [{"line": {"width": LINE_PX[True]}, "marker": {"size": MARKER_PX[True]}}]} if presentation else {}
+    thick = {"scatter": [{"line": {"width": LINE_PX[True]}, "marker": {"size": MARKER_PX[True]}}]}
+    data = thick if presentation else {}
     return go.layout.Template(layout=layout, data=data)
 
 
