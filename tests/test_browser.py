@@ -151,13 +151,20 @@ def test_a_clicked_cell_lists_its_samples_and_one_opens_and_runs_in_the_case_stu
     box = cells.nth(0).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     settle(page)
-    page.wait_for_selector("text=Samples behind >> visible=true", timeout=60_000)
-    assert page.get_by_role("button", name=re.compile("Open the layers of")).count() == 1
+    # the heading of a cell's samples (the depth page's expander also starts "Samples behind")
+    page.wait_for_selector(r"text=/Samples behind .+ on .+ \(.+, layer \d+\)/ >> visible=true", timeout=60_000)
+    page.get_by_role("button", name=re.compile("Open the layers of")).wait_for(timeout=60_000)
     shot(page, "cell_samples")
-    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
-    page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first sample row's selection box
-    settle(page)
-    page.get_by_role("button", name=re.compile("in the case study")).click()
+    page.wait_for_selector("[data-testid='stDataFrame'] canvas", timeout=60_000)
+    opener = page.get_by_role("button", name=re.compile("in the case study"))
+    for _ in range(3):  # the grid may take a moment to take clicks after it is drawn
+        grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+        page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first sample row's selection box
+        settle(page)
+        if opener.count():
+            break
+        page.wait_for_timeout(1_000)
+    opener.click()
     page.wait_for_selector("text=Case study: one image and question, live", timeout=60_000)
     settle(page)
     assert page.get_by_label("Use the opened sample's stored image").is_checked()
