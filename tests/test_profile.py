@@ -1,6 +1,5 @@
 """`python -m pidcore profile` on a tiny LLaVA: every layer stored, resumable after SIGKILL, readable meanwhile."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,25 +8,18 @@ import time
 
 import duckdb
 import pytest
-from PIL import Image
 
 from pidcore.atoms import ATOMS
 from pidcore.models.tiny import build_tiny_model
 from pidcore.store import StoreError, load_samples, read_atoms, read_runs, table_sizes
-
-COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 200, 0)}
+from tests.colour_files import write_colour_task
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("profile")
     model = build_tiny_model("llava", root / "tiny-llava")
-    with open(root / "shapes.jsonl", "w") as handle:
-        for i in range(160):
-            name = list(COLOURS)[i % 3]
-            Image.new("RGB", (36, 36), COLOURS[name]).save(root / f"img{i}.png")
-            handle.write(json.dumps({"image": f"img{i}.png", "question": "What colour is the shape?",
-                                     "options": list(COLOURS), "answer": name}) + "\n")
+    write_colour_task(root, "shapes.jsonl", 160, lambda i: "What colour is the shape?")
     return root, model
 
 

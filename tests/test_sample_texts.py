@@ -2,7 +2,6 @@
 table; `samples attach` gives them to databases written before, skipping aloud what disagrees with the dataset."""
 
 import io
-import json
 import shutil
 
 import duckdb
@@ -17,8 +16,8 @@ from pidcore.models.tiny import build_tiny_model
 from pidcore.store import (MAX_STORED_IMAGE_BYTES, SAMPLE_TABLE_COLUMNS, image_to_png, load_samples, read_atoms,
                            read_run, read_run_questions, read_runs, read_sample_image, read_sample_table)
 from pidcore.store.schema import SAMPLES, TABLES, Table
+from tests.colour_files import write_colour_task
 
-COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 200, 0)}
 FAST = ["--device", "cpu", "--layers", "last", "--bootstrap", "0", "--limit", "12"]
 TEXT_COLUMNS = {"question", "options", "image"}
 
@@ -28,12 +27,7 @@ def world(tmp_path_factory):
     """A tiny LLaVA profiled on 12 samples of the shapes synergy task and on a 12-question JSONL file."""
     root = tmp_path_factory.mktemp("texts")
     model = build_tiny_model("llava", root / "tiny-llava")
-    with open(root / "colours.jsonl", "w") as handle:
-        for i in range(12):
-            name = list(COLOURS)[i % 3]
-            Image.new("RGB", (36, 36), COLOURS[name]).save(root / f"img{i}.png")
-            handle.write(json.dumps({"id": f"q{i}", "image": f"img{i}.png", "question": f"What colour is shape {i}?",
-                                     "options": list(COLOURS), "answer": name}) + "\n")
+    write_colour_task(root, "colours.jsonl", 12, lambda i: f"What colour is shape {i}?", with_ids=True)
     db = root / "results.duckdb"
     for dataset in ("shapes:synergy", f"jsonl:{root / 'colours.jsonl'}"):
         assert main(["profile", "--model", str(model), "--dataset", dataset, "--db", str(db), *FAST]) == 0
