@@ -157,13 +157,16 @@ def test_a_clicked_cell_lists_its_samples_and_one_opens_and_runs_in_the_case_stu
     shot(page, "cell_samples")
     page.wait_for_selector("[data-testid='stDataFrame'] canvas", timeout=60_000)
     opener = page.get_by_role("button", name=re.compile("in the case study"))
-    for _ in range(3):  # the grid may take a moment to take clicks after it is drawn
+    # The grid may take a moment to take clicks after it is drawn. A click it took shows the button within a second
+    # and a second click would clear the selection again, so click again only after a long wait for the button.
+    for _ in range(3):
         grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
         page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first sample row's selection box
-        settle(page)
-        if opener.count():
+        try:
+            opener.wait_for(timeout=15_000)
             break
-        page.wait_for_timeout(1_000)
+        except sync_api.TimeoutError:
+            continue
     opener.click()
     page.wait_for_selector("text=Case study: one image and question, live", timeout=60_000)
     settle(page)
