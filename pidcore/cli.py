@@ -1,13 +1,16 @@
-"""Command line: `python -m pidcore SUBCOMMAND ...`."""
+"""Command line: `pidcore SUBCOMMAND ...` (or `python -m pidcore SUBCOMMAND ...`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pidcore import __version__
 from pidcore.atoms import ATOMS, DEDUPE_POLICIES, SYMBOLS
 from pidcore.shipped import PAPER_CSV, PAPER_DB
 
@@ -144,6 +147,17 @@ def _demo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    """Start the dashboard: `streamlit run` on the shipped app.py, with any further arguments passed to Streamlit."""
+    from pidcore.shipped import APP
+
+    missing = [name for name in ("streamlit", "plotly") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"the dashboard needs {' and '.join(missing)}, which the core package leaves out: "
+                         "pip install 'pidcore[dashboard]'")
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args])
+
+
 def _demo_summary(args: argparse.Namespace) -> int:
     from pidcore.demo.summary import summarise
     from pidcore.shipped import DEFAULT_DB
@@ -171,7 +185,8 @@ def _print_atoms(results: list[LayerResult]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m pidcore", description="Information Spectrum Explorer")
+    parser = argparse.ArgumentParser(prog="pidcore", description="Information Spectrum Explorer")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     tiny = commands.add_parser("tiny-model", help="build a small random VLM offline (for smoke tests)")
     tiny.add_argument("--family", required=True,
@@ -250,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary = demo_commands.add_parser("summary", help="print the summary of a demo database")
     summary.add_argument("--db", default=None, help="results database (default: the shipped one)")
     summary.set_defaults(run=_demo_summary)
+    board = commands.add_parser("dashboard", help="start the dashboard on the shipped data (needs pidcore[dashboard])",
+                                epilog="Any further options go to `streamlit run`, e.g. --server.port 8502.")
+    board.set_defaults(run=_dashboard)
     return parser
 
 
@@ -291,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pidcore.store import StoreError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "dashboard":
+        args.streamlit_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.run(args)
     except (ValueError, StoreError) as error:

@@ -1,11 +1,16 @@
-"""Where the shipped data live: the demo's results database and final models, and the paper's published results
-(the CSVs read off its figures, and the database built from them); and which folders the dashboard may open
-results from."""
+"""Where the dashboard and the shipped data live (the demo's results database and final models, the paper's
+published results: the CSVs read off its figures and the database built from them), in a checkout or an installed
+wheel; and which folders the dashboard may open results from."""
 
 import os
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+# The folder holding app.py, pages/ and data/: the repository in a checkout (or an editable install), the package
+# `pidcore.app` in an installed wheel (pyproject.toml maps the repository's top level onto it).
+_INSTALLED = Path(__file__).resolve().parent / "app"
+ROOT = _INSTALLED if (_INSTALLED / "app.py").is_file() else Path(__file__).resolve().parent.parent
+APP = ROOT / "app.py"
+DATA = ROOT / "data"
 DEFAULT_DB = DATA / "results.duckdb"
 MODELS = DATA / "models"
 PAPER_CSV = DATA / "reference" / "paper"
