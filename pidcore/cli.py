@@ -40,6 +40,24 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """Plan a sweep file's units; with --dry-run print the plan, else run the missing units and report failures."""
+    from pidcore.pipeline.sweep import run_sweep
+    from pidcore.pipeline.sweep_file import read_sweep
+    from pidcore.pipeline.sweep_plan import describe, plan
+
+    sweep = read_sweep(args.file)
+    if args.dry_run:
+        print(describe(sweep, plan(sweep)))
+        return 0
+    result = run_sweep(sweep, ray_address=args.ray)
+    print(f"{sweep.db}: {len(result.done)} of {len(result.done) + len(result.failed)} units done, "
+          f"{len(result.failed)} failed")
+    for label, reason in result.failed.items():
+        print(f"  failed {label}: {reason}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
 def _import_paper(args: argparse.Namespace) -> int:
     from pidcore.pipeline.settings import ProfileSettings
     from pidcore.pipeline.stage2_import import PartialImportError, import_stage2
@@ -215,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a sample id that appears twice: error (default: the run stops and names the ids) or "
                           "first (keep the first row of each id; the others are skipped and counted)")
     run.set_defaults(run=_profile)
+    sweep = commands.add_parser("sweep", help="profile the models x checkpoints x datasets of a sweep file",
+                                description="Run every unit (model or checkpoint x dataset) of a TOML sweep file "
+                                            "that its database lacks; started again, it resumes.")
+    sweep.add_argument("file", metavar="SWEEP.toml", help="the sweep file (see the README's Sweeps section)")
+    sweep.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
+                       help="run the units as Ray tasks: local starts a cluster on this machine, auto joins the one "
+                            "`ray start` runs here, ADDRESS a remote one (default: one after another in this process)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the plan: each unit, what the database and its shard hold, and the work left")
+    sweep.set_defaults(run=_sweep)
     paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 output as runs")
     paper.add_argument("paths", nargs="+", metavar="PATH",
                        help="a stage-2 folder holding train/<model>.json and val/<model>.json (every model in both is "

@@ -25,7 +25,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 # The tests that drive the pages through Streamlit's AppTest, and the exports that draw through plotly and kaleido.
 DASHBOARD_TESTS = ["test_app.py", "test_pages.py", "test_case_study.py", "test_hostile_pages.py",
                    "test_dashboard_data.py", "test_exports.py"]
-OPTIONAL = ["streamlit", "plotly", "kaleido", "ray"]
+OPTIONAL = ["streamlit", "plotly", "kaleido", "ray", "accelerate"]
 
 
 def _env() -> dict[str, str]:
@@ -83,7 +83,7 @@ def test_the_requirement_files_install_the_package_with_its_extras():
         return [line for line in lines if line.strip() and not line.startswith("#")]
 
     assert requirements("requirements.txt") == ["-e .[dashboard]"]
-    assert requirements("requirements-test.txt") == ["-e .[dashboard,test]"]
+    assert requirements("requirements-test.txt") == ["-e .[dashboard,scale,test]"]
     assert "torch==2.13.0" in PYPROJECT["project"]["dependencies"]
 
 

@@ -42,9 +42,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
-             revision: str | None = None) -> LoadedVLM:
+             revision: str | None = None, spread: bool = False) -> LoadedVLM:
     """Load model and processor (a hub id at `revision`, default its main branch); remote code runs only when
-    trust_remote_code is passed explicitly."""
+    trust_remote_code is passed explicitly. `spread` places the layers over every visible GPU (device_map="auto",
+    which needs accelerate) instead of moving the whole model to `device`."""
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as error:
@@ -54,15 +55,19 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     check_safetensors(model_id)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
+    placement = {"device_map": "auto"} if spread else {}
     try:
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=resolved_dtype, use_safetensors=True,
-                                                            trust_remote_code=trust_remote_code, revision=revision)
+                                                            trust_remote_code=trust_remote_code, revision=revision,
+                                                            **placement)
     except OSError as error:
         raise ModelLoadError(f"cannot load the weights of model {model_id!r} (safetensors only): {error}") from error
     if adapter.load_processor is not None:
         processor = adapter.load_processor(model_id, trust_remote_code, revision)
     else:
         processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
+    if spread:
+        return LoadedVLM(model.eval(), processor, adapter, model.get_input_embeddings().weight.device, resolved_dtype)
     return LoadedVLM(model.to(resolved_device).eval(), processor, adapter, resolved_device, resolved_dtype)
 
 

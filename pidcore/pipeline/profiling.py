@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, replace
 
@@ -33,19 +34,43 @@ from pidcore.store import (
 logger = logging.getLogger(__name__)
 
 
-def profile(settings: ProfileSettings) -> list[LayerResult]:
+def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[LayerResult]:
     """Probe every sample, then estimate atoms per layer; returns the output layer's result. The same model and
     dataset content with the same settings resume the stored run; anything else is a new run. The dataset and the
-    database are checked before the model loads, so a bad path fails in seconds, not after a 7B model loads."""
+    database are checked before the model loads, so a bad path fails in seconds, not after a 7B model loads.
+    `vlm`: the model, loaded already (a sweep reuses one across its datasets)."""
+    settings, run_id = probe_run(settings, vlm)
+    return estimate_layers(settings, run_id)
+
+
+def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[ProfileSettings, str]:
+    """Store every sample's probe outputs (the part of `profile` that needs the model); returns the settings with
+    the identities resolved, and the run id."""
     dataset = load_dataset(settings.dataset, limit=settings.limit, dedupe=settings.dedupe)
     ensure_schema(settings.db)
-    vlm = load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code, settings.revision)
-    settings = replace(settings, model_identity=identity_key(model_identity(settings.model, settings.revision)),
-                       dataset_identity=dataset_fingerprint(dataset))
+    vlm = vlm or load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code,
+                          settings.revision, spread=settings.spread)
+    settings = resolved_identities(settings, dataset)
     run_id = settings.run_id()
     stats, encoded = _calibration(settings, vlm, dataset, run_id)
     _probe_samples(settings, vlm, dataset, stats, run_id, encoded)
-    return estimate_layers(settings, run_id)
+    return settings, run_id
+
+
+def resolved_identities(settings: ProfileSettings, dataset: LoadedDataset) -> ProfileSettings:
+    """The settings with what the model and dataset resolve to here. Identities given already (a sweep's plan)
+    must match what is found here, so a worker never stores rows under a plan made from other files; a planned
+    model identity without a weights fingerprint (a hub id the planner had no copy of) is kept as planned."""
+    model = identity_key(model_identity(settings.model, settings.revision))
+    content = dataset_fingerprint(dataset)
+    if settings.dataset_identity not in (None, content):
+        raise ValueError(f"dataset {settings.dataset} holds other samples than when the sweep was planned "
+                         f"(fingerprint {content}, planned {settings.dataset_identity}); plan the sweep again")
+    planned = settings.model_identity
+    if planned is not None and planned != model and json.loads(planned).get("weights"):
+        raise ValueError(f"model {settings.model} here is not the one the sweep was planned with ({model}, planned "
+                         f"{planned}); give every worker the same files, or plan the sweep again")
+    return replace(settings, model_identity=planned or model, dataset_identity=content)
 
 
 def _warn_if_superseding(settings: ProfileSettings, run_id: str) -> None:
@@ -71,8 +96,8 @@ def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDatas
     stats = embedding_stats(vlm, encoded)
     first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
     _warn_if_superseding(settings, run_id)
-    register_run(settings.db, run_id=run_id, model=settings.model_name, family=vlm.adapter.family,
-                 task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
+    register_run(settings.db, run_id=run_id, model=settings.model_name,
+                 family=settings.family or vlm.adapter.family, task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
                  n_layers=first.probs.shape[1] - 1, settings=asdict(settings))
     write_calibration(settings.db, run_id,
                       np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))

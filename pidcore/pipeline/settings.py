@@ -47,7 +47,9 @@ class ProfileSettings:
 
     name: the model's name on the pages (default: its folder or hub name; a folder named like the checkpoint is
       named by its parent, so `ckpt/stage2-step5000` with --checkpoint stage2-step5000 is model "ckpt").
+    family: the family shown on the pages (default: the adapter's, the config's model type).
     revision: the hub revision (branch, tag or commit) to load.
+    spread: load the model across every visible GPU (device_map="auto"), for a model too big for one.
     model_identity / dataset_identity: what the model and dataset resolved to (pipeline.identity fills them): a
       canonical path or hub id and commit with a weights fingerprint; a digest of the samples loaded.
     dedupe: what a repeated sample id does: "error" (default) or "first" (keep the first row of each id).
@@ -91,6 +93,8 @@ class ProfileSettings:
     model_identity: str | None = None
     dataset_identity: str | None = None
     dedupe: str = "error"
+    family: str | None = None
+    spread: bool = False
 
     def run_id(self) -> str:
         """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""

@@ -127,18 +127,20 @@ def _last_position_states(vlm: LoadedVLM):
     """Collect the last position's residual stream [rows, d] entering the first decoder layer and leaving each layer.
 
     Layers are read by module, not by index into an output tuple, so the list has one entry per layer module
-    plus the embeddings, and only the last position is kept (the lens needs nothing else).
+    plus the embeddings, and only the last position is kept (the lens needs nothing else), on the device of the
+    output embedding (a model spread over GPUs has its layers on several).
     """
     layers = list(getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr))
+    head = vlm.model.get_output_embeddings().weight.device
     states: list[torch.Tensor] = []
 
     def before_first(module, args, kwargs):
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        states.append(hidden[:, -1].detach())
+        states.append(hidden[:, -1].detach().to(head))
 
     def after(module, args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        states.append(hidden[:, -1].detach())
+        states.append(hidden[:, -1].detach().to(head))
 
     handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
     handles += [layer.register_forward_hook(after) for layer in layers]

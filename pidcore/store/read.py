@@ -17,7 +17,7 @@ import pandas as pd
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
 from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS, SAMPLES, TABLES,
-                                  TASK_PID, LayerResult, SampleRow, Table)
+                                  TASK_PID, LayerResult, RunProgress, SampleRow, Table)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -328,6 +328,27 @@ def read_layer_results(path: str | Path, run_id: str, estimator: str, layers: li
                  [run_id, estimator, layers])
     return [LayerResult(layer, Atoms(*values[:4], bounds=dict(zip(ATOMS, zip(values[4::2], values[5::2])))), accuracy,
                         json.loads(diagnostics)) for layer, *values, accuracy, diagnostics in rows]
+
+
+def read_progress(path: str | Path, run_ids: Sequence[str]) -> dict[str, RunProgress]:
+    """How far each of these runs got in a database: its depth, samples stored and layers stored per estimator
+    (runs it does not hold are absent; a missing file holds none)."""
+    if not Path(path).is_file():
+        return {}
+
+    def progress(connection: duckdb.DuckDBPyConnection) -> dict[str, RunProgress]:
+        wanted = [list(run_ids)]
+        found = {run_id: RunProgress(n_layers, samples, {}) for run_id, n_layers, samples in connection.execute(
+            "SELECT r.run_id, r.n_layers, (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r "
+            "WHERE list_contains(?, r.run_id)", wanted).fetchall()}
+        for run_id, estimator, layers in connection.execute(
+                "SELECT run_id, estimator, list(layer) FROM layer_atoms WHERE list_contains(?, run_id) "
+                "GROUP BY run_id, estimator", wanted).fetchall():
+            if run_id in found:
+                found[run_id].layers[estimator] = set(layers)
+        return found
+
+    return _on_short_connection(path, progress)
 
 
 def table_sizes(path: str | Path, attempts: int = 20) -> dict[str, int]:

@@ -129,3 +129,12 @@ class LayerResult:
     atoms: Atoms
     accuracy: float | None
     diagnostics: dict
+
+
+@dataclass
+class RunProgress:
+    """How far a run got in one database: its depth, the samples stored, and the layers stored per estimator."""
+
+    n_layers: int
+    samples: int
+    layers: dict[str, set[int]]

@@ -88,18 +88,18 @@ def ensure_schema(path: str | Path) -> None:
         pass
 
 
-def _insert(connection: duckdb.DuckDBPyConnection, table: Table, rows: Sequence[Mapping],
-            replace: bool = False) -> None:
+def insert_rows(connection: duckdb.DuckDBPyConnection, table: Table, rows: Sequence[Mapping],
+                replace: bool = False) -> int:
     """Insert rows given as {column: value} in one statement through an Arrow table (values never enter the SQL
-    text); rows whose key is already stored are kept as they are, or replaced."""
+    text); rows whose key is already stored are kept as they are, or replaced. Returns the rows written."""
     if not rows:
-        return
+        return 0
     names = table.column_names
     incoming = pa.table({name: pa.array([row[name] for row in rows]) for name in names})
     connection.register("incoming_rows", incoming)
     try:
-        connection.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table.name} ({', '.join(names)}) "
-                           f"SELECT {', '.join(names)} FROM incoming_rows")
+        return connection.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table.name} "
+                                  f"({', '.join(names)}) SELECT {', '.join(names)} FROM incoming_rows").fetchone()[0]
     finally:
         connection.unregister("incoming_rows")
 
@@ -111,7 +111,7 @@ def register_run(path: str | Path, *, run_id: str, model: str, family: str, task
            "stage": stage, "n_layers": n_layers, "settings": json.dumps(settings, sort_keys=True, default=str),
            "created": time.time()}
     with write_unit(path) as connection:
-        _insert(connection, RUNS, [row])
+        insert_rows(connection, RUNS, [row])
 
 
 def delete_runs(path: str | Path, run_ids: Sequence[str]) -> None:
@@ -126,7 +126,7 @@ def delete_runs(path: str | Path, run_ids: Sequence[str]) -> None:
 def write_calibration(path: str | Path, run_id: str, stats) -> None:
     """A run's embedding statistics [4, d] (image mean, image std, text mean, text std), once."""
     with write_unit(path) as connection:
-        _insert(connection, CALIBRATION, [{"run_id": run_id, "stats": array_to_blob(stats)}])
+        insert_rows(connection, CALIBRATION, [{"run_id": run_id, "stats": array_to_blob(stats)}])
 
 
 def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
@@ -137,7 +137,7 @@ def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
              "letter_mass": array_to_blob(sample.letter_mass), "split": sample.split, "question": sample.question,
              "options": _options_json(sample.options), "image": sample.image} for sample in samples]
     with write_unit(path) as connection:
-        _insert(connection, SAMPLES, rows)
+        insert_rows(connection, SAMPLES, rows)
 
 
 def _options_json(options: Sequence[str] | None) -> str | None:
@@ -174,8 +174,8 @@ def write_layer(path: str | Path, *, run_id: str, layer: int, estimator: str, at
     local = [{"run_id": run_id, "layer": layer, "estimator": estimator, "sample_id": sample_id,
               **{name: float(pointwise[name][index]) for name in ATOMS}} for index, sample_id in enumerate(sample_ids)]
     with write_unit(path) as connection:
-        _insert(connection, LAYER_ATOMS, [row])
-        _insert(connection, POINTWISE_ATOMS, local)
+        insert_rows(connection, LAYER_ATOMS, [row])
+        insert_rows(connection, POINTWISE_ATOMS, local)
 
 
 def write_published(path: str | Path, runs: Sequence[Mapping], layers: Sequence[Mapping]) -> None:
@@ -189,15 +189,15 @@ def write_published(path: str | Path, runs: Sequence[Mapping], layers: Sequence[
                    **dict.fromkeys(BOUND_COLUMNS), "n_samples": None, "fitted": None,
                    "diagnostics": json.dumps(layer["diagnostics"], sort_keys=True)} for layer in layers]
     with write_unit(path) as connection:
-        _insert(connection, RUNS, run_rows)
-        _insert(connection, LAYER_ATOMS, layer_rows)
+        insert_rows(connection, RUNS, run_rows)
+        insert_rows(connection, LAYER_ATOMS, layer_rows)
 
 
 def write_task_pid(path: str | Path, exact: Mapping[str, tuple[Atoms, str]]) -> None:
     """The exact PID of each synthetic task's generator and the atom it plants, replacing earlier values."""
     rows = [{"task": task, **atoms.as_dict(), "planted": planted} for task, (atoms, planted) in exact.items()]
     with write_unit(path) as connection:
-        _insert(connection, TASK_PID, rows, replace=True)
+        insert_rows(connection, TASK_PID, rows, replace=True)
 
 
 # Which rows `compact` keeps: every table except the per-sample ones keeps the runs of models not excluded;
@@ -221,4 +221,4 @@ def compact(source: str | Path, target: str | Path, exclude_models: set[str] = f
             where = f" WHERE {condition}" if condition else ""
             sql = f"SELECT {present_select(source, table)} FROM {table.name}{where}"
             rows = query(source, sql, [sorted(exclude_models)] if condition else None)
-            _insert(destination, table, [dict(zip(table.column_names, row)) for row in rows])
+            insert_rows(destination, table, [dict(zip(table.column_names, row)) for row in rows])
