@@ -83,7 +83,7 @@ def read_sweep(path: str | Path) -> Sweep:
     _check_keys(document, _TOP_KEYS, where, required=("db", "models", "datasets"))
     folder = path.resolve().parent
     db = _relative(folder, document["db"])
-    shards = _relative(folder, document.get("shards", f"{db.name}.shards"))
+    shards = _relative(folder, document["shards"]) if "shards" in document else db.with_name(f"{db.name}.shards")
     base, modes = _base_settings(document.get("settings", {}), db, f"{where} [settings]")
     datasets = [_dataset(entry, folder, f"{where} [[datasets]] #{index + 1}")
                 for index, entry in enumerate(_entries(document["datasets"], f"{where} datasets"))]

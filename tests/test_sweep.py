@@ -1,0 +1,241 @@
+"""`pidcore sweep` on two tiny models (one with three checkpoints over two stages) x two shapes tasks: the same rows
+one after another here and as Ray tasks, after a Ray worker is SIGKILLed mid-unit, and after the driver is
+SIGKILLed mid-merge; a dry run lists exactly the units the database lacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pidcore.atoms import ATOMS
+from pidcore.models.tiny import build_tiny_model
+from pidcore.pipeline.sweep import run_sweep
+from pidcore.pipeline.sweep_file import read_sweep
+from pidcore.pipeline.sweep_plan import plan, shard_path
+from pidcore.pipeline.sweep_unit import UnitJob, run_unit
+from pidcore.store import StoreError, load_samples, read_atoms, read_runs, table_sizes
+from pidcore.store.write import delete_runs
+
+ray = pytest.importorskip("ray")
+
+CHECKPOINTS = [("1", 10), ("2", 20), ("2", 30)]
+UNITS = 2 * (2 + len(CHECKPOINTS))
+SWEEP = """
+db = "{db}"
+
+[settings]
+layers = "all"
+bootstrap = 10
+batch_size = 4
+
+[[models]]
+path = "models/tiny-llava"
+name = "tiny-llava"
+
+[[models]]
+path = "models/tiny-qwen"
+name = "tiny-qwen"
+{checkpoints}
+{extra_model}
+[[datasets]]
+spec = "shapes:synergy"
+task = "synergy"
+limit = 24
+
+[[datasets]]
+spec = "shapes:language"
+task = "language"
+limit = 24
+"""
+CHECKPOINT = """
+[[models.checkpoints]]
+path = "checkpoints/stage{stage}-step{step}"
+step = {step}
+stage = "{stage}"
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """The sweep folder: a tiny LLaVA, a tiny Qwen2-VL and three checkpoints of it (other seeds)."""
+    root = tmp_path_factory.mktemp("sweep")
+    build_tiny_model("llava", root / "models" / "tiny-llava")
+    build_tiny_model("qwen2_vl", root / "models" / "tiny-qwen")
+    for seed, (stage, step) in enumerate(CHECKPOINTS, start=1):
+        build_tiny_model("qwen2_vl", root / "checkpoints" / f"stage{stage}-step{step}", seed=seed)
+    return root
+
+
+def write_sweep(root: Path, db: str, extra_model: str = "") -> Path:
+    """A sweep file in the sweep folder writing `db` (a name in that folder)."""
+    path = root / f"{Path(db).stem}.toml"
+    checkpoints = "".join(CHECKPOINT.format(stage=stage, step=step) for stage, step in CHECKPOINTS)
+    path.write_text(SWEEP.format(db=db, checkpoints=checkpoints, extra_model=extra_model))
+    return path
+
+
+def sweep_command(path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pidcore", "sweep", str(path), *extra]
+
+
+def rows(db: Path) -> tuple:
+    """Everything a sweep stores, comparable: the atoms view's rows, each sample's probe outputs and features,
+    and every table's row count (so a duplicate would show)."""
+    atoms = read_atoms(db)
+    ordered = atoms.sort_values(["model", "checkpoint", "task", "layer", "estimator"])
+    samples = sorted((run_id, row.sample_id, row.probs.tobytes(), row.x1.tobytes(), row.x2.tobytes())
+                     for run_id in read_runs(db)["run_id"] for row in load_samples(db, run_id))
+    return ordered.astype(str).values.tolist(), samples, table_sizes(db)
+
+
+@pytest.fixture(scope="module")
+def sequential(world) -> Path:
+    """The uninterrupted sweep, one unit after another in one process (the embedded default)."""
+    path = write_sweep(world, "sequential.duckdb")
+    done = subprocess.run(sweep_command(path), capture_output=True, text=True, env=_env(), cwd=world, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{UNITS} of {UNITS} units done, 0 failed" in done.stdout
+    return world / "sequential.duckdb"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of two CPUs for this module."""
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_the_sequential_sweep_stores_every_unit_with_checkpoints_in_stages(sequential):
+    atoms = read_atoms(sequential)
+    assert len(atoms) == UNITS * 3  # every layer: embeddings, two decoder layers (the output)
+    qwen = atoms[atoms["model"] == "tiny-qwen"]
+    assert sorted(qwen["checkpoint"].unique()) == ["final", "stage1-step10", "stage2-step20", "stage2-step30"]
+    steps = qwen.drop_duplicates("checkpoint").set_index("checkpoint")
+    assert steps.loc["stage2-step20", "step"] == 20 and steps.loc["stage2-step20", "stage"] == "2"
+    assert atoms[list(ATOMS)].notna().all().all()
+    assert not list((sequential.parent / "sequential.duckdb.shards").glob("*")), "merged shards are deleted"
+
+
+def test_ray_tasks_store_the_same_rows_as_the_sequential_sweep(world, sequential, ray_cluster):
+    result = run_sweep(read_sweep(write_sweep(world, "ray.duckdb")), ray_address="local", progress=False)
+    assert not result.failed and len(result.done) == UNITS
+    assert rows(world / "ray.duckdb") == rows(sequential)
+
+
+def test_a_sigkilled_ray_worker_is_retried_and_the_rows_match(world, sequential, ray_cluster):
+    sweep = read_sweep(write_sweep(world, "killed-worker.duckdb"))
+    outcome = {}
+    driver = threading.Thread(target=lambda: outcome.update(result=run_sweep(sweep, "local", progress=False)))
+    driver.start()
+    killed = _kill_a_worker_mid_unit(sweep.shards, driver)
+    driver.join(timeout=900)
+    assert killed, "no worker was caught with a unit part-way through"
+    assert not outcome["result"].failed and len(outcome["result"].done) == UNITS
+    assert rows(world / "killed-worker.duckdb") == rows(sequential)
+
+
+def _kill_a_worker_mid_unit(shards: Path, driver: threading.Thread, timeout: float = 600) -> bool:
+    """SIGKILL the process a running unit's marker names, once its shard holds some samples but not all."""
+    deadline = time.time() + timeout
+    while driver.is_alive() and time.time() < deadline:
+        for marker in shards.glob("*.running"):
+            try:
+                samples = table_sizes(marker.with_suffix(".duckdb"), attempts=1).get("samples", 0)
+                pid = int(json.loads(marker.read_text())["pid"])
+            except (StoreError, duckdb.Error, OSError, ValueError, KeyError):
+                continue
+            if 0 < samples < 24:
+                os.kill(pid, signal.SIGKILL)
+                return True
+        time.sleep(0.02)
+    return False
+
+
+KILL_ON_THIRD_BATCH = """
+import os, signal, sys
+import pidcore.store.merge as merge
+batches = []
+original = merge._merge_batch
+def dying(target, table, rows):
+    batches.append(table.name)
+    if len(batches) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(target, table, rows)
+merge._merge_batch = dying
+from pidcore.cli import main
+sys.exit(main(["sweep", sys.argv[1]]))
+"""
+
+
+def test_a_driver_killed_mid_merge_leaves_nothing_visible_and_a_rerun_gives_the_same_rows(world, sequential):
+    path = write_sweep(world, "killed-driver.duckdb")
+    killed = subprocess.run([sys.executable, "-c", KILL_ON_THIRD_BATCH, str(path)], capture_output=True, text=True,
+                            env=_env(), cwd=world, timeout=900)
+    assert killed.returncode == -signal.SIGKILL
+    db = world / "killed-driver.duckdb"
+    sizes = table_sizes(db)
+    assert sizes["calibration"] == 1 and sizes["samples"] == 24 and sizes["runs"] == 0, sizes
+    assert read_atoms(db).empty, "a run part-way merged is not on the pages"
+    sweep = read_sweep(path)
+    assert [item.status for item in plan(sweep)] == ["merge"] + ["run"] * (UNITS - 1)
+    again = subprocess.run(sweep_command(path), capture_output=True, text=True, env=_env(), cwd=world, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert rows(db) == rows(sequential)
+
+
+def test_a_dry_run_lists_exactly_the_units_the_database_lacks(world, sequential, tmp_path):
+    db = world / "partial.duckdb"
+    shutil.copy(sequential, db)
+    runs = read_runs(db)
+    dropped = runs[(runs["model"] == "tiny-qwen") & (runs["task"] == "language")]
+    delete_runs(db, list(dropped["run_id"]))
+    done = subprocess.run(sweep_command(write_sweep(world, "partial.duckdb"), "--dry-run"), capture_output=True,
+                          text=True, env=_env(), cwd=world, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = [line.split()[0:6] for line in done.stdout.splitlines() if line.startswith(("done ", "run "))]
+    missing = sorted(" ".join(line[1:6]) for line in listed if line[0] != "done")
+    assert missing == sorted(f"tiny-qwen / {checkpoint} / language" for checkpoint in dropped["checkpoint"])
+    assert len(listed) == UNITS
+    assert f"{UNITS - len(dropped)} done, {len(dropped)} missing: 0 to merge, 0 to resume, {len(dropped)} to run" \
+        in done.stdout
+    assert f"work left: {24 * len(dropped)} samples to probe (3 rows each), {3 * len(dropped)} layer fits" in done.stdout
+    assert table_sizes(db)["runs"] == UNITS - len(dropped), "a dry run writes nothing"
+
+
+def test_a_failing_unit_is_reported_with_its_reason_and_the_others_finish(world, sequential, ray_cluster):
+    broken = '\n[[models]]\npath = "./models/missing"\nname = "missing"\n'
+    result = run_sweep(read_sweep(write_sweep(world, "failing.duckdb", broken)), "local", progress=False)
+    assert sorted(result.failed) == ["missing / final / language", "missing / final / synergy"]
+    assert all("ModelLoadError" in reason and "missing" in reason for reason in result.failed.values())
+    assert len(result.done) == UNITS
+    cli = subprocess.run(sweep_command(world / "failing.toml"), capture_output=True, text=True, env=_env(),
+                         cwd=world, timeout=600)
+    assert cli.returncode == 1
+    assert f"{UNITS} of {UNITS + 2} units done, 2 failed" in cli.stdout
+    assert "failed missing / final / synergy: ModelLoadError: cannot load model" in cli.stderr
+
+
+def test_a_worker_refuses_files_other_than_the_planned_ones(world, sequential, tmp_path):
+    sweep = read_sweep(write_sweep(world, "moved.duckdb"))
+    item = plan(sweep)[0]
+    job = item.job(tmp_path)
+    other = replace(job.settings, dataset_identity="another")
+    with pytest.raises(ValueError, match="holds other samples than when the sweep was planned"):
+        run_unit(UnitJob(other, job.modes, job.run_id))
+    assert not shard_path(tmp_path, item.run_id).with_suffix(".running").exists()
