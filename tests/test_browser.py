@@ -143,30 +143,35 @@ def test_two_curves_overlaid_on_the_first_on_normalised_depth(server, page):
     shot(page, "compare_layers")
 
 
+def click_until_shown(page, point: tuple[float, float], shown, tries: int = 3) -> None:
+    """Click a point until `shown` appears. A chart or grid may take a moment to take clicks after it is drawn; a
+    click it took shows `shown` within a second or two, and a second click would undo the selection, so click again
+    only after a long wait."""
+    for _ in range(tries):
+        page.mouse.click(*point)
+        try:
+            shown.wait_for(timeout=20_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    shown.wait_for(timeout=20_000)
+
+
 def test_a_clicked_cell_lists_its_samples_and_one_opens_and_runs_in_the_case_study(server, page):
     page.goto(f"{server}/heatmap")
     settle(page)
     page.wait_for_selector(".js-plotly-plot .scatterlayer .point")
     cells = page.locator(".js-plotly-plot").first.locator(".scatterlayer .point")
     box = cells.nth(0).bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    settle(page)
     # the heading of a cell's samples (the depth page's expander also starts "Samples behind")
-    page.wait_for_selector(r"text=/Samples behind .+ on .+ \(.+, layer \d+\)/ >> visible=true", timeout=60_000)
+    heading = page.locator(r"text=/Samples behind .+ on .+ \(.+, layer \d+\)/ >> visible=true").first
+    click_until_shown(page, (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2), heading)
     page.get_by_role("button", name=re.compile("Open the layers of")).wait_for(timeout=60_000)
     shot(page, "cell_samples")
     page.wait_for_selector("[data-testid='stDataFrame'] canvas", timeout=60_000)
     opener = page.get_by_role("button", name=re.compile("in the case study"))
-    # The grid may take a moment to take clicks after it is drawn. A click it took shows the button within a second
-    # and a second click would clear the selection again, so click again only after a long wait for the button.
-    for _ in range(3):
-        grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
-        page.mouse.click(grid["x"] + 16, grid["y"] + 35 + 17)  # the first sample row's selection box
-        try:
-            opener.wait_for(timeout=15_000)
-            break
-        except sync_api.TimeoutError:
-            continue
+    grid = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    click_until_shown(page, (grid["x"] + 16, grid["y"] + 35 + 17), opener)  # the first sample row's selection box
     opener.click()
     page.wait_for_selector("text=Case study: one image and question, live", timeout=60_000)
     settle(page)

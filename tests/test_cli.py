@@ -1,10 +1,13 @@
-"""The command line, run as a user would: `python -m pidcore ...` in a subprocess."""
+"""The command line: `python -m pidcore ...` in a subprocess as a user would run it, and its entry point in this
+process for the error cases."""
 
 import os
 import subprocess
 import sys
 
 from transformers import AutoConfig
+
+from tests.cli_run import run_cli
 
 
 def _run(*args):
@@ -21,7 +24,7 @@ def test_tiny_model_builds_a_loadable_llava(tmp_path):
 
 
 def test_tiny_model_rejects_an_unknown_family(tmp_path):
-    done = _run("tiny-model", "--family", "nope", "--out", str(tmp_path / "m"))
+    done = run_cli("tiny-model", "--family", "nope", "--out", str(tmp_path / "m"))
     assert done.returncode == 2
     assert "no tiny-model builder for family 'nope'" in done.stderr
 
@@ -32,10 +35,10 @@ def test_profile_reports_an_unknown_model_and_a_missing_dataset_clearly(tmp_path
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     data = tmp_path / "q.jsonl"
     data.write_text('{"image": "a.png", "question": "Which?", "options": ["x", "y"]}\n')
-    unknown = _run("profile", "--model", str(tmp_path / "no-such-model"), "--dataset", f"jsonl:{data}",
-                   "--db", str(tmp_path / "r.duckdb"))
+    unknown = run_cli("profile", "--model", str(tmp_path / "no-such-model"), "--dataset", f"jsonl:{data}",
+                      "--db", str(tmp_path / "r.duckdb"))
     assert unknown.returncode == 2
     assert "cannot load model" in unknown.stderr and "Traceback" not in unknown.stderr
-    missing = _run("profile", "--model", str(tmp_path / "m"), "--dataset", f"jsonl:{tmp_path / 'none.jsonl'}",
-                   "--db", str(tmp_path / "r.duckdb"))
+    missing = run_cli("profile", "--model", str(tmp_path / "m"), "--dataset", f"jsonl:{tmp_path / 'none.jsonl'}",
+                      "--db", str(tmp_path / "r.duckdb"))
     assert missing.returncode == 2 and "dataset file not found" in missing.stderr

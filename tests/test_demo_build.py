@@ -11,6 +11,7 @@ from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO
 from pidcore.models.loading import load_vlm
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.store import read_atoms
+from tests.cli_run import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,7 @@ def test_the_summary_reports_accuracy_exact_pid_and_patterns(quick_build):
 
 
 def test_quick_needs_an_explicit_out_folder():
-    done = subprocess.run([sys.executable, "-m", "pidcore", "demo", "build", "--quick"], capture_output=True,
-                          text=True, timeout=120)
+    done = run_cli("demo", "build", "--quick")
     assert done.returncode == 2 and "give --out" in done.stderr
 
 

@@ -22,9 +22,10 @@ from tests.colour_files import write_colour_task
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-# The tests that drive the pages through Streamlit's AppTest, and the exports that draw through plotly and kaleido.
-DASHBOARD_TESTS = ["test_app.py", "test_pages.py", "test_case_study.py", "test_hostile_pages.py",
-                   "test_dashboard_data.py", "test_exports.py"]
+# The tests that drive every page and widget through Streamlit's AppTest, and the exports that draw through plotly
+# and kaleido (test_hostile_pages, which feeds those pages broken databases through the same APIs, is left out of the
+# floor run to keep the suite short).
+DASHBOARD_TESTS = ["test_app.py", "test_pages.py", "test_case_study.py", "test_dashboard_data.py", "test_exports.py"]
 OPTIONAL = ["streamlit", "plotly", "kaleido", "ray", "accelerate"]
 
 

@@ -1,10 +1,7 @@
 """`python -m pidcore import-paper`: stage-2 JSON files become one-layer runs in the `atoms` view."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +9,7 @@ import pytest
 from pidcore.pipeline.stage2_records import PaperFileError
 from pidcore.pipeline.stage2_records import read_stage2_file as read_paper_file
 from pidcore.store import load_samples, read_atoms, read_runs
+from tests.cli_run import run_cli
 from tests.stage2_files import conversation_records, write_folder
 
 
@@ -30,9 +28,7 @@ def _vision_unique_records(n=400, seed=0):
 
 
 def _run(*args):
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "pidcore", "import-paper", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return run_cli("import-paper", *args)
 
 
 @pytest.fixture(scope="module")

@@ -17,53 +17,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import ray
 
 from pidcore.atoms import ATOMS
-from pidcore.models.tiny import build_tiny_model
 from pidcore.pipeline.sweep import run_sweep
 from pidcore.pipeline.sweep_file import read_sweep
 from pidcore.pipeline.sweep_plan import plan, shard_path
 from pidcore.pipeline.sweep_unit import UnitJob, run_unit
 from pidcore.store import StoreError, load_samples, read_atoms, read_runs, table_sizes
 from pidcore.store.write import delete_runs
+from tests.sweep_world import UNITS, build_world, write_sweep
 
-ray = pytest.importorskip("ray")
-
-CHECKPOINTS = [("1", 10), ("2", 20), ("2", 30)]
-UNITS = 2 * (2 + len(CHECKPOINTS))
-SWEEP = """
-db = "{db}"
-
-[settings]
-layers = "all"
-bootstrap = 10
-batch_size = 4
-
-[[models]]
-path = "models/tiny-llava"
-name = "tiny-llava"
-
-[[models]]
-path = "models/tiny-qwen"
-name = "tiny-qwen"
-{checkpoints}
-{extra_model}
-[[datasets]]
-spec = "shapes:synergy"
-task = "synergy"
-limit = 24
-
-[[datasets]]
-spec = "shapes:language"
-task = "language"
-limit = 24
-"""
-CHECKPOINT = """
-[[models.checkpoints]]
-path = "checkpoints/stage{stage}-step{step}"
-step = {step}
-stage = "{stage}"
-"""
 
 
 def _env() -> dict[str, str]:
@@ -72,21 +36,8 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """The sweep folder: a tiny LLaVA, a tiny Qwen2-VL and three checkpoints of it (other seeds)."""
-    root = tmp_path_factory.mktemp("sweep")
-    build_tiny_model("llava", root / "models" / "tiny-llava")
-    build_tiny_model("qwen2_vl", root / "models" / "tiny-qwen")
-    for seed, (stage, step) in enumerate(CHECKPOINTS, start=1):
-        build_tiny_model("qwen2_vl", root / "checkpoints" / f"stage{stage}-step{step}", seed=seed)
-    return root
-
-
-def write_sweep(root: Path, db: str, extra_model: str = "") -> Path:
-    """A sweep file in the sweep folder writing `db` (a name in that folder)."""
-    path = root / f"{Path(db).stem}.toml"
-    checkpoints = "".join(CHECKPOINT.format(stage=stage, step=step) for stage, step in CHECKPOINTS)
-    path.write_text(SWEEP.format(db=db, checkpoints=checkpoints, extra_model=extra_model))
-    return path
+    """The sweep folder with its models built."""
+    return build_world(tmp_path_factory.mktemp("sweep"))
 
 
 def sweep_command(path: Path, *extra: str) -> list[str]:
@@ -184,19 +135,28 @@ sys.exit(main(["sweep", sys.argv[1]]))
 
 
 def test_a_driver_killed_mid_merge_leaves_nothing_visible_and_a_rerun_gives_the_same_rows(world, sequential):
-    path = write_sweep(world, "killed-driver.duckdb")
+    db = world / "killed-driver.duckdb"
+    first = _holding_all_but_the_first_unit(sequential, db)
+    path = write_sweep(world, db.name)
     killed = subprocess.run([sys.executable, "-c", KILL_ON_THIRD_BATCH, str(path)], capture_output=True, text=True,
                             env=_env(), cwd=world, timeout=900)
     assert killed.returncode == -signal.SIGKILL
-    db = world / "killed-driver.duckdb"
     sizes = table_sizes(db)
-    assert sizes["calibration"] == 1 and sizes["samples"] == 24 and sizes["runs"] == 0, sizes
-    assert read_atoms(db).empty, "a run part-way merged is not on the pages"
-    sweep = read_sweep(path)
-    assert [item.status for item in plan(sweep)] == ["merge"] + ["run"] * (UNITS - 1)
+    assert sizes["calibration"] == UNITS and sizes["samples"] == 24 * UNITS and sizes["runs"] == UNITS - 1, sizes
+    assert first not in set(read_runs(db)["run_id"]), "a run part-way merged is not on the pages"
+    assert [item.status for item in plan(read_sweep(path))] == ["merge"] + ["done"] * (UNITS - 1)
     again = subprocess.run(sweep_command(path), capture_output=True, text=True, env=_env(), cwd=world, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert rows(db) == rows(sequential)
+
+
+def _holding_all_but_the_first_unit(source: Path, db: Path) -> str:
+    """A copy of a finished sweep's database without its first unit's run; returns that run's id."""
+    shutil.copy(source, db)
+    runs = read_runs(db)
+    first = runs[(runs["model"] == "tiny-llava") & (runs["task"] == "synergy")]["run_id"].item()
+    delete_runs(db, [first])
+    return first
 
 
 def test_a_dry_run_lists_exactly_the_units_the_database_lacks(world, sequential, tmp_path):
@@ -219,11 +179,13 @@ def test_a_dry_run_lists_exactly_the_units_the_database_lacks(world, sequential,
 
 
 def test_a_failing_unit_is_reported_with_its_reason_and_the_others_finish(world, sequential, ray_cluster):
+    db = world / "failing.duckdb"
+    _holding_all_but_the_first_unit(sequential, db)
     broken = '\n[[models]]\npath = "./models/missing"\nname = "missing"\n'
-    result = run_sweep(read_sweep(write_sweep(world, "failing.duckdb", broken)), "local", progress=False)
+    result = run_sweep(read_sweep(write_sweep(world, db.name, broken)), "local", progress=False)
     assert sorted(result.failed) == ["missing / final / language", "missing / final / synergy"]
     assert all("ModelLoadError" in reason and "missing" in reason for reason in result.failed.values())
-    assert len(result.done) == UNITS
+    assert len(result.done) == UNITS and "tiny-llava / final / synergy" in result.done
     cli = subprocess.run(sweep_command(world / "failing.toml"), capture_output=True, text=True, env=_env(),
                          cwd=world, timeout=600)
     assert cli.returncode == 1

@@ -25,7 +25,8 @@ from pidcore.demo.zoo import ZOO, ModelSpec, Schedule
 from pidcore.estimators import discrete_pid
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.models.tiny import build_tiny_model
-from pidcore.pipeline.profiling import profile
+from pidcore.pipeline.layers import estimate_layers
+from pidcore.pipeline.profiling import probe_run
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.shipped import DATA
 from pidcore.store import compact, write_task_pid
@@ -138,18 +139,19 @@ def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed
     """Profile one checkpoint on every task at every layer with the published estimator (the default), then
     estimate the calibrated one from the same probe outputs; for the final checkpoint also the published
     estimator without the letter-mass fallback (the summary compares the two), and keep the published
-    estimator's fitted networks for the case study."""
+    estimator's fitted networks for the case study. The checkpoint loads once for all tasks."""
+    vlm = load_vlm(str(checkpoint.folder), device="cpu", dtype="float32")
     for task in shapes.TASKS:
         settings = ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
                                    device="cpu", dtype="float32", limit=eval_samples, seed=seed,
                                    checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
                                    task=task, keep_fitted=final, progress=False)
-        profile(settings)
-        variants = [replace(settings, estimator_mode="calibrated", keep_fitted=False)]
+        settings, run_id = probe_run(settings, vlm)
+        variants = [settings, replace(settings, estimator_mode="calibrated", keep_fitted=False)]
         if final:
             variants.append(replace(settings, letter_mass_fallback=False, keep_fitted=False))
         for variant in variants:
-            profile(variant)
+            estimate_layers(variant, run_id)
         done()
 
 

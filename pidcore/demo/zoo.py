@@ -50,4 +50,4 @@ ZOO = (
 QUICK_ZOO = (ModelSpec("llava-xs", "llava", hidden=32, layers=2), ModelSpec("qwen2vl-xs", "qwen2_vl", hidden=32,
                                                                             layers=2, mix=LANGUAGE_HEAVY))
 QUICK_SCHEDULE = Schedule(vision_steps=10, language_steps=10, stage1=Stage(steps=10, checkpoints=1),
-                          stage2=Stage(steps=20, checkpoints=2), batch_size=8)
+                          stage2=Stage(steps=20, checkpoints=1), batch_size=8)

@@ -127,15 +127,17 @@ def _run_here(sweep: Sweep, todo: Iterable[PlannedUnit],
 def _run_on_ray(sweep: Sweep, todo: list[PlannedUnit], address: str,
                 finish: Callable[[PlannedUnit, BaseException | None], None], bar: _Progress) -> None:
     """Each unit a Ray task with its GPUs (by default one where the cluster has GPUs), retried when its worker
-    dies; results are merged here as they arrive."""
+    dies; results are merged here as they arrive. A GPU unit runs in a worker process of its own, which frees the
+    GPU's memory when it ends; CPU units share worker processes, which saves starting one per unit."""
     ray = _ray(address)
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    remote = ray.remote(run_unit)
+    on_gpus, on_cpus = ray.remote(max_calls=1)(run_unit), ray.remote(run_unit)
     pending = {}
     for item in todo:
         gpus = item.unit.gpus if item.unit.gpus is not None else int(has_gpus)
         options = {"num_gpus": gpus, "max_retries": WORKER_RETRIES, "retry_exceptions": False,
                    "name": f"pidcore unit {item.unit.label}"}
+        remote = on_gpus if gpus else on_cpus
         pending[remote.options(**options).remote(item.job(sweep.shards))] = item
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

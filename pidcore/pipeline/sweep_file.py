@@ -26,7 +26,7 @@ _SETTING_TYPES = {"layers": str, "seed": int, "batch_size": int, "bootstrap": in
                   "trust_remote_code": bool}
 _TOP_KEYS = {"db": str, "shards": str, "models": list, "datasets": list, "settings": dict}
 _MODEL_KEYS = {"path": str, "name": str, "family": str, "dtype": str, "gpus": int, "revision": str,
-               "checkpoints": list}
+               "trust_remote_code": bool, "checkpoints": list}
 _CHECKPOINT_KEYS = {"path": str, "name": str, "step": int, "stage": str}
 _DATASET_KEYS = {"spec": str, "task": str, "limit": int}
 
@@ -163,6 +163,7 @@ def _model_and_checkpoints(entry: dict, folder: Path, base: ProfileSettings, whe
         raise SweepFileError(f"{where}: gpus must not be negative, got {entry['gpus']}")
     model = replace(base, model=_model_path(folder, entry["path"]), family=entry.get("family"),
                     revision=entry.get("revision"), dtype=entry.get("dtype", base.dtype),
+                    trust_remote_code=entry.get("trust_remote_code", base.trust_remote_code),
                     spread=entry.get("gpus", 0) > 1)
     model = replace(model, name=entry.get("name") or model.model_name)
     checkpoints = _entries(entry["checkpoints"], f"{where} checkpoints") if "checkpoints" in entry else []
