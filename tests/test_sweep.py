@@ -1,6 +1,6 @@
 """`pidcore sweep` on two tiny models (one with three checkpoints over two stages) x two shapes tasks: the same rows
 one after another here and as Ray tasks, after a Ray worker is SIGKILLed mid-unit, and after the driver is
-SIGKILLed mid-merge; a dry run lists exactly the units the database lacks."""
+SIGKILLed mid-unit or mid-merge; a dry run lists exactly the units the database lacks."""
 
 from __future__ import annotations
 
@@ -157,6 +157,33 @@ def _holding_all_but_the_first_unit(source: Path, db: Path) -> str:
     first = runs[(runs["model"] == "tiny-llava") & (runs["task"] == "synergy")]["run_id"].item()
     delete_runs(db, [first])
     return first
+
+
+KILL_AFTER_FIRST_CHUNK = """
+import os, signal, sys
+import pidcore.pipeline.profiling as profiling
+original = profiling.write_samples
+def dying(db, rows):
+    original(db, rows)
+    os.kill(os.getpid(), signal.SIGKILL)
+profiling.write_samples = dying
+from pidcore.cli import main
+sys.exit(main(["sweep", sys.argv[1]]))
+"""
+
+
+def test_a_sweep_killed_mid_unit_resumes_the_unit_from_its_shard(world, sequential):
+    db = world / "killed-mid-unit.duckdb"
+    _holding_all_but_the_first_unit(sequential, db)
+    path = write_sweep(world, db.name)
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHUNK, str(path)], capture_output=True,
+                            text=True, env=_env(), cwd=world, timeout=900)
+    assert killed.returncode == -signal.SIGKILL
+    first = plan(read_sweep(path))[0]
+    assert (first.status, first.probed, first.n_samples) == ("resume", 4, 24)
+    again = subprocess.run(sweep_command(path), capture_output=True, text=True, env=_env(), cwd=world, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert rows(db) == rows(sequential)
 
 
 def test_a_dry_run_lists_exactly_the_units_the_database_lacks(world, sequential, tmp_path):

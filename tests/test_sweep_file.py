@@ -106,3 +106,19 @@ def test_the_plan_fails_fast_on_a_missing_dataset_file(tmp_path):
     sweep = read_sweep(_write(tmp_path, SWEEP))
     with pytest.raises(ValueError, match="jsonl dataset file not found"):
         describe(sweep, plan(sweep))
+
+
+def test_the_papers_breadth_sweep_names_its_26_models_and_4_datasets_as_the_published_results_do():
+    import csv
+
+    from pidcore.shipped import PAPER_CSV
+
+    sweep = read_sweep(Path(__file__).resolve().parent.parent / "docs" / "sweeps" / "paper-breadth.toml")
+    with open(PAPER_CSV / "atoms.csv", newline="") as handle:
+        published = {(row["model"], row["family"], row["dataset"]) for row in csv.DictReader(handle)}
+    planned = {(unit.settings.model_name, unit.settings.family, unit.settings.task_name) for unit in sweep.units}
+    assert len(sweep.units) == 104 and planned == published
+    assert all("/" in unit.settings.model for unit in sweep.units), "every model is a hub id"
+    big = {unit.settings.model_name for unit in sweep.units if unit.gpus > 1}
+    assert {"Qwen2-VL-72B", "Llama-3.2-Vision-90B", "InternVL3-78B"} <= big
+    assert all(unit.settings.spread == (unit.gpus > 1) for unit in sweep.units)
