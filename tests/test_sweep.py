@@ -20,6 +20,7 @@ import pytest
 import ray
 
 from pidcore.atoms import ATOMS
+from pidcore.models.tiny import build_tiny_model
 from pidcore.pipeline.sweep import run_sweep
 from pidcore.pipeline.sweep_file import read_sweep
 from pidcore.pipeline.sweep_plan import plan, shard_path
@@ -218,6 +219,24 @@ def test_a_failing_unit_is_reported_with_its_reason_and_the_others_finish(world,
     assert cli.returncode == 1
     assert f"{UNITS} of {UNITS + 2} units done, 2 failed" in cli.stdout
     assert "failed missing / final / synergy: ModelLoadError: cannot load model" in cli.stderr
+
+
+def test_a_unit_asking_for_more_gpus_than_a_node_has_fails_at_once(world, sequential, ray_cluster):
+    db = world / "gpu-ask.duckdb"
+    shutil.copy(sequential, db)
+    build_tiny_model("llava", world / "models" / "gpu-llava", seed=5)
+    asking = '\n[[models]]\npath = "models/gpu-llava"\nname = "needs-a-gpu"\ngpus = 1\n'
+    result = run_sweep(read_sweep(write_sweep(world, db.name, asking)), "local", progress=False)
+    assert sorted(result.failed) == ["needs-a-gpu / final / language", "needs-a-gpu / final / synergy"]
+    assert all("asks for 1 GPUs and the cluster's largest node has 0" in reason for reason in result.failed.values())
+    assert len(result.done) == UNITS
+
+
+def test_two_entries_that_are_one_run_are_refused_by_the_plan(world, sequential):
+    again = '\n[[models]]\npath = "models/tiny-llava"\nname = "tiny-llava-again"\n'
+    with pytest.raises(ValueError, match="tiny-llava-again / final / synergy is the same run as tiny-llava / final / "
+                                         "synergy"):
+        plan(read_sweep(write_sweep(world, "twice.duckdb", again)))
 
 
 def test_a_worker_refuses_files_other_than_the_planned_ones(world, sequential, tmp_path):

@@ -78,7 +78,7 @@ def run_sweep(sweep: Sweep, ray_address: str | None = None, progress: bool = Tru
         todo = [item for item in planned if item.status not in (DONE, MERGE)]
         finish = _finisher(sweep, result, bar)
         if ray_address is None:
-            _run_here(sweep, todo, finish)
+            _run_here(sweep, todo, finish, bar)
         else:
             _run_on_ray(sweep, todo, ray_address, finish, bar)
     finally:
@@ -111,16 +111,19 @@ def _finisher(sweep: Sweep, result: SweepResult,
     return finish
 
 
-def _run_here(sweep: Sweep, todo: Iterable[PlannedUnit],
-              finish: Callable[[PlannedUnit, BaseException | None], None]) -> None:
+def _run_here(sweep: Sweep, todo: Iterable[PlannedUnit], finish: Callable[[PlannedUnit, BaseException | None], None],
+              bar: _Progress) -> None:
     """The embedded default: each unit in this process, in order, a model kept loaded for its next units."""
     models = ModelCache()
     for item in todo:
+        bar.set_running(1)
         try:
             run_unit(item.job(sweep.shards), models)
         except Exception as error:  # a unit's failure is reported at the end; the sweep goes on
+            bar.set_running(0)
             finish(item, error)
             continue
+        bar.set_running(0)
         finish(item, None)
 
 
@@ -130,11 +133,15 @@ def _run_on_ray(sweep: Sweep, todo: list[PlannedUnit], address: str,
     dies; results are merged here as they arrive. A GPU unit runs in a worker process of its own, which frees the
     GPU's memory when it ends; CPU units share worker processes, which saves starting one per unit."""
     ray = _ray(address)
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    largest = max((node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]), default=0)
     on_gpus, on_cpus = ray.remote(max_calls=1)(run_unit), ray.remote(run_unit)
     pending = {}
     for item in todo:
-        gpus = item.unit.gpus if item.unit.gpus is not None else int(has_gpus)
+        gpus = item.unit.gpus if item.unit.gpus is not None else int(largest > 0)
+        if gpus > largest:
+            finish(item, ValueError(f"it asks for {gpus} GPUs and the cluster's largest node has {largest:g}; "
+                                    "a unit runs on one node"))
+            continue
         options = {"num_gpus": gpus, "max_retries": WORKER_RETRIES, "retry_exceptions": False,
                    "name": f"pidcore unit {item.unit.label}"}
         remote = on_gpus if gpus else on_cpus

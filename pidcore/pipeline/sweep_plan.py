@@ -54,12 +54,24 @@ def plan(sweep: Sweep) -> list[PlannedUnit]:
     """Every unit of the sweep with its run id and what it needs, from the database and the shards."""
     identified = _identified(sweep.units)
     run_ids = [unit.settings.run_id() for unit, _ in identified]
+    _check_distinct_runs([unit for unit, _ in identified], run_ids)
     merged = read_progress(sweep.db, run_ids)
     planned = []
     for (unit, n_samples), run_id in zip(identified, run_ids):
         shard = read_progress(shard_path(sweep.shards, run_id), [run_id]).get(run_id)
         planned.append(_planned(unit, run_id, n_samples, merged.get(run_id), shard))
     return planned
+
+
+def _check_distinct_runs(units: list[Unit], run_ids: list[str]) -> None:
+    """Two units with one run id (the same model files, dataset and settings under two names) would store one run
+    under the first name only; an error naming both."""
+    first: dict[str, Unit] = {}
+    for unit, run_id in zip(units, run_ids):
+        if run_id in first:
+            raise ValueError(f"{unit.label} is the same run as {first[run_id].label} (the same model files, dataset "
+                             "and settings); list each model once")
+        first[run_id] = unit
 
 
 def _identified(units: list[Unit]) -> list[tuple[Unit, int]]:
