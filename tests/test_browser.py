@@ -129,6 +129,12 @@ def legend_texts(page) -> list[str]:
     return page.locator(".js-plotly-plot .legendtext").all_text_contents()
 
 
+def wait_for_legend(page, text: str) -> None:
+    """Wait until a chart's legend shows `text`: the browser redraws a chart after the rerun that changed it ends."""
+    page.wait_for_function("text => [...document.querySelectorAll('.js-plotly-plot .legendtext')]"
+                           ".some(entry => entry.textContent === text)", arg=text, timeout=60_000)
+
+
 def test_two_curves_overlaid_on_the_first_on_normalised_depth(server, page):
     page.goto(f"{server}/layers?model=llava-m&task=synergy")
     settle(page)
@@ -136,6 +142,7 @@ def test_two_curves_overlaid_on_the_first_on_normalised_depth(server, page):
     settle(page)
     for option in ("llava-s · synergy · stage2-step1500", "qwen2vl-s · synergy · stage2-step1500"):
         choose(page, "Compare with other curves", option)
+        wait_for_legend(page, f"{option} · S")
     page.wait_for_selector("text=compared >> visible=true", timeout=60_000)
     legend = legend_texts(page)
     for model in ("llava-m", "llava-s", "qwen2vl-s"):
