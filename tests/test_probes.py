@@ -82,18 +82,57 @@ def test_bad_option_count_is_rejected(vlm, images):
         encode_sample(vlm, images[0], QUESTION, ["only one"])
 
 
-def test_batching_samples_changes_no_result(vlm, images):
+MIXED = [((40, 40), "What colour is the shape?", ["red", "blue"]),
+         ((64, 40), "Is there a circle in the image? What shape is shown?", ["yes", "no", "left", "right"]),
+         ((32, 56), "Which side?", ["left", "right", "top"]),
+         ((40, 40), "What colour is the shape?", ["blue", "red"])]
+
+
+@pytest.fixture(scope="module")
+def mixed(vlm):
+    """Samples of different prompt lengths, option counts and (for Qwen) image grids, with their statistics."""
+    colours = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    encoded = [encode_sample(vlm, Image.new("RGB", size, colour), question, options)
+               for (size, question, options), colour in zip(MIXED, colours)]
+    return encoded, embedding_stats(vlm, encoded)
+
+
+def test_mixed_lengths_batch_to_the_one_sample_results(vlm, mixed):
     from pidcore.probes.engine import run_probes_batch
 
-    encoded = [encode_sample(vlm, image, QUESTION, options) for image in images
-               for options in (["red", "blue"], ["blue", "red"])]
-    stats = embedding_stats(vlm, encoded)
-    together = run_probes_batch(vlm, encoded, stats, seeds=[5, 6, 7, 8])
-    for item, seed, batched in zip(encoded, [5, 6, 7, 8], together):
+    encoded, stats = mixed
+    assert len({item.inputs["input_ids"].shape[1] for item in encoded}) == 3
+    seeds = [5, 6, 7, 8]
+    together = run_probes_batch(vlm, encoded, stats, seeds)
+    for item, seed, batched in zip(encoded, seeds, together):
         alone = run_probes(vlm, item, stats, seed=seed)
-        assert torch.allclose(alone.probs, batched.probs, atol=1e-5)
-        assert torch.allclose(alone.x1, batched.x1, atol=1e-6) and torch.allclose(alone.x2, batched.x2, atol=1e-6)
-        assert torch.allclose(alone.letter_mass, batched.letter_mass, atol=1e-6)
+        assert batched.probs.shape == alone.probs.shape
+        assert torch.allclose(alone.probs, batched.probs, atol=1e-4)
+        assert torch.allclose(alone.x1, batched.x1, atol=1e-5) and torch.allclose(alone.x2, batched.x2, atol=1e-5)
+        assert torch.allclose(alone.letter_mass, batched.letter_mass, atol=1e-4)
+
+
+def _images_seen(args, kwargs) -> int:
+    """Images in one vision-tower call: Qwen's tower takes a grid per image, the others a batch of images."""
+    if "grid_thw" in kwargs:
+        return kwargs["grid_thw"].shape[0]
+    pixels = kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]
+    return pixels.shape[0]
+
+
+def test_the_vision_tower_sees_each_image_once(vlm, mixed):
+    from pidcore.probes.engine import run_probes_batch
+
+    encoded, stats = mixed
+    seen = []
+    tower = vlm.model.get_submodule(vlm.adapter.vision_module)
+    handle = tower.register_forward_pre_hook(lambda module, args, kwargs: seen.append(_images_seen(args, kwargs)),
+                                             with_kwargs=True)
+    try:
+        run_probes_batch(vlm, encoded, stats, [1, 2, 3, 4])
+    finally:
+        handle.remove()
+    assert sum(seen) == len(encoded)
 
 
 def test_lens_applies_the_models_final_logit_softcap(tmp_path, images):

@@ -108,3 +108,23 @@ def test_profile_runs_end_to_end_on_other_families(setup, tmp_path, family):
                  str(db), "--device", "cpu", "--limit", "24", "--bootstrap", "0"]) == 0
     atoms = read_atoms(db)
     assert sorted(atoms["layer"]) == [0, 1, 2] and set(atoms["family"]) == {family}
+
+
+def test_batch_size_changes_no_stored_row_on_mixed_lengths(setup, tmp_path):
+    """Questions of four lengths, one sample per forward against six (sorted by length, padded): the same rows."""
+    _, model = setup
+    data = write_colour_task(tmp_path, "mixed.jsonl", 20, lambda i: "What colour is the shape?" + " Look." * (i % 4),
+                             with_ids=True)
+    stored = {}
+    for size in (1, 6):
+        db = tmp_path / f"batch{size}.duckdb"
+        assert main(["profile", "--model", str(model), "--dataset", f"jsonl:{data}", "--db", str(db), "--device",
+                     "cpu", "--bootstrap", "0", "--batch-size", str(size)]) == 0
+        (run_id,) = read_runs(db)["run_id"]
+        stored[size] = run_id, {row.sample_id: (row.position, row.probs) for row in load_samples(db, run_id)}
+    assert stored[1][0] == stored[6][0]
+    one, six = stored[1][1], stored[6][1]
+    assert sorted(one) == sorted(six) == sorted(f"q{i}" for i in range(20))
+    for sample_id, (position, probs) in one.items():
+        assert six[sample_id][0] == position
+        assert abs(probs - six[sample_id][1]).max() < 1e-4

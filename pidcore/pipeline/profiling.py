@@ -18,7 +18,7 @@ from pidcore.pipeline.attach import gold_index, sample_text
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.probes.encoding import Encoded, encode_sample
-from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes, run_probes_batch
+from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes, run_probes_by_length
 from pidcore.store import (
     LayerResult,
     SampleRow,
@@ -32,6 +32,9 @@ from pidcore.store import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Forwards' worth of samples encoded together and sorted by length, so each forward pads little.
+LENGTH_WINDOW = 4
 
 
 def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[LayerResult]:
@@ -110,33 +113,21 @@ def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
 
 def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
                    run_id: str, encoded_already: dict[str, Encoded]) -> None:
-    """Probe every sample not yet stored (reusing the encodings given by id), a chunk per forward where shapes
-    allow, a chunk per short write."""
+    """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded,
+    sorted by length and run `chunk` samples per forward, then written in one short write."""
     done = stored_sample_ids(settings.db, run_id)
     todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
+    window = settings.chunk * LENGTH_WINDOW
     with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples),
               disable=not settings.progress) as bar:
-        for start in range(0, len(todo), settings.chunk):
-            chunk = todo[start:start + settings.chunk]
-            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample) for _, sample in chunk]
-            results = _probe_chunk(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in chunk])
+        for start in range(0, len(todo), window):
+            part = todo[start:start + window]
+            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample) for _, sample in part]
+            results = run_probes_by_length(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in part],
+                                       settings.chunk)
             write_samples(settings.db, [_sample_row(run_id, position, sample, result)
-                                        for (position, sample), result in zip(chunk, results)])
-            bar.update(len(chunk))
-
-
-def _probe_chunk(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, seeds: list[int]) -> list[ProbeResult]:
-    """Run samples with identical input shapes together; results come back in input order."""
-    groups: dict[tuple, list[int]] = {}
-    for index, item in enumerate(encoded):
-        key = tuple((name, tuple(value.shape)) for name, value in item.inputs.items())
-        groups.setdefault(key, []).append(index)
-    results: list[ProbeResult | None] = [None] * len(encoded)
-    for members in groups.values():
-        outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
-        for index, output in zip(members, outputs):
-            results[index] = output
-    return results
+                                        for (position, sample), result in zip(part, results)])
+            bar.update(len(part))
 
 
 def _sample_row(run_id: str, position: int, sample: Sample, result: ProbeResult) -> SampleRow:

@@ -1,9 +1,10 @@
-"""The three probe passes in one batched forward, features, and a logit lens at every decoder layer.
+"""The three probe passes in one forward, features, and a logit lens at every decoder layer.
 
 Row 0 is the full pass p(y|x1,x2); row 1 the image-only probe p(y|x1), whose user-text embeddings
 are replaced by noise; row 2 the text-only probe p(y|x2), whose image embeddings are replaced by
 noise. The replacement happens in a forward pre-hook on model.get_decoder(), i.e. after the image
-has been merged into the input embeddings, so it works the same for every family.
+has been merged into the input embeddings, so it works the same for every family. Samples of any
+lengths share a forward (pidcore.probes.batching pads them and encodes each image once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from pidcore.atoms import PASSES, option_letters
 from pidcore.models.loading import LoadedVLM
+from pidcore.probes.batching import on_device, probe_rows
 from pidcore.probes.encoding import Encoded
 
 
@@ -69,7 +71,7 @@ def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
     """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
     captured = []
     with decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
-        vlm.model(**_on_device(encoded.inputs, vlm))
+        vlm.model(**on_device(encoded.inputs, vlm))
     return captured[0][0].float().cpu()
 
 
@@ -92,34 +94,44 @@ def run_probes(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: in
 @torch.no_grad()
 def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats,
                      seeds: list[int]) -> list[ProbeResult]:
-    """run_probes for samples whose inputs have identical shapes, in one forward of 3 x len(batch) rows.
+    """run_probes for samples of any lengths in one forward of 3 x len(batch) rows (left-padded, images encoded once).
 
     Each sample's noise comes from its own seed, so batching does not change any result.
     """
-    shapes = {tuple((name, tuple(value.shape)) for name, value in encoded.inputs.items()) for encoded in batch}
-    if len(shapes) != 1:
-        raise ValueError("run_probes_batch needs samples whose inputs have identical shapes")
+    rows = probe_rows(vlm, batch)
     noises = [_noise(encoded, stats, seed) for encoded, seed in zip(batch, seeds)]
     captured = []
 
     def mask(embeds):
         captured.append(embeds[:: len(PASSES)].float().cpu())
         embeds = embeds.clone()
-        for index, (encoded, (image_noise, text_noise)) in enumerate(zip(batch, noises)):
+        for index, (image_noise, text_noise) in enumerate(noises):
             row = len(PASSES) * index
-            embeds[row + 1, encoded.text_mask.to(embeds.device)] = text_noise.to(embeds.device, embeds.dtype)
-            embeds[row + 2, encoded.image_mask.to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
+            embeds[row + 1, rows.text_masks[index].to(embeds.device)] = text_noise.to(embeds.device, embeds.dtype)
+            embeds[row + 2, rows.image_masks[index].to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
         return embeds
 
-    inputs = {name: torch.cat([_repeat(encoded.inputs[name], len(PASSES)) for encoded in batch])
-              for name in batch[0].inputs}
     with decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
-        vlm.model(**_on_device(inputs, vlm), use_cache=False, logits_to_keep=1)
+        vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids)
     embeds = captured[0]
-    return [ProbeResult(embeds[i][encoded.image_mask].mean(0), embeds[i][encoded.text_mask].mean(0), *lenses[i])
-            for i, encoded in enumerate(batch)]
+    return [ProbeResult(embeds[i][rows.image_masks[i]].mean(0), embeds[i][rows.text_masks[i]].mean(0), *lenses[i])
+            for i in range(len(batch))]
+
+
+def run_probes_by_length(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, seeds: list[int],
+                         size: int) -> list[ProbeResult]:
+    """run_probes_batch `size` samples per forward, neighbours in length together so that little of each forward
+    is padding; results come back in input order."""
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i].inputs["input_ids"].shape[1])
+    results: list[ProbeResult | None] = [None] * len(encoded)
+    for start in range(0, len(order), size):
+        members = order[start:start + size]
+        outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
+        for index, output in zip(members, outputs):
+            results[index] = output
+    return results
 
 
 @contextmanager
@@ -184,17 +196,3 @@ def logit_lens(vlm: LoadedVLM, states: torch.Tensor,
         mass = torch.exp(torch.logsumexp(rows[..., ids], -1) - torch.logsumexp(rows, -1)).cpu()
         results.append((letters_only, mass))
     return results
-
-
-def _on_device(inputs: dict, vlm: LoadedVLM) -> dict:
-    moved = {}
-    for name, value in inputs.items():
-        if torch.is_floating_point(value):
-            moved[name] = value.to(vlm.device, vlm.dtype)
-        else:
-            moved[name] = value.to(vlm.device)
-    return moved
-
-
-def _repeat(value: torch.Tensor, times: int) -> torch.Tensor:
-    return value.repeat(times, *([1] * (value.ndim - 1)))
