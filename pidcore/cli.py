@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
+    if args.preset is not None:
+        from pidcore.models.presets import build_preset
+
+        folder = build_preset(args.preset, args.out, dtype=args.dtype, seed=args.seed, device=args.device or "cpu")
+        print(f"saved a random {args.preset} model to {folder}")
+        return 0
     from pidcore.models.tiny import build_tiny_model
 
+    if args.dtype is not None or args.device is not None:
+        raise ValueError("--dtype and --device apply to --preset builds only")
     folder = build_tiny_model(args.family, args.out, hidden=args.hidden, layers=args.layers, seed=args.seed)
     print(f"saved a tiny random {args.family} model to {folder}")
     return 0
@@ -35,7 +43,7 @@ def _profile(args: argparse.Namespace) -> int:
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
                                task=args.task, name=args.name, revision=args.revision, dedupe=args.dedupe,
-                               **_estimation_settings(args))
+                               chunk=args.batch_size, **_estimation_settings(args))
     _print_atoms(profile(settings))
     return 0
 
@@ -201,17 +209,33 @@ def _print_atoms(results: list[LayerResult]) -> None:
             print(f"      refitted on {len(repeats['seeds'])} seeds ({repeats['split']}): standard deviation {spread}")
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(prog="pidcore", description="Information Spectrum Explorer")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    tiny = commands.add_parser("tiny-model", help="build a small random VLM offline (for smoke tests)")
-    tiny.add_argument("--family", required=True,
-                      help="the config's model type: llava, qwen2_vl, qwen2_5_vl, idefics3 or paligemma")
+    tiny = commands.add_parser("tiny-model", help="build a random VLM offline: a tiny one of a family (for smoke "
+                                                  "tests) or one shaped like a real checkpoint (a preset)")
+    shape = tiny.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--family", help="the config's model type: llava, qwen2_vl, qwen2_5_vl, idefics3 or paligemma")
+    shape.add_argument("--preset", help="a real checkpoint's dimensions and image token counts, e.g. llava-1.5-7b, "
+                                        "or its NAME-cpu variant narrowed for a CPU (see pidcore.models.presets)")
     tiny.add_argument("--out", required=True, help="folder to save the model and processor in")
-    tiny.add_argument("--hidden", type=int, default=32, help="hidden size of the language model")
-    tiny.add_argument("--layers", type=int, default=2, help="decoder layers")
+    tiny.add_argument("--hidden", type=int, default=32, help="with --family: hidden size of the language model")
+    tiny.add_argument("--layers", type=int, default=2, help="with --family: decoder layers")
+    tiny.add_argument("--dtype", default=None,
+                      help="with --preset: weights dtype (default bfloat16 for real-size presets, float32 for -cpu)")
+    tiny.add_argument("--device", default=None,
+                      help="with --preset: where the weights are initialised (default cpu; cuda is much faster for "
+                           "real sizes)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(run=_tiny_model)
     run = commands.add_parser("profile", help="probe a model on a dataset and store atoms for every layer")
@@ -223,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     _estimation_options(run)
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
+    run.add_argument("--batch-size", type=_positive_int, default=8,
+                     help="samples per forward (3 rows each), padded to the longest; neighbours in length go "
+                          "together (default 8; raise it on a GPU until memory runs short)")
     run.add_argument("--task", default=None, help="task name shown in the dashboard (default KIND:FILENAME)")
     run.add_argument("--name", default=None,
                      help="model name shown in the dashboard; give every checkpoint of one model the same name "

@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from transformers import AutoConfig
+
+from pidcore.cli import main
 
 from tests.cli_run import run_cli
 
@@ -42,3 +45,11 @@ def test_profile_reports_an_unknown_model_and_a_missing_dataset_clearly(tmp_path
     missing = run_cli("profile", "--model", str(tmp_path / "m"), "--dataset", f"jsonl:{tmp_path / 'none.jsonl'}",
                       "--db", str(tmp_path / "r.duckdb"))
     assert missing.returncode == 2 and "dataset file not found" in missing.stderr
+
+
+def test_profile_refuses_a_batch_size_below_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["profile", "--model", str(tmp_path / "m"), "--dataset", "jsonl:x.jsonl", "--db",
+              str(tmp_path / "r.duckdb"), "--batch-size", "0"])
+    assert stopped.value.code == 2
+    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err

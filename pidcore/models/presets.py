@@ -1,0 +1,373 @@
+"""Random-weight VLMs with the dimensions, image resolution and image token counts of real checkpoints, and "-cpu"
+variants that keep the token counts but are narrow enough for a 2-core CPU; tokenizers are trained locally.
+
+Every number comes from the checkpoint's public config.json / preprocessor_config.json on the Hugging Face hub, named
+next to each preset; a value the hub config leaves out is the transformers default that checkpoint was saved with.
+Special-token ids (image, pad, bos, eos) are the local tokenizer's; the vocab rows past its length are unused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    SiglipImageProcessorPil,
+)
+
+from pidcore.devices import resolve_device
+from pidcore.models.tiny import CHAT_TEMPLATE, IDEFICS3_TEMPLATE, IDEFICS3_TOKENS, QWEN_TEMPLATE, QWEN_TOKENS
+from pidcore.models.tokenizer import train_tokenizer
+
+# Safetensors shard size of saved presets: a 7B model in bfloat16 comes out as three or four files.
+SHARD_SIZE = "5GB"
+CPU_SUFFIX = "-cpu"
+CPU_DECODER_LAYERS = 4
+# The vision tower of a -cpu variant: narrow and shallow, with the real patch size and image size.
+CPU_VISION = {"hidden": 64, "intermediate": 128, "layers": 2, "heads": 2}
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """The language model's dimensions."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    rope_theta: float
+    max_positions: int
+    tied_embeddings: bool
+    mrope_section: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vision:
+    """The vision tower's dimensions; `full_attention_blocks` and `window` are Qwen2.5-VL's windowed attention."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    patch: int
+    image_size: int = 0
+    full_attention_blocks: tuple[int, ...] = ()
+    window: int = 0
+
+
+@dataclass(frozen=True)
+class Imaging:
+    """How images become tokens: the projector / merger / connector and the processor settings.
+
+    feature_layer: the vision layer LLaVA projects. merge: Qwen's spatial merge (tokens = patches / merge**2).
+    scale_factor and image_seq_len: Idefics3's pixel shuffle (tokens per tile). min_pixels / max_pixels: Qwen's
+    resizing bounds. longest_edge and splitting: Idefics3's resize target and tiling into image_size tiles.
+    """
+
+    feature_layer: int = -1
+    merge: int = 1
+    scale_factor: int = 1
+    image_seq_len: int = 0
+    min_pixels: int = 0
+    max_pixels: int = 0
+    longest_edge: int = 0
+    splitting: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model shape: its family (the config's model type), the checkpoint it copies and the dtype it is
+    built in by default; `published_params` is the "Model size" the hub shows for the checkpoint's safetensors
+    (0 for a -cpu variant)."""
+
+    name: str
+    family: str
+    source: str
+    decoder: Decoder
+    vision: Vision
+    imaging: Imaging
+    dtype: str = "bfloat16"
+    published_params: int = 0
+
+
+REAL_PRESETS = (
+    # llava-hf/llava-1.5-7b-hf config.json: text_config vocab 32064, max_position_embeddings 4096, the rest the
+    # LlamaConfig defaults of Llama-2-7B (4096 wide, 11008, 32 layers, 32 heads, 32 kv heads, rope theta 1e4);
+    # vision_config CLIP ViT-L/14 1024 / 4096 / 24 layers / 16 heads at 336 px; vision_feature_layer -2, "default"
+    # strategy (CLS dropped): (336 / 14)**2 = 576 image tokens. preprocessor_config.json: shortest_edge 336, crop 336.
+    Preset("llava-1.5-7b", "llava", "llava-hf/llava-1.5-7b-hf",
+           Decoder(4096, 11008, 32, 32, 32, 128, 32064, 10000.0, 4096, False),
+           Vision(1024, 4096, 24, 16, 14, 336), Imaging(feature_layer=-2), published_params=7_060_000_000),
+    # Qwen/Qwen2-VL-2B-Instruct config.json: 1536 wide, 8960, 28 layers, 12 heads, 2 kv heads, vocab 151936, rope
+    # theta 1e6, mrope_section [16, 24, 24], tied embeddings, 32768 positions; vision_config the Qwen2VLVisionConfig
+    # defaults (depth 32, embed_dim 1280, mlp_ratio 4, 16 heads, patch 14, spatial merge 2, temporal patch 2).
+    # preprocessor_config.json: min_pixels 3136, max_pixels 12845056, patch 14, merge 2. 448 x 448 -> 256 tokens.
+    Preset("qwen2-vl-2b", "qwen2_vl", "Qwen/Qwen2-VL-2B-Instruct",
+           Decoder(1536, 8960, 28, 12, 2, 128, 151936, 1000000.0, 32768, True, (16, 24, 24)),
+           Vision(1280, 5120, 32, 16, 14), Imaging(merge=2, min_pixels=3136, max_pixels=12845056),
+           published_params=2_210_000_000),
+    # Qwen/Qwen2.5-VL-7B-Instruct config.json: 3584 wide, 18944, 28 layers, 28 heads, 4 kv heads, vocab 152064, rope
+    # theta 1e6, mrope_section [16, 24, 24], untied, 128000 positions; vision_config hidden 1280, tokens_per_second 2
+    # and the Qwen2_5_VLVisionConfig defaults (depth 32, intermediate 3420, 16 heads, patch 14, window 112, full
+    # attention in blocks 7, 15, 23, 31, out_hidden_size 3584). preprocessor_config.json as Qwen2-VL's.
+    Preset("qwen2.5-vl-7b", "qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct",
+           Decoder(3584, 18944, 28, 28, 4, 128, 152064, 1000000.0, 128000, False, (16, 24, 24)),
+           Vision(1280, 3420, 32, 16, 14, full_attention_blocks=(7, 15, 23, 31), window=112),
+           Imaging(merge=2, min_pixels=3136, max_pixels=12845056), published_params=8_290_000_000),
+    # HuggingFaceTB/SmolVLM-Instruct config.json: text 2048 wide, 8192, 24 layers, 32 heads, 32 kv heads, head_dim
+    # 64, vocab 49155, rope theta 273768, 16384 positions, untied; vision 1152 / 4304 / 27 layers / 16 heads, patch
+    # 14 at 384 px; scale_factor 3, image_seq_len 81. preprocessor_config.json: do_image_splitting true, longest_edge
+    # 1536, max_image_size 384: a square image becomes 4 x 4 tiles plus the whole image, 17 x 81 = 1377 tokens.
+    Preset("smolvlm-instruct", "idefics3", "HuggingFaceTB/SmolVLM-Instruct",
+           Decoder(2048, 8192, 24, 32, 32, 64, 49155, 273768.0, 16384, False),
+           Vision(1152, 4304, 27, 16, 14, 384),
+           Imaging(scale_factor=3, image_seq_len=81, longest_edge=1536, splitting=True),
+           published_params=2_250_000_000),
+    # google/paligemma-3b-pt-224 config.json: Gemma-2B text 2048 wide, 16384, 18 layers, 8 heads, 1 kv head, vocab
+    # 257216, and the GemmaConfig defaults head_dim 256, rope theta 1e4, 8192 positions, tied embeddings; SigLIP
+    # 1152 / 4304 / 27 layers / 16 heads, patch 14 at 224 px, no head, projection_dim 2048: 256 image tokens.
+    Preset("paligemma-3b", "paligemma", "google/paligemma-3b-pt-224",
+           Decoder(2048, 16384, 18, 8, 1, 256, 257216, 10000.0, 8192, True),
+           Vision(1152, 4304, 27, 16, 14, 224), Imaging(), published_params=2_920_000_000),
+)
+
+# Each -cpu variant divides decoder width, intermediate size and vocab by one factor, chosen so the real head_dim
+# still divides the width (Qwen2-VL's attention takes head_dim = hidden / heads), which keeps M-RoPE's sections.
+CPU_FACTORS = {"llava-1.5-7b": 16, "qwen2-vl-2b": 12, "qwen2.5-vl-7b": 28, "smolvlm-instruct": 16,
+               "paligemma-3b": 16}
+
+
+def _cpu_variant(preset: Preset, factor: int) -> Preset:
+    """The same token counts, prompt format and head_dim with the decoder narrowed by `factor` to a few layers and a
+    narrow, shallow vision tower (real patch and image size)."""
+    decoder = preset.decoder
+    heads = max(1, decoder.hidden // factor // decoder.head_dim)
+    kv_heads = max(1, heads * decoder.kv_heads // decoder.heads)
+    small = replace(decoder, hidden=decoder.hidden // factor, intermediate=decoder.intermediate // factor,
+                    layers=CPU_DECODER_LAYERS, heads=heads, kv_heads=kv_heads, vocab=decoder.vocab // factor)
+    windowed = (CPU_VISION["layers"] - 1,) if preset.vision.full_attention_blocks else ()
+    vision = replace(preset.vision, **CPU_VISION, full_attention_blocks=windowed)
+    if preset.family == "qwen2_vl":
+        vision = replace(vision, intermediate=vision.hidden * (preset.vision.intermediate // preset.vision.hidden))
+    return replace(preset, name=preset.name + CPU_SUFFIX, decoder=small, vision=vision, dtype="float32",
+                   published_params=0)
+
+
+PRESETS: dict[str, Preset] = {
+    **{preset.name: preset for preset in REAL_PRESETS},
+    **{preset.name + CPU_SUFFIX: _cpu_variant(preset, CPU_FACTORS[preset.name]) for preset in REAL_PRESETS},
+}
+
+
+def preset_named(name: str) -> Preset:
+    """The preset called `name`, or an error listing them all."""
+    if name not in PRESETS:
+        raise ValueError(f"no model preset named {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _tokenizer(family: str) -> PreTrainedTokenizerFast:
+    """The locally trained tokenizer with the family's special tokens and chat template (PaliGemma has none)."""
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
+        tokenizer.chat_template = QWEN_TEMPLATE
+    elif family == "idefics3":
+        tokenizer = train_tokenizer(extra_special=IDEFICS3_TOKENS)
+        tokenizer.chat_template = IDEFICS3_TEMPLATE
+    else:
+        tokenizer = train_tokenizer()
+        tokenizer.chat_template = CHAT_TEMPLATE if family == "llava" else None
+    return tokenizer
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
+    return {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
+
+
+def _llama(decoder: Decoder, tokenizer: PreTrainedTokenizerFast) -> dict:
+    """A Llama decoder's config fields (LLaVA's and Idefics3's language model)."""
+    return {"model_type": "llama", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "head_dim": decoder.head_dim, "max_position_embeddings": decoder.max_positions, "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": decoder.rope_theta},
+            "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+
+
+def _llava_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
+    """LLaVA: CLIP vision tower, two-layer GELU projector, Llama decoder."""
+    vision = preset.vision
+    tower = CLIPVisionConfig(hidden_size=vision.hidden, intermediate_size=vision.intermediate,
+                             num_hidden_layers=vision.layers, num_attention_heads=vision.heads,
+                             image_size=vision.image_size, patch_size=vision.patch, projection_dim=768)
+    return LlavaConfig(vision_config=tower, text_config=LlamaConfig(**_llama(preset.decoder, tokenizer)),
+                       image_token_index=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_act="gelu",
+                       vision_feature_layer=preset.imaging.feature_layer, vision_feature_select_strategy="default",
+                       tie_word_embeddings=preset.decoder.tied_embeddings)
+
+
+def _qwen_text(preset: Preset, tokenizer: PreTrainedTokenizerFast, model_type: str) -> dict:
+    decoder = preset.decoder
+    return {"model_type": model_type, "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "max_position_embeddings": decoder.max_positions, "max_window_layers": decoder.layers,
+            "rms_norm_eps": 1e-6, "tie_word_embeddings": decoder.tied_embeddings,
+            "rope_parameters": {"rope_type": "default", "rope_theta": decoder.rope_theta,
+                                "mrope_section": list(decoder.mrope_section)}, **_token_ids(tokenizer)}
+
+
+def _qwen_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_TOKENS}
+    return {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
+
+
+def _qwen2_vl_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConfig:
+    """Qwen2-VL: ViT with 2x2 patch merging into the decoder width, Qwen2 decoder with M-RoPE."""
+    vision = preset.vision
+    tower = {"depth": vision.layers, "embed_dim": vision.hidden, "mlp_ratio": vision.intermediate // vision.hidden,
+             "num_heads": vision.heads, "hidden_size": preset.decoder.hidden, "patch_size": vision.patch,
+             "spatial_merge_size": preset.imaging.merge, "temporal_patch_size": 2, "in_channels": 3}
+    return Qwen2VLConfig(text_config=_qwen_text(preset, tokenizer, "qwen2_vl_text"), vision_config=tower,
+                         tie_word_embeddings=preset.decoder.tied_embeddings, **_qwen_token_ids(tokenizer))
+
+
+def _qwen2_5_vl_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL: windowed-attention SwiGLU ViT, patch merger into the decoder width, Qwen2 decoder with M-RoPE."""
+    vision = preset.vision
+    tower = {"depth": vision.layers, "hidden_size": vision.hidden, "intermediate_size": vision.intermediate,
+             "num_heads": vision.heads, "out_hidden_size": preset.decoder.hidden, "patch_size": vision.patch,
+             "spatial_merge_size": preset.imaging.merge, "temporal_patch_size": 2, "in_channels": 3,
+             "window_size": vision.window, "fullatt_block_indexes": list(vision.full_attention_blocks),
+             "tokens_per_second": 2}
+    return Qwen2_5_VLConfig(text_config=_qwen_text(preset, tokenizer, "qwen2_5_vl_text"), vision_config=tower,
+                            tie_word_embeddings=preset.decoder.tied_embeddings, **_qwen_token_ids(tokenizer))
+
+
+def _siglip(vision: Vision) -> dict:
+    return {"hidden_size": vision.hidden, "intermediate_size": vision.intermediate,
+            "num_hidden_layers": vision.layers, "num_attention_heads": vision.heads, "patch_size": vision.patch,
+            "image_size": vision.image_size}
+
+
+def _idefics3_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Idefics3Config:
+    """Idefics3 / SmolVLM: SigLIP-style vision tower, pixel-shuffle connector, Llama decoder."""
+    return Idefics3Config(vision_config=_siglip(preset.vision), text_config=_llama(preset.decoder, tokenizer),
+                          image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                          scale_factor=preset.imaging.scale_factor, tie_word_embeddings=preset.decoder.tied_embeddings)
+
+
+def _paligemma_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> PaliGemmaConfig:
+    """PaliGemma: SigLIP vision tower without its head, linear projector, Gemma decoder."""
+    decoder = preset.decoder
+    text = {"model_type": "gemma", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "head_dim": decoder.head_dim, "max_position_embeddings": decoder.max_positions,
+            "rope_parameters": {"rope_type": "default", "rope_theta": decoder.rope_theta},
+            "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+    vision = {**_siglip(preset.vision), "projection_dim": decoder.hidden, "vision_use_head": False}
+    return PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=decoder.hidden,
+                           image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                           tie_word_embeddings=decoder.tied_embeddings)
+
+
+CONFIGS = {"llava": _llava_config, "qwen2_vl": _qwen2_vl_config, "qwen2_5_vl": _qwen2_5_vl_config,
+           "idefics3": _idefics3_config, "paligemma": _paligemma_config}
+MODEL_CLASSES = {"llava": LlavaForConditionalGeneration, "qwen2_vl": Qwen2VLForConditionalGeneration,
+                 "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration, "idefics3": Idefics3ForConditionalGeneration,
+                 "paligemma": PaliGemmaForConditionalGeneration}
+
+
+def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> PretrainedConfig:
+    """The model config of `preset`, with the special-token ids of `tokenizer`."""
+    if preset.decoder.vocab < len(tokenizer):
+        raise ValueError(f"preset {preset.name!r} has a vocab of {preset.decoder.vocab}, smaller than the local "
+                         f"tokenizer's {len(tokenizer)} tokens")
+    return CONFIGS[preset.family](preset, tokenizer)
+
+
+def _save_processor(preset: Preset, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """Save the processor that gives the checkpoint's image resolution and image token counts."""
+    vision, imaging = preset.vision, preset.imaging
+    if preset.family in ("qwen2_vl", "qwen2_5_vl"):
+        # Saved without a video processor (it needs torchvision); pidcore.models.processors loads it back.
+        tokenizer.save_pretrained(out_dir)
+        Qwen2VLImageProcessorPil(min_pixels=imaging.min_pixels, max_pixels=imaging.max_pixels,
+                                 patch_size=vision.patch, merge_size=imaging.merge,
+                                 temporal_patch_size=2).save_pretrained(out_dir)
+        return
+    if preset.family == "llava":
+        side = vision.image_size
+        images = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+        processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=vision.patch,
+                                   num_additional_image_tokens=1, vision_feature_select_strategy="default",
+                                   chat_template=CHAT_TEMPLATE)
+    elif preset.family == "idefics3":
+        images = Idefics3ImageProcessorPil(do_image_splitting=imaging.splitting,
+                                           size={"longest_edge": imaging.longest_edge},
+                                           max_image_size={"longest_edge": vision.image_size})
+        processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer,
+                                      image_seq_len=imaging.image_seq_len, chat_template=IDEFICS3_TEMPLATE)
+    else:
+        tokens = (vision.image_size // vision.patch) ** 2
+        images = SiglipImageProcessorPil(size={"height": vision.image_size, "width": vision.image_size},
+                                         image_seq_length=tokens)
+        images.image_seq_length = tokens
+        processor = PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
+    processor.save_pretrained(out_dir)
+
+
+def count_parameters(name: str) -> int:
+    """Parameters of the preset's model, counted on the meta device (nothing is allocated)."""
+    preset = preset_named(name)
+    config = preset_config(preset, _tokenizer(preset.family))
+    with torch.device("meta"):
+        model = MODEL_CLASSES[preset.family](config)
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def build_preset(name: str, out_dir: str | Path, dtype: str | None = None, seed: int = 0,
+                 device: str = "cpu") -> Path:
+    """Build, save (safetensors shards) and return the folder of a random model shaped like preset `name`, created
+    directly in `dtype` (default: the preset's) on `device`, so a 7B model never exists in float32 and initialises
+    in seconds on a GPU (about two minutes on two CPU cores)."""
+    preset = preset_named(name)
+    weights_dtype = getattr(torch, dtype or preset.dtype, None)
+    if not isinstance(weights_dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(preset.family)
+    config = preset_config(preset, tokenizer)
+    with torch.random.fork_rng(), torch.device(resolve_device(device)):
+        torch.manual_seed(seed)
+        model = MODEL_CLASSES[preset.family]._from_config(config, dtype=weights_dtype)
+    model.save_pretrained(out_dir, max_shard_size=SHARD_SIZE)
+    _save_processor(preset, tokenizer, out_dir)
+    return out_dir
