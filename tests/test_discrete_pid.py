@@ -34,6 +34,23 @@ def test_stack_equals_one_by_one():
         assert abs(float(alone.s) - float(together.s[i])) < 1e-8
 
 
+def test_padded_stack_of_mixed_shapes_over_several_chunks_equals_one_by_one():
+    rng = np.random.default_rng(5)
+    stack = np.zeros((300, 3, 4, 3))
+    for row in stack:
+        m, n, k = rng.integers(1, 4), rng.integers(1, 5), rng.integers(1, 4)
+        row[:m, :n, :k] = rng.dirichlet(np.full(m * n * k, 0.5)).reshape(m, n, k)
+    stack[::7] = np.roll(stack[::7], 1, axis=1)
+    together = discrete_pid(stack)
+    for i in (0, 7, 150, 299):
+        alone = discrete_pid(stack[i])
+        assert abs(float(alone.r) - float(together.r[i])) < 1e-8
+        assert abs(float(alone.s) - float(together.s[i])) < 1e-8
+    np.testing.assert_allclose(together.q.sum(2).numpy(), stack.sum(2), atol=1e-9)
+    np.testing.assert_allclose(together.q.sum(1).numpy(), stack.sum(1), atol=1e-9)
+    assert float(together.gap.max()) < 1e-9
+
+
 def test_mutual_informations_match_direct_computation():
     result = discrete_pid(GATES["AND"].joint)
     assert abs(float(result.i12) - 0.811278) < 1e-6
