@@ -150,3 +150,19 @@ def test_lens_applies_the_models_final_logit_softcap(tmp_path, images):
     capped, lens = output_and_lens()
     assert torch.allclose(lens, capped, atol=1e-6)
     assert not torch.allclose(capped, uncapped, atol=1e-3)
+
+
+def test_the_lens_keeps_only_the_last_position_of_each_layer(vlm, mixed):
+    """Each kept state owns just its rows' last position: a view would pin every layer's whole hidden states."""
+    from pidcore.probes.batching import probe_rows
+    from pidcore.probes.engine import _last_position_states
+
+    encoded, _ = mixed
+    rows = probe_rows(vlm, encoded)
+    with torch.no_grad(), _last_position_states(vlm) as states:
+        vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
+    width = vlm.model.config.get_text_config().hidden_size
+    assert len(states) == vlm.model.config.get_text_config().num_hidden_layers + 1
+    for state in states:
+        assert state.shape == (3 * len(encoded), width)
+        assert state.untyped_storage().nbytes() == state.numel() * state.element_size()

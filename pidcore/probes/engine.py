@@ -139,8 +139,9 @@ def _last_position_states(vlm: LoadedVLM):
     """Collect the last position's residual stream [rows, d] entering the first decoder layer and leaving each layer.
 
     Layers are read by module, not by index into an output tuple, so the list has one entry per layer module
-    plus the embeddings, and only the last position is kept (the lens needs nothing else), on the device of the
-    output embedding (a model spread over GPUs has its layers on several).
+    plus the embeddings, and only the last position is kept (the lens needs nothing else), copied onto the device of
+    the output embedding (a model spread over GPUs has its layers on several); a copy, because a view of the last
+    position would keep every layer's whole hidden states alive until the forward ends.
     """
     layers = list(getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr))
     head = vlm.model.get_output_embeddings().weight.device
@@ -148,11 +149,11 @@ def _last_position_states(vlm: LoadedVLM):
 
     def before_first(module, args, kwargs):
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        states.append(hidden[:, -1].detach().to(head))
+        states.append(hidden[:, -1].detach().to(head, copy=True))
 
     def after(module, args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        states.append(hidden[:, -1].detach().to(head))
+        states.append(hidden[:, -1].detach().to(head, copy=True))
 
     handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
     handles += [layer.register_forward_hook(after) for layer in layers]
