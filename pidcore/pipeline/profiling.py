@@ -33,8 +33,9 @@ from pidcore.store import (
 
 logger = logging.getLogger(__name__)
 
-# Forwards' worth of samples encoded together and sorted by length, so each forward pads little.
-LENGTH_WINDOW = 4
+# Forwards' worth of samples encoded together and sorted by length, so each forward pads little (128 samples at the
+# default batch size: their encodings are held at once).
+LENGTH_WINDOW = 16
 
 
 def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[LayerResult]:
