@@ -5,8 +5,8 @@
 where p1 = p(x1, y), p2 = p(x2, y) and a pair (x1, x2) is active when some y is allowed for it. The multiplier w_ij
 of pair (x1, x2) is q(x1, x2), and q(x1, x2, y) = w_ij softmax_y(theta_ij). Each iteration is a Mehrotra
 predictor-corrector step: the step in w is eliminated from the KKT system, whose (m + n) k Hessian is factored once
-and solved twice, then a ladder of step lengths is tried at once, keeping every constraint strictly feasible and
-every product w s near the mean. After a short step the centring is raised, which keeps degenerate rows moving.
+and solved twice, then the full step is tried and, for the rows it fails, a ladder of shorter ones, keeping every
+constraint strictly feasible and every product w s near the mean. After a short step the centring is raised, which keeps degenerate rows moving.
 It starts from the independent coupling p1 p2 / p(y), which already has the right marginals. A stack is solved in
 chunks of rows of similar size (small tensors stay in cache), each without the values of zero probability that all
 its rows share, and finished rows leave the working set once they are a quarter of it.
@@ -22,7 +22,7 @@ import torch
 
 _LOG2_E = 1.0 / math.log(2.0)
 
-_CHUNK = 128
+_CHUNK = 256
 _LADDER = (1.0, 0.9, 0.7, 0.4, 0.1, 0.01)
 _TO_BOUNDARY = 0.995
 _NEIGHBOURHOOD = 1e-2
@@ -177,7 +177,7 @@ def _iterate(problem: _Problem, point: _Point) -> tuple[_Point, torch.Tensor]:
     converged = (gap <= _GAP_TARGET_NATS) & ((_marginals(q) - problem.target).abs().amax(1) <= _RESIDUAL_TARGET)
     hessian = _hessian(problem, q, pi, w / s - w)
     hessian.diagonal(dim1=1, dim2=2).mul_(1.0 + _RIDGE)
-    factor, pivots, info = torch.linalg.lu_factor_ex(hessian)
+    factor, pivots, info = torch.linalg.lu_factor_ex(hessian.mT)  # H is symmetric; H^T is already column-major
     factor = (factor.nan_to_num_(), pivots)
     _, _, d_f = _newton_step(factor, problem.target, pi)
     d_w, d_s = w * d_f / s - w, -d_f * problem.on
@@ -225,16 +225,28 @@ def _boundary_step(x: torch.Tensor, d_x: torch.Tensor) -> torch.Tensor:
 
 
 def _ladder_step(problem: _Problem, theta, d_lam, d_mu, w, d_w, longest, share) -> torch.Tensor:
-    """The longest step on the ladder below `longest` keeping every active w s >= `share` of the mean; else 0."""
-    alphas = longest[:, None] * _ladder(theta.dtype, theta.device)
-    a = alphas[:, :, None, None]
+    """The longest step on the ladder below `longest` keeping every active w s >= `share` of the mean; else 0.
+    The full step is checked first, and the shorter ones only for the rows it fails."""
     d_theta = d_lam[:, :, None, :] + d_mu[:, None, :, :]
+    args = (problem.active, problem.on, problem.pairs, theta, d_theta, w, d_w, share)
+    alpha = longest * _centred(*args, longest[:, None])[:, 0]
+    failing = (longest > 0) & (alpha == 0)
+    if not bool(failing.any()):
+        return alpha
+    rows = slice(None) if bool(failing.all()) else failing.nonzero()[:, 0]
+    alphas = longest[rows, None] * _ladder(theta.dtype, theta.device)[1:]
+    ok = _centred(*(value[rows] for value in args), alphas)
+    alpha[rows] = (alphas * ok).gather(1, ok.to(torch.int8).argmax(1, keepdim=True))[:, 0]
+    return alpha
+
+
+def _centred(active, on, pairs, theta, d_theta, w, d_w, share, alphas) -> torch.Tensor:
+    """For each row and step length in `alphas`, whether every active w s stays >= `share` of the mean."""
+    a = alphas[:, :, None, None]
     products = -(w[:, None] + a * d_w[:, None]) * _logsumexp(theta[:, None] + a[..., None] * d_theta[:, None])
-    active = problem.active[:, None]
-    smallest = torch.where(active, products, float("inf")).amin((-2, -1))
-    mean = (products * problem.on[:, None]).sum((-2, -1)) / problem.pairs[:, None]
-    ok = smallest >= share[:, None] * mean
-    return (alphas * ok).gather(1, ok.to(torch.int8).argmax(1, keepdim=True))[:, 0]
+    smallest = torch.where(active[:, None], products, float("inf")).amin((-2, -1))
+    mean = (products * on[:, None]).sum((-2, -1)) / pairs[:, None]
+    return smallest >= share[:, None] * mean
 
 
 @lru_cache(maxsize=4)
