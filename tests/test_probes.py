@@ -166,3 +166,19 @@ def test_the_lens_keeps_only_the_last_position_of_each_layer(vlm, mixed):
     for state in states:
         assert state.shape == (3 * len(encoded), width)
         assert state.untyped_storage().nbytes() == state.numel() * state.element_size()
+
+
+def test_images_split_into_different_tile_counts_batch_to_the_one_sample_results(tmp_path):
+    """SmolVLM splits a 384-pixel square into 17 tiles and a 2:1 image into 9; the batch pads the tile count."""
+    from pidcore.models.presets import build_preset
+    from pidcore.probes.engine import run_probes_batch
+
+    vlm = load_vlm(str(build_preset("smolvlm-instruct-cpu", tmp_path / "smol")), device="cpu")
+    encoded = [encode_sample(vlm, Image.new("RGB", size, colour), QUESTION, ["red", "blue"])
+               for size, colour in (((384, 384), (255, 0, 0)), ((800, 400), (0, 0, 255)))]
+    assert [item.inputs["pixel_values"].shape[1] for item in encoded] == [17, 9]
+    stats = embedding_stats(vlm, encoded)
+    for item, seed, batched in zip(encoded, [1, 2], run_probes_batch(vlm, encoded, stats, [1, 2])):
+        alone = run_probes(vlm, item, stats, seed=seed)
+        assert torch.allclose(alone.probs, batched.probs, atol=1e-4)
+        assert torch.allclose(alone.x1, batched.x1, atol=1e-5)
