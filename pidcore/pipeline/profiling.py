@@ -18,7 +18,14 @@ from pidcore.pipeline.attach import gold_index, sample_text
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.probes.encoding import Encoded, encode_sample
-from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes, run_probes_by_length
+from pidcore.probes.engine import (
+    EmbeddingStats,
+    ProbeResult,
+    embedding_stats,
+    length_groups,
+    run_probes,
+    run_probes_batch,
+)
 from pidcore.store import (
     LayerResult,
     SampleRow,
@@ -114,8 +121,8 @@ def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
 
 def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
                    run_id: str, encoded_already: dict[str, Encoded]) -> None:
-    """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded,
-    sorted by length and run `chunk` samples per forward, then written in one short write."""
+    """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded and
+    sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done."""
     done = stored_sample_ids(settings.db, run_id)
     todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
     window = settings.chunk * LENGTH_WINDOW
@@ -124,11 +131,12 @@ def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDat
         for start in range(0, len(todo), window):
             part = todo[start:start + window]
             encoded = [encoded_already.get(sample.id) or _encode(vlm, sample) for _, sample in part]
-            results = run_probes_by_length(vlm, encoded, stats, [settings.seed * 1_000_003 + i for i, _ in part],
-                                       settings.chunk)
-            write_samples(settings.db, [_sample_row(run_id, position, sample, result)
-                                        for (position, sample), result in zip(part, results)])
-            bar.update(len(part))
+            for members in length_groups(encoded, settings.chunk):
+                results = run_probes_batch(vlm, [encoded[i] for i in members],
+                                           stats, [settings.seed * 1_000_003 + part[i][0] for i in members])
+                write_samples(settings.db, [_sample_row(run_id, *part[i], result)
+                                            for i, result in zip(members, results)])
+                bar.update(len(members))
 
 
 def _sample_row(run_id: str, position: int, sample: Sample, result: ProbeResult) -> SampleRow:

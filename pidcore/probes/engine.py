@@ -120,14 +120,18 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats
             for i in range(len(batch))]
 
 
+def length_groups(encoded: list[Encoded], size: int) -> list[list[int]]:
+    """Indices of the samples in groups of `size`, neighbours in length together, so that little of each forward
+    is padding."""
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i].inputs["input_ids"].shape[1])
+    return [order[start:start + size] for start in range(0, len(order), size)]
+
+
 def run_probes_by_length(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, seeds: list[int],
                          size: int) -> list[ProbeResult]:
-    """run_probes_batch `size` samples per forward, neighbours in length together so that little of each forward
-    is padding; results come back in input order."""
-    order = sorted(range(len(encoded)), key=lambda i: encoded[i].inputs["input_ids"].shape[1])
+    """run_probes_batch on each of the length groups; results come back in input order."""
     results: list[ProbeResult | None] = [None] * len(encoded)
-    for start in range(0, len(order), size):
-        members = order[start:start + size]
+    for members in length_groups(encoded, size):
         outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
         for index, output in zip(members, outputs):
             results[index] = output
