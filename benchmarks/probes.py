@@ -44,7 +44,7 @@ from pidcore.devices import resolve_device  # noqa: E402
 from pidcore.models.loading import LoadedVLM, load_vlm  # noqa: E402
 from pidcore.models.presets import build_preset  # noqa: E402
 from pidcore.pipeline.profiling import LENGTH_WINDOW  # noqa: E402
-from pidcore.probes.batching import probe_rows  # noqa: E402
+from pidcore.probes.batching import on_device, probe_rows  # noqa: E402
 from pidcore.probes.encoding import Encoded, encode_sample  # noqa: E402
 from pidcore.probes.engine import embedding_stats, run_probes_by_length  # noqa: E402
 
@@ -108,8 +108,7 @@ def floor(vlm: LoadedVLM, encoded: list[Encoded], batch: int) -> None:
 def published(vlm: LoadedVLM, encoded: list[Encoded]) -> None:
     pad = vlm.processor.tokenizer.pad_token_id
     for item in encoded:
-        inputs = {name: value.to(vlm.device, vlm.dtype) if torch.is_floating_point(value) else value.to(vlm.device)
-                  for name, value in item.inputs.items()}
+        inputs = on_device(item.inputs, vlm)
         for _ in range(3):
             vlm.model.generate(**inputs, max_new_tokens=1, do_sample=False, output_scores=True,
                                return_dict_in_generate=True, pad_token_id=pad)

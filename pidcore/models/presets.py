@@ -36,8 +36,7 @@ from transformers import (
 )
 
 from pidcore.devices import resolve_device
-from pidcore.models.tiny import CHAT_TEMPLATE, IDEFICS3_TEMPLATE, IDEFICS3_TOKENS, QWEN_TEMPLATE, QWEN_TOKENS
-from pidcore.models.tokenizer import train_tokenizer
+from pidcore.models.tiny import CHAT_TEMPLATE, IDEFICS3_TEMPLATE, QWEN_TOKENS, family_tokenizer
 
 # Safetensors shard size of saved presets: a 7B model in bfloat16 comes out as three or four files.
 SHARD_SIZE = "5GB"
@@ -189,20 +188,6 @@ def preset_named(name: str) -> Preset:
     return PRESETS[name]
 
 
-def _tokenizer(family: str) -> PreTrainedTokenizerFast:
-    """The locally trained tokenizer with the family's special tokens and chat template (PaliGemma has none)."""
-    if family in ("qwen2_vl", "qwen2_5_vl"):
-        tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
-        tokenizer.chat_template = QWEN_TEMPLATE
-    elif family == "idefics3":
-        tokenizer = train_tokenizer(extra_special=IDEFICS3_TOKENS)
-        tokenizer.chat_template = IDEFICS3_TEMPLATE
-    else:
-        tokenizer = train_tokenizer()
-        tokenizer.chat_template = CHAT_TEMPLATE if family == "llava" else None
-    return tokenizer
-
-
 def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
     return {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id}
@@ -346,7 +331,7 @@ def _save_processor(preset: Preset, tokenizer: PreTrainedTokenizerFast, out_dir:
 def count_parameters(name: str) -> int:
     """Parameters of the preset's model, counted on the meta device (nothing is allocated)."""
     preset = preset_named(name)
-    config = preset_config(preset, _tokenizer(preset.family))
+    config = preset_config(preset, family_tokenizer(preset.family))
     with torch.device("meta"):
         model = MODEL_CLASSES[preset.family](config)
     return sum(parameter.numel() for parameter in model.parameters())
@@ -363,7 +348,7 @@ def build_preset(name: str, out_dir: str | Path, dtype: str | None = None, seed:
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(preset.family)
+    tokenizer = family_tokenizer(preset.family)
     config = preset_config(preset, tokenizer)
     with torch.random.fork_rng(), torch.device(resolve_device(device)):
         torch.manual_seed(seed)

@@ -19,6 +19,7 @@ from transformers import (
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
+    PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
@@ -44,10 +45,22 @@ def _text_config(tokenizer, hidden: int, layers: int) -> LlamaConfig:
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
 
 
+def family_tokenizer(family: str) -> PreTrainedTokenizerFast:
+    """The locally trained tokenizer with the family's special tokens and chat template (PaliGemma has none)."""
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
+        tokenizer.chat_template = QWEN_TEMPLATE
+    elif family == "idefics3":
+        tokenizer = train_tokenizer(extra_special=IDEFICS3_TOKENS)
+        tokenizer.chat_template = IDEFICS3_TEMPLATE
+    else:
+        tokenizer = train_tokenizer()
+        tokenizer.chat_template = CHAT_TEMPLATE if family == "llava" else None
+    return tokenizer
+
 def _build_llava(out_dir: Path, hidden: int, layers: int) -> None:
     """LLaVA: CLIP vision tower, MLP projector, Llama decoder."""
-    tokenizer = train_tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = family_tokenizer("llava")
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
                                num_additional_image_tokens=1, vision_feature_select_strategy="default",
@@ -79,8 +92,7 @@ def _mrope_sections(head_dim: int) -> list[int]:
 
 def _build_qwen(out_dir: Path, hidden: int, layers: int, config_class, model_class, vision: dict) -> None:
     """Qwen2-VL / Qwen2.5-VL: their ViT with patch merging, M-RoPE decoder; saved without a video processor."""
-    tokenizer = train_tokenizer(extra_special=QWEN_TOKENS, image_token="<|image_pad|>")
-    tokenizer.chat_template = QWEN_TEMPLATE
+    tokenizer = family_tokenizer(config_class.model_type)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=64 * 64, patch_size=8, merge_size=2,
                                                temporal_patch_size=2)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_TOKENS}
@@ -121,8 +133,7 @@ IDEFICS3_TEMPLATE = (
 
 def _build_idefics3(out_dir: Path, hidden: int, layers: int) -> None:
     """Idefics3 / SmolVLM: SigLIP-style vision tower, pixel-shuffle connector, Llama decoder; no image splitting."""
-    tokenizer = train_tokenizer(extra_special=IDEFICS3_TOKENS)
-    tokenizer.chat_template = IDEFICS3_TEMPLATE
+    tokenizer = family_tokenizer("idefics3")
     image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
                                                 max_image_size={"longest_edge": 32})
     processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
@@ -138,7 +149,7 @@ def _build_idefics3(out_dir: Path, hidden: int, layers: int) -> None:
 
 def _build_paligemma(out_dir: Path, hidden: int, layers: int) -> None:
     """PaliGemma: SigLIP vision tower, linear projector, Gemma decoder with a bidirectional prefix; no chat template."""
-    tokenizer = train_tokenizer()
+    tokenizer = family_tokenizer("paligemma")
     image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32}, image_seq_length=16)
     image_processor.image_seq_length = 16
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
