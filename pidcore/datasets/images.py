@@ -27,8 +27,10 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
 _MIN_INLINE_LENGTH = 64
 
 
-def image_from_bytes(data: bytes) -> Image.Image:
-    """Decode an encoded image into a fully loaded RGB image, refusing more than MAX_PIXELS or corrupt data."""
+def image_from_bytes(data: bytes, rgba_on_white: bool = False) -> Image.Image:
+    """Decode an encoded image into a fully loaded RGB image, refusing more than MAX_PIXELS or corrupt data.
+    Other modes are converted with `convert("RGB")` (alpha dropped); with `rgba_on_white` an RGBA image is composited
+    on white instead, as qwen_vl_utils' `to_rgb` does (see `paper_rgb`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -37,23 +39,33 @@ def image_from_bytes(data: bytes) -> Image.Image:
                 if width * height > MAX_PIXELS:
                     raise SkipRow(f"image too large: {width}x{height} exceeds {MAX_PIXELS} pixels")
                 image.load()
-                return image.convert("RGB")
+                return paper_rgb(image) if rgba_on_white else image.convert("RGB")
     except Image.DecompressionBombError as error:
         raise SkipRow(f"image too large: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SkipRow(f"unreadable image: {type(error).__name__}") from error
 
 
-def image_from_base64(text: str) -> Image.Image:
+def paper_rgb(image: Image.Image) -> Image.Image:
+    """qwen_vl_utils 0.0.10's `to_rgb`, which the paper's scripts apply to a base64 image decoded with its own mode:
+    an RGBA image pasted on white through its alpha channel; any other mode `convert("RGB")`."""
+    if image.mode == "RGBA":
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, mask=image.split()[3])
+        return white
+    return image.convert("RGB")
+
+
+def image_from_base64(text: str, rgba_on_white: bool = False) -> Image.Image:
     """Decode a base64 image, with or without a data-URL prefix, as MMBench and the paper's JSON store them;
-    refused unread when its decoded size would exceed MAX_IMAGE_BYTES."""
+    refused unread when its decoded size would exceed MAX_IMAGE_BYTES. `rgba_on_white`: see `image_from_bytes`."""
     payload = "".join(_DATA_URL.sub("", text.strip(), count=1).split())
     _check_size(len(payload) // 4 * 3, "base64 image")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as error:
         raise SkipRow("invalid base64 image") from error
-    return image_from_bytes(data)
+    return image_from_bytes(data, rgba_on_white)
 
 
 def image_from_file(root: Path, reference: str) -> Image.Image:
@@ -94,9 +106,11 @@ def _check_size(size: int, what: str) -> None:
         raise SkipRow(f"image too large: {what} has {size} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
 
 
-def image_from_reference(root: Path, reference: str) -> Image.Image:
-    """Decode an image given inline as base64 (data URL, or long base64-only text) or else as a relative path."""
+def image_from_reference(root: Path, reference: str, paper: bool = False) -> Image.Image:
+    """Decode an image given inline as base64 (data URL, or long base64-only text) or else as a relative path.
+    `paper`: as the paper's scripts read images, a base64 RGBA image is composited on white (qwen_vl_utils'
+    `to_rgb`) while a file's alpha is dropped (`Image.open(path).convert("RGB")`); otherwise alpha is always dropped."""
     inline = len(reference) >= _MIN_INLINE_LENGTH and _BASE64_TEXT.fullmatch(reference)
     if _DATA_URL.match(reference) or inline:
-        return image_from_base64(reference)
+        return image_from_base64(reference, rgba_on_white=paper)
     return image_from_file(root, reference)

@@ -1,4 +1,6 @@
-"""The paper pipeline's JSON: LLaVA-style conversation records whose prompt lists lettered options."""
+"""The paper pipeline's JSON: LLaVA-style conversation records whose prompt lists lettered options. The paper's
+scripts read one such file per split (`PREFIX + "train.json"`, `PREFIX + "val.json"`); the registry resolves that
+layout and reads each file here."""
 
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ _HUMAN = ("human", "user")
 _ASSISTANT = ("gpt", "assistant")
 
 
-def iter_rows(path: Path, root: Path) -> Iterator[Row]:
-    """Rows of the paper's JSON, ids from `id` or the 0-based list position, images as paths or base64."""
-    return record_rows(enumerate(_records(path)), "id", partial(_build, root=root))
+def iter_rows(path: Path, root: Path, prefix: str = "") -> Iterator[Row]:
+    """Rows of the paper's JSON, ids from `id` or else `prefix` and the 0-based list position, images as paths or
+    base64 (read as the paper's scripts read them: `images.image_from_reference(..., paper=True)`)."""
+    return record_rows(enumerate(_records(path)), "id", partial(_build, root=root), prefix)
 
 
 def _records(path: Path) -> list[Any]:
@@ -42,15 +45,18 @@ def _records(path: Path) -> list[Any]:
 
 
 def _build(row_id: str, record: dict[str, Any], root: Path) -> Sample:
-    """Parse one record's prompt into question and options, take the gold from the reply, decode the image."""
-    prompt, reply = _turns(record.get("conversations"))
+    """Parse one record's prompt into question and options, take the gold from the reply, decode the image; the
+    sample's `prompt` is the human text as the paper's scripts pass it, `value.replace("\\n<image>", "")`, verbatim."""
+    prompt, reply, raw = _turns(record.get("conversations"))
     question, options = _parse_prompt(prompt, record.get("num_options"))
-    return build_sample(row_id, question=question, options=options, answer=reply, hint=None,
-                        image=record.get("image"), decode=partial(image_from_reference, root))
+    sample = build_sample(row_id, question=question, options=options, answer=reply, hint=None,
+                          image=record.get("image"), decode=partial(image_from_reference, root, paper=True))
+    sample.prompt = raw.replace("\n<image>", "")
+    return sample
 
 
-def _turns(conversations: Any) -> tuple[str, str | None]:
-    """The first human prompt and the first assistant reply of a conversation."""
+def _turns(conversations: Any) -> tuple[str, str | None, str]:
+    """The first human prompt (cleaned), the first assistant reply, and that prompt as given (text only)."""
     if not isinstance(conversations, list):
         raise SkipRow("missing conversations")
     turns = [turn for turn in conversations if isinstance(turn, dict)]
@@ -59,7 +65,9 @@ def _turns(conversations: Any) -> tuple[str, str | None]:
     text = clean_text(prompt, "prompt")
     if text is None:
         raise SkipRow("missing question")
-    return text, clean_text(reply, "reply")
+    if not isinstance(prompt, str):
+        raise SkipRow("prompt is not text")
+    return text, clean_text(reply, "reply"), prompt
 
 
 def _parse_prompt(prompt: str, num_options: Any) -> tuple[str, list[str]]:

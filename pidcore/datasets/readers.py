@@ -31,20 +31,22 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> 
         raise DatasetError(f"{path.name} lacks column(s): {', '.join(missing)}")
 
 
-def record_id(record: dict[str, Any], key: str, number: int) -> str:
-    """The record's own id under `key`, or its position when it has none."""
+def record_id(record: dict[str, Any], key: str, number: int, prefix: str = "") -> str:
+    """The record's own id under `key`, or its position (after `prefix`) when it has none."""
     value = record.get(key)
-    return str(number) if value is None or value == "" else str(value)
+    return f"{prefix}{number}" if value is None or value == "" else str(value)
 
 
-def record_rows(records: Iterable[tuple[int, Any]], id_key: str, build: RecordBuilder) -> Iterator[Row]:
-    """Pair each numbered record with its id and a deferred builder; non-objects become skipped rows."""
+def record_rows(records: Iterable[tuple[int, Any]], id_key: str, build: RecordBuilder,
+                prefix: str = "") -> Iterator[Row]:
+    """Pair each numbered record with its id and a deferred builder; non-objects become skipped rows. A record
+    without an id is named by `prefix` and its number."""
     for number, record in records:
         if isinstance(record, dict):
-            row_id = record_id(record, id_key, number)
+            row_id = record_id(record, id_key, number, prefix)
             yield row_id, partial(build, row_id, record)
         else:
-            yield str(number), reject("not a JSON object")
+            yield f"{prefix}{number}", reject("not a JSON object")
 
 
 def json_rows(path: Path, id_key: str, build: RecordBuilder) -> Iterator[Row]:

@@ -19,7 +19,13 @@ class SkipRow(Exception):
 
 @dataclass
 class Sample:
-    """One multiple-choice item: an RGB image, a question, lettered options and the optional gold letter."""
+    """One multiple-choice item: an RGB image, a question, lettered options and the optional gold letter.
+
+    split: the store's split of the sample when its dataset names one ("fit" for the paper layout's train.json,
+      "evaluation" for its val.json), else None.
+    prompt: the source's own prompt string, verbatim, when it has one (the paper's JSON: the human turn with
+      "\\n<image>" removed, as the paper's scripts give it to the model), else None.
+    """
 
     id: str
     image: Image.Image
@@ -27,6 +33,8 @@ class Sample:
     options: list[str]
     answer: str | None
     hint: str | None
+    split: str | None = None
+    prompt: str | None = None
 
     @property
     def letters(self) -> list[str]:

@@ -45,7 +45,8 @@ def sample_text(sample: Sample) -> SampleText:
 
 def attach_texts(db: str | Path, image_root: str | Path | None = None, progress: bool = True) -> list[Attached]:
     """Attach texts to every run with samples that lack them, a run at a time; the database is left untouched when
-    none lacks them. `image_root` is where a file dataset's images are (default: beside the file)."""
+    none lacks them. `image_root` is where a file dataset's images are (default: the run's recorded `image_dir`, else
+    beside the file)."""
     run_ids = runs_without_texts(db)
     if run_ids:
         ensure_schema(db)
@@ -78,12 +79,17 @@ def _attach_run(db: str | Path, run_id: str, image_root: str | Path | None) -> A
 
 
 def _dataset_of(settings: Mapping, image_root: str | Path | None) -> LoadedDataset:
-    """The dataset a run probed, loaded as `profile` loaded it (spec, limit, duplicate-id policy); a ValueError when
-    the run recorded the dataset's content and it has changed since, so no text of another sample is attached."""
-    dataset = load_dataset(settings.get("dataset") or "", limit=settings.get("limit"), image_root=image_root,
+    """The dataset a run probed, loaded as `profile` loaded it (spec, limit, duplicate-id policy, image folder); a
+    ValueError when the run recorded the dataset's content and it has changed since, so no text of another sample is
+    attached.
+    The digest without split and prompt also matches (a paper-JSON run recorded before samples had a prompt): what
+    is attached, question, options and image, is all in it. The paper's split layout reloads as profile loaded it."""
+    root = image_root if image_root is not None else settings.get("image_dir")
+    dataset = load_dataset(settings.get("dataset") or "", limit=settings.get("limit"), image_root=root,
                            dedupe=settings.get("dedupe", "error"))
     recorded = settings.get("dataset_identity")
-    if recorded and (now := dataset_fingerprint(dataset)) != recorded:
+    if recorded and recorded != dataset_fingerprint(dataset, conventions=False) and (
+            now := dataset_fingerprint(dataset)) != recorded:
         raise ValueError(f"its content has changed since the run probed it (fingerprint {recorded} then, {now} now)")
     return dataset
 
