@@ -46,7 +46,9 @@ from pidcore.models.presets import build_preset  # noqa: E402
 from pidcore.pipeline.profiling import LENGTH_WINDOW  # noqa: E402
 from pidcore.probes.batching import on_device, probe_rows  # noqa: E402
 from pidcore.probes.encoding import Encoded, encode_sample  # noqa: E402
-from pidcore.probes.engine import embedding_stats, run_probes_by_length  # noqa: E402
+from pidcore.probes.engine import run_probes_by_length  # noqa: E402
+from pidcore.probes.noise import seeded_noise  # noqa: E402
+from pidcore.probes.statistics import embedding_stats  # noqa: E402
 
 WORDS = ("which colour shape object region picture part left right upper lower small large near far bright dark "
          "shown visible centre edge corner pattern texture").split()
@@ -92,7 +94,8 @@ def windows(encoded: list[Encoded], batch: int) -> list[list[Encoded]]:
 
 def ours(vlm: LoadedVLM, encoded: list[Encoded], stats, batch: int) -> None:
     for window in windows(encoded, batch):
-        run_probes_by_length(vlm, window, stats, list(range(len(window))), batch)
+        noises = [seeded_noise(item, stats, seed) for seed, item in enumerate(window)]
+        run_probes_by_length(vlm, window, noises, batch)
 
 
 @torch.no_grad()

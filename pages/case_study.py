@@ -19,11 +19,13 @@ from pidcore.dashboard.widgets import chart
 from pidcore.datasets import shapes
 from pidcore.pipeline.case_study import (MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, closest_task,
                                          read_image)
+from pidcore.probes.conventions import CLEAN, PROBE_MODES
 from pidcore.shipped import MODELS
 from pidcore.store import StoreError
 
 DEFAULT_QUESTION, DEFAULT_OPTIONS = "What colour is the shape?", ("red", "green", "blue", "yellow")
 KEPT_RESULTS = 8  # results of the last runs kept for this session, so a rerun of the page does not run models
+AS_REFERENCE = "as the reference run"
 
 
 def stored_sample(db: str, shipped: list[str]) -> bytes | None:
@@ -113,6 +115,11 @@ use_stored = stored_image is not None and st.checkbox("Use the opened sample's s
 example = st.checkbox("Use an example image from the shapes benchmark (a blue shape)", key="case_example")
 question = st.text_input("Question", key="case_question")
 options_text = st.text_area("Options, one per line (2 to 6)", key="case_options")
+probe_choice = st.radio("Probe conventions", (AS_REFERENCE, *PROBE_MODES), key="case_probes", horizontal=True,
+                        help="How the masked probes are run: as the reference run of each model was made (the "
+                             "sample's atoms are scored among that run's samples, so this keeps them comparable), the "
+                             "paper's stages 1-2 (published) or ours (clean); the README's 'Probe conventions' says "
+                             "what each one changes.")
 
 image, image_bytes = None, b""
 try:
@@ -145,15 +152,20 @@ for column, (name, model_id) in zip(st.columns(len(models)), models):
     with column:
         st.header(markdown_text(name))
         run = reference_run(settings.db, name, options, question)
+        recorded = None if run is None else data.run_probes(settings.db, run["run_id"])
+        probes = (recorded or CLEAN) if probe_choice == AS_REFERENCE else probe_choice
+        if recorded is not None and probes != recorded:
+            st.warning(f"The reference run was probed with the {recorded} conventions, this sample with {probes}: "
+                       "its atoms are scored among samples probed another way.")
         signature = (settings.db, settings.estimator, model_id, image_digest, question, tuple(options),
-                     None if run is None else run["run_id"])
+                     None if run is None else run["run_id"], probes)
         if run_now:
             progress = st.progress(0.0, text=f"loading {name}")
             try:
                 vlm = cached_model(model_id)
                 progress.progress(0.5, text=f"running the three probes and scoring {name}")
                 results[signature] = analyse(vlm, settings.db, None if run is None else run["run_id"],
-                                             settings.estimator, image, question, options)
+                                             settings.estimator, image, question, options, probes=probes)
             except Exception as error:  # a user-chosen model may fail in any way; report it, go on with the others
                 results[signature] = error
             progress.empty()

@@ -30,6 +30,9 @@ LETTERS = string.ascii_uppercase
 MIN_OPTIONS = 2
 # What a sample id seen twice in one dataset does: stop the run naming the ids, or keep the first row of each.
 DEDUPE_POLICIES = ("error", "first")
+# The two splits of a run that fixes one: the estimator is fitted on FIT and evaluated on EVALUATION (the paper's
+# train.json and val.json).
+FIT, EVALUATION = "fit", "evaluation"
 
 # Thresholds of the stated rules (pidcore.analysis); each rule's text quotes these numbers.
 STAGE2_RISE_BITS = 0.05

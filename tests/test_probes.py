@@ -8,7 +8,9 @@ from pidcore.models.adapters import adapter_for
 from pidcore.models.loading import load_vlm
 from pidcore.models.tiny import build_tiny_model
 from pidcore.probes.encoding import encode_sample
-from pidcore.probes.engine import embedding_stats, letter_token_ids, run_probes
+from pidcore.probes.engine import letter_token_ids, run_probes
+from pidcore.probes.noise import seeded_noise
+from pidcore.probes.statistics import embedding_stats
 
 QUESTION = "What colour is the shape?"
 
@@ -103,7 +105,8 @@ def test_mixed_lengths_batch_to_the_one_sample_results(vlm, mixed):
     encoded, stats = mixed
     assert len({item.inputs["input_ids"].shape[1] for item in encoded}) == 3
     seeds = [5, 6, 7, 8]
-    together = run_probes_batch(vlm, encoded, stats, seeds)
+    noises = [seeded_noise(item, stats, seed) for item, seed in zip(encoded, seeds)]
+    together = run_probes_batch(vlm, encoded, noises)
     for item, seed, batched in zip(encoded, seeds, together):
         alone = run_probes(vlm, item, stats, seed=seed)
         assert batched.probs.shape == alone.probs.shape
@@ -129,7 +132,7 @@ def test_the_vision_tower_sees_each_image_once(vlm, mixed):
     handle = tower.register_forward_pre_hook(lambda module, args, kwargs: seen.append(_images_seen(args, kwargs)),
                                              with_kwargs=True)
     try:
-        run_probes_batch(vlm, encoded, stats, [1, 2, 3, 4])
+        run_probes_batch(vlm, encoded, [seeded_noise(item, stats, seed) for seed, item in enumerate(encoded)])
     finally:
         handle.remove()
     assert sum(seen) == len(encoded)
@@ -178,7 +181,8 @@ def test_images_split_into_different_tile_counts_batch_to_the_one_sample_results
                for size, colour in (((384, 384), (255, 0, 0)), ((800, 400), (0, 0, 255)))]
     assert [item.inputs["pixel_values"].shape[1] for item in encoded] == [17, 9]
     stats = embedding_stats(vlm, encoded)
-    for item, seed, batched in zip(encoded, [1, 2], run_probes_batch(vlm, encoded, stats, [1, 2])):
+    noises = [seeded_noise(item, stats, seed) for item, seed in zip(encoded, [1, 2])]
+    for item, seed, batched in zip(encoded, [1, 2], run_probes_batch(vlm, encoded, noises)):
         alone = run_probes(vlm, item, stats, seed=seed)
         assert torch.allclose(alone.probs, batched.probs, atol=1e-4)
         assert torch.allclose(alone.x1, batched.x1, atol=1e-5)

@@ -26,6 +26,7 @@ from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.analysis.regimes import Regime, final_rows, task_regimes
 from pidcore.dashboard.tables import samples_table
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
+from pidcore.probes.conventions import CLEAN
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
 CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
@@ -185,6 +186,18 @@ def run_model(db: str, run_id: str) -> str | None:
     runs = _runs(path, version(path))
     found = runs[runs["run_id"] == run_id]
     return None if found.empty else str(found["model"].iloc[0])
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _run_settings(db: str, stamp: tuple, run_id: str) -> dict:
+    return store.read_run(db, run_id)["settings"]
+
+
+def run_probes(db: str, run_id: str) -> str:
+    """The probe conventions a run was made with: its recorded `probes`, "clean" for runs made before the option
+    existed."""
+    path = results_file(db)
+    return _run_settings(path, version(path), run_id).get("probes", CLEAN)
 
 
 @st.cache_resource(max_entries=4 * CACHE_ENTRIES, show_spinner=False)

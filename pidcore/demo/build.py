@@ -2,7 +2,9 @@
 
 The database is built beside the shipped one and replaces it only when the build has finished, so a failed
 or interrupted build loses nothing. Checkpoints live in a work folder; each model's final checkpoint is
-copied to `data/models/NAME`.
+copied to `data/models/NAME`. The zoo is probed with the `clean` probe conventions (ours: only the question and
+options masked, each model's own positions): the planted regimes are stated over question and options, and the
+shipped database was built that way before `--probes` existed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pidcore.models.tiny import build_tiny_model
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.profiling import probe_run
 from pidcore.pipeline.settings import ProfileSettings
+from pidcore.probes.conventions import CLEAN
 from pidcore.shipped import DATA
 from pidcore.store import compact, write_task_pid
 
@@ -145,7 +148,7 @@ def profile_checkpoint(checkpoint: Checkpoint, db: Path, eval_samples: int, seed
         settings = ProfileSettings(model=str(checkpoint.folder), dataset=f"shapes:{task}", db=str(db), layers="all",
                                    device="cpu", dtype="float32", limit=eval_samples, seed=seed,
                                    checkpoint=checkpoint.name, step=checkpoint.step, stage=checkpoint.stage,
-                                   task=task, keep_fitted=final, progress=False)
+                                   task=task, keep_fitted=final, progress=False, probes=CLEAN)
         settings, run_id = probe_run(settings, vlm)
         variants = [settings, replace(settings, estimator_mode="calibrated", keep_fitted=False)]
         if final:

@@ -18,8 +18,11 @@ from PIL import Image, UnidentifiedImageError
 from pidcore.atoms import LETTER_MASS_FALLBACK, MIN_OPTIONS, Atoms
 from pidcore.estimators import BatchPIDEstimator
 from pidcore.models.loading import LoadedVLM
-from pidcore.probes.encoding import encode_sample
-from pidcore.probes.engine import EmbeddingStats, ProbeResult, embedding_stats, run_probes
+from pidcore.probes.conventions import CLEAN, PAPER_NOISE_SEED, ProbeConventions, conventions_for
+from pidcore.probes.encoding import Encoded, encode_sample
+from pidcore.probes.engine import ProbeResult, run_probes_batch
+from pidcore.probes.noise import Noise, NoiseStream, seeded_noise
+from pidcore.probes.statistics import EmbeddingStats, PaperStatistics, embedding_stats
 from pidcore.pipeline.layers import with_fallback
 from pidcore.pipeline.settings import applies_fallback
 from pidcore.store import fitted_estimators, load_calibration
@@ -72,16 +75,36 @@ def check_question(question: str, options: list[str]) -> tuple[str, list[str]]:
 
 
 def analyse(vlm: LoadedVLM, db: str, run_id: str | None, estimator: str, image: Image.Image, question: str,
-            options: list[str], seed: int = 0) -> CaseResult:
-    """Probe the sample; with a reference run of the database, score its pointwise atoms at every layer where that
-    run kept the estimator's fitted networks, with the estimator's conventions (the letter-mass fallback where it
-    applies). Without one, the masked probes use the sample's own embedding statistics and no atoms are scored."""
+            options: list[str], seed: int = 0, probes: str = CLEAN) -> CaseResult:
+    """Probe the sample with the `probes` conventions; with a reference run of the database, score its pointwise
+    atoms at every layer where that run kept the estimator's fitted networks, with the estimator's conventions (the
+    letter-mass fallback where it applies). Without one, the masked probes use the sample's own embedding
+    statistics and no atoms are scored. The paper's draws for one sample are the first of its stream."""
     question, options = check_question(question, options)
-    encoded = encode_sample(vlm, image, question, options)
-    stats = _stored_stats(db, run_id) if run_id else embedding_stats(vlm, [encoded])
-    result = run_probes(vlm, encoded, stats, seed=seed)
+    conventions = conventions_for(probes, vlm.adapter.paper_conventions)
+    encoded = encode_sample(vlm, image, question, options, conventions=conventions)
+    stats = _stored_stats(db, run_id) if run_id else _own_stats(vlm, encoded, conventions)
+    result = run_probes_batch(vlm, [encoded], [_noise(vlm, encoded, stats, seed, conventions)], conventions)[0]
     atoms = _pointwise(db, run_id, estimator, result) if run_id else {}
     return CaseResult(result.probs.numpy(), result.letter_mass.numpy(), atoms)
+
+
+def _own_stats(vlm: LoadedVLM, encoded: Encoded, conventions: ProbeConventions) -> EmbeddingStats:
+    """The sample's own embedding statistics, the paper's way or ours."""
+    if not conventions.statistics:
+        return embedding_stats(vlm, [encoded])
+    statistics = PaperStatistics()
+    statistics.add(vlm, encoded)
+    return statistics.result()
+
+
+def _noise(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: int,
+           conventions: ProbeConventions) -> Noise:
+    if not conventions.draws:
+        return seeded_noise(encoded, stats, seed)
+    stream = NoiseStream(stats, PAPER_NOISE_SEED + seed, vlm.dtype, vlm.device)
+    stream.advance("case", encoded)
+    return stream.noise("case", encoded)
 
 
 def _stored_stats(db: str, run_id: str) -> EmbeddingStats:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pidcore.atoms import FIT
 from pidcore.datasets import LoadedDataset, Sample, load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.models.identity import identity_key, model_identity
@@ -17,15 +18,11 @@ from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.pipeline.attach import gold_index, sample_text
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import ProfileSettings
+from pidcore.probes.conventions import CLEAN, PAPER_NOISE_SEED, ProbeConventions, conventions_for, parse_mode
 from pidcore.probes.encoding import Encoded, encode_sample
-from pidcore.probes.engine import (
-    EmbeddingStats,
-    ProbeResult,
-    embedding_stats,
-    length_groups,
-    run_probes,
-    run_probes_batch,
-)
+from pidcore.probes.engine import ProbeResult, length_groups, run_probes, run_probes_batch
+from pidcore.probes.noise import Noise, NoiseStream, seeded_noise
+from pidcore.probes.statistics import EmbeddingStats, PaperStatistics, embedding_stats
 from pidcore.store import (
     LayerResult,
     SampleRow,
@@ -57,14 +54,20 @@ def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[Lay
 def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[ProfileSettings, str]:
     """Store every sample's probe outputs (the part of `profile` that needs the model); returns the settings with
     the identities resolved, and the run id."""
-    dataset = load_dataset(settings.dataset, limit=settings.limit, dedupe=settings.dedupe)
+    parse_mode(settings.probes)
+    dataset = load_dataset(settings.dataset, limit=settings.limit, image_root=settings.image_dir,
+                           dedupe=settings.dedupe)
     ensure_schema(settings.db)
     vlm = vlm or load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code,
                           settings.revision, spread=settings.spread)
     settings = resolved_identities(settings, dataset)
     run_id = settings.run_id()
-    stats, encoded = _calibration(settings, vlm, dataset, run_id)
-    _probe_samples(settings, vlm, dataset, stats, run_id, encoded)
+    conventions = conventions_for(settings.probes, vlm.adapter.paper_conventions)
+    if settings.probes != CLEAN and vlm.adapter.paper_script is None:
+        logger.info("%s has no stage-2 script in the paper; published applies the conventions all its scripts "
+                    "share: %s", vlm.adapter.family, ", ".join(conventions.applied))
+    stats, encoded = _calibration(settings, vlm, dataset, run_id, conventions)
+    _probe_samples(settings, vlm, dataset, stats, run_id, encoded, conventions)
     return settings, run_id
 
 
@@ -95,52 +98,106 @@ def _warn_if_superseding(settings: ProfileSettings, run_id: str) -> None:
                        settings.task_name, settings.checkpoint, ", ".join(same["run_id"]), run_id)
 
 
-def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset,
-                 run_id: str) -> tuple[EmbeddingStats, dict[str, Encoded]]:
-    """Embedding statistics of the first calibration samples, computed once per run and stored with it; with the
-    calibration samples' encodings by id (none when the statistics were stored already), so probing reuses them."""
+def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str,
+                 conventions: ProbeConventions) -> tuple[EmbeddingStats, dict[str, Encoded]]:
+    """Embedding statistics, computed once per run and stored with it: the paper's over the training split (the
+    `statistics` convention), else ours over the first calibration samples; with the encodings made on the way by
+    id (none when the statistics were stored already, or for the paper's, which may cover thousands), so probing
+    reuses them."""
     stored = load_calibration(settings.db, run_id)
     if stored is not None:
         return EmbeddingStats(*(torch.from_numpy(array) for array in stored)), {}
-    samples = dataset.samples[: settings.calibration_samples]
-    encoded = [_encode(vlm, sample) for sample in samples]
-    stats = embedding_stats(vlm, encoded)
-    first = run_probes(vlm, encoded[0], stats, seed=settings.seed)
+    if conventions.statistics:
+        stats, encoded = _paper_statistics(settings, vlm, dataset, conventions), {}
+    else:
+        samples = dataset.samples[: settings.calibration_samples]
+        encoded = {sample.id: _encode(vlm, sample, conventions) for sample in samples}
+        stats = embedding_stats(vlm, list(encoded.values()))
+    first = next(iter(encoded.values()), None) or _encode(vlm, dataset.samples[0], conventions)
+    depth = run_probes(vlm, first, stats, seed=settings.seed).probs.shape[1] - 1
     _warn_if_superseding(settings, run_id)
-    register_run(settings.db, run_id=run_id, model=settings.model_name,
-                 family=settings.family or vlm.adapter.family, task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
-                 n_layers=first.probs.shape[1] - 1, settings=asdict(settings))
+    register_run(settings.db, run_id=run_id, model=settings.model_name, family=settings.family or vlm.adapter.family,
+                 task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
+                 n_layers=depth, settings=_recorded_settings(settings, vlm, conventions))
     write_calibration(settings.db, run_id,
                       np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
-    return stats, {sample.id: item for sample, item in zip(samples, encoded)}
+    return stats, encoded
 
 
-def _encode(vlm: LoadedVLM, sample: Sample) -> Encoded:
-    return encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint)
+def _paper_statistics(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset,
+                      conventions: ProbeConventions) -> EmbeddingStats:
+    """The paper's stage 1 over the training split (every sample when the dataset has no split)."""
+    training = [sample for sample in dataset.samples if sample.split in (None, FIT)]
+    statistics = PaperStatistics()
+    for sample in tqdm(training, desc="statistics", unit="sample", disable=not settings.progress):
+        statistics.add(vlm, _encode(vlm, sample, conventions))
+    return statistics.result()
+
+
+def _recorded_settings(settings: ProfileSettings, vlm: LoadedVLM, conventions: ProbeConventions) -> dict:
+    """The run's settings as stored, with the probe conventions it applied and the paper script they follow."""
+    return {**asdict(settings), "probe_conventions": conventions.applied,
+            "paper_script": vlm.adapter.paper_script if settings.probes != CLEAN else None}
+
+
+def _encode(vlm: LoadedVLM, sample: Sample, conventions: ProbeConventions) -> Encoded:
+    return encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint, prompt=sample.prompt,
+                         conventions=conventions)
+
+
+class _Noises:
+    """Each sample's noise: from its own seed, or (the `draws` convention) from the paper's stream of its split,
+    which must be walked past every sample in dataset order, stored ones included."""
+
+    def __init__(self, settings: ProfileSettings, vlm: LoadedVLM, stats: EmbeddingStats,
+                 conventions: ProbeConventions) -> None:
+        self.settings, self.vlm, self.stats, self.draws = settings, vlm, stats, conventions.draws
+        self.streams: dict[str | None, NoiseStream] = {}
+
+    def walk(self, sample: Sample, encoded: Encoded) -> None:
+        if self.draws:
+            self._stream(sample.split).advance(sample.id, encoded)
+
+    def noise(self, position: int, sample: Sample, encoded: Encoded) -> Noise:
+        if self.draws:
+            return self._stream(sample.split).noise(sample.id, encoded)
+        return seeded_noise(encoded, self.stats, self.settings.seed * 1_000_003 + position)
+
+    def _stream(self, split: str | None) -> NoiseStream:
+        if split not in self.streams:
+            self.streams[split] = NoiseStream(self.stats, PAPER_NOISE_SEED + self.settings.seed, self.vlm.dtype,
+                                              self.vlm.device)
+        return self.streams[split]
 
 
 def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
-                   run_id: str, encoded_already: dict[str, Encoded]) -> None:
+                   run_id: str, encoded_already: dict[str, Encoded], conventions: ProbeConventions) -> None:
     """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded and
-    sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done."""
+    sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done.
+    The paper's noise stream is walked past stored samples too, so a resumed run draws what a whole one would."""
     done = stored_sample_ids(settings.db, run_id)
-    todo = [(i, s) for i, s in enumerate(dataset.samples) if s.id not in done]
+    noises = _Noises(settings, vlm, stats, conventions)
     window = settings.chunk * LENGTH_WINDOW
-    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(dataset.samples),
+    samples = list(enumerate(dataset.samples))
+    with tqdm(desc="probing", unit="sample", initial=len(done), total=len(samples),
               disable=not settings.progress) as bar:
-        for start in range(0, len(todo), window):
-            part = todo[start:start + window]
-            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample) for _, sample in part]
-            for members in length_groups(encoded, settings.chunk):
-                results = run_probes_batch(vlm, [encoded[i] for i in members],
-                                           stats, [settings.seed * 1_000_003 + part[i][0] for i in members])
-                write_samples(settings.db, [_sample_row(run_id, *part[i], result)
-                                            for i, result in zip(members, results)])
-                bar.update(len(members))
+        for start in range(0, len(samples), window):
+            walked = [(i, s) for i, s in samples[start:start + window] if noises.draws or s.id not in done]
+            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample, conventions) for _, sample in walked]
+            for (_, sample), item in zip(walked, encoded):
+                noises.walk(sample, item)
+            part = [index for index, (_, sample) in enumerate(walked) if sample.id not in done]
+            for members in length_groups([encoded[i] for i in part], settings.chunk):
+                chosen = [part[i] for i in members]
+                batch_noise = [noises.noise(*walked[i], encoded[i]) for i in chosen]
+                results = run_probes_batch(vlm, [encoded[i] for i in chosen], batch_noise, conventions)
+                write_samples(settings.db, [_sample_row(run_id, *walked[i], result)
+                                            for i, result in zip(chosen, results)])
+                bar.update(len(chosen))
 
 
 def _sample_row(run_id: str, position: int, sample: Sample, result: ProbeResult) -> SampleRow:
     text = sample_text(sample)
     return SampleRow(run_id, sample.id, position, gold_index(sample), result.x1.numpy(), result.x2.numpy(),
-                     result.probs.numpy(), result.letter_mass.numpy(), question=text.question, options=text.options,
-                     image=text.image)
+                     result.probs.numpy(), result.letter_mass.numpy(), split=sample.split, question=text.question,
+                     options=text.options, image=text.image)

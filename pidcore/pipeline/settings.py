@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pidcore.probes.conventions import CLEAN, PUBLISHED
+
 
 def estimator_name(mode: str, fallback: bool) -> str:
     """The estimator's name in the store: batch-MODE, and the letter-mass fallback where it is not the mode's
@@ -17,6 +19,8 @@ def estimator_name(mode: str, fallback: bool) -> str:
 
 
 DEFAULT_ESTIMATOR = estimator_name("published", True)
+# The dataset spec of a run `import-paper` made from the paper pipeline's stage-2 files: IMPORTED_PREFIX + path.
+IMPORTED_PREFIX = "paper-stage2:"
 
 
 def pick_estimator(available: list[str], wanted: str | None = None) -> str:
@@ -35,7 +39,8 @@ def applies_fallback(estimator: str) -> bool:
                                                and not estimator.endswith("-nofallback"))
 
 
-# Settings besides the model, dataset and task that change a run's stored rows.
+# Settings besides the model, dataset and task that change a run's stored rows. `probes` joins them when it is not
+# "clean": runs made before the option existed followed today's clean conventions and keep their ids.
 RUN_KEYS = ("dtype", "limit", "seed", "checkpoint", "step", "stage", "calibration_samples")
 
 
@@ -53,6 +58,9 @@ class ProfileSettings:
     model_identity / dataset_identity: what the model and dataset resolved to (pipeline.identity fills them): a
       canonical path or hub id and commit with a weights fingerprint; a digest of the samples loaded.
     dedupe: what a repeated sample id does: "error" (default) or "first" (keep the first row of each id).
+    probes: the probe conventions, "published" (the paper's stages 1-2 where the family has a script of its own,
+      otherwise the conventions all its scripts share) or "clean" (ours); see pidcore.probes.conventions.
+    image_dir: the folder that path images of the dataset are read from (default: the dataset file's folder).
 
     estimator_mode: a preset of estimators.batch_config.PRESETS ("published" reproduces the paper's stage 3).
     letter_mass_fallback: replace a probe whose vocabulary mass on the option letters is below
@@ -95,11 +103,15 @@ class ProfileSettings:
     dedupe: str = "error"
     family: str | None = None
     spread: bool = False
+    probes: str = PUBLISHED
+    image_dir: str | None = None
 
     def run_id(self) -> str:
         """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""
         identity = {"model": self.model_identity or self.model, "dataset": self.dataset_identity or self.dataset,
                     "task": self.task_name, **{key: getattr(self, key) for key in RUN_KEYS}}
+        if self.probes != CLEAN:
+            identity["probes"] = self.probes
         canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pidcore.pipeline.layers import estimate_layers
-from pidcore.pipeline.settings import ProfileSettings
+from pidcore.pipeline.settings import IMPORTED_PREFIX, ProfileSettings
 from pidcore.pipeline.stage2_records import PaperFileError, Stage2Records, read_stage2_file
 from pidcore.store import LayerResult, SampleRow, ensure_schema, read_runs, register_run, write_samples
 from pidcore.store.write import delete_runs
@@ -59,7 +59,7 @@ def import_stage2(path: str | Path, settings: ProfileSettings, n_layers: int = 1
         return _import_folder(path, settings, n_layers, widen_uniform, family or "imported")
     records = read_stage2_file(path, widen_uniform)
     settings = replace(settings, model=settings.model or records.model, task=settings.task or records.task,
-                       dataset=f"paper-stage2:{path.resolve()}:{_digest(path)}:widen={widen_uniform}",
+                       dataset=f"{IMPORTED_PREFIX}{path.resolve()}:{_digest(path)}:widen={widen_uniform}",
                        fallback_upstream=records.conversation_layout)
     results = _store(settings, family or records.family, n_layers, {None: records})
     return [Imported(settings.model_name, results, len(records.ids), {path.name: records.skipped})]
@@ -99,7 +99,7 @@ def _import_model(folder: Path, model: str, settings: ProfileSettings, n_layers:
     records = {split: read_stage2_file(file, widen_uniform) for split, file in files.items()}
     digest = ":".join(_digest(file) for file in files.values())
     run_settings = replace(settings, model=model, task=settings.task or folder.name, fallback_upstream=True,
-                           dataset=f"paper-stage2:{folder.resolve()}/{model}:{digest}:widen={widen_uniform}")
+                           dataset=f"{IMPORTED_PREFIX}{folder.resolve()}/{model}:{digest}:widen={widen_uniform}")
     results = _store(run_settings, family, n_layers, records)
     return Imported(model, results, sum(len(found.ids) for found in records.values()),
                     {f"{split}/{model}.json": found.skipped for split, found in records.items()})

@@ -14,21 +14,22 @@ from pathlib import Path
 from pidcore.atoms import DEDUPE_POLICIES
 from pidcore.datasets.registry import GENERATED, parse_spec
 from pidcore.pipeline.settings import ProfileSettings
+from pidcore.probes.conventions import PROBE_MODES, PUBLISHED
 
 ESTIMATOR_MODES = ("published", "calibrated")
 # [settings] keys and the ProfileSettings field each one sets (the sweep spells a few of them as profile's options).
 SETTING_FIELDS = {"layers": "layers", "seed": "seed", "batch_size": "chunk", "bootstrap": "bootstrap",
                   "repeats": "repeats", "device": "device", "dtype": "dtype", "fallback": "letter_mass_fallback",
                   "calibration_samples": "calibration_samples", "keep_fitted": "keep_fitted", "dedupe": "dedupe",
-                  "trust_remote_code": "trust_remote_code"}
+                  "trust_remote_code": "trust_remote_code", "probes": "probes"}
 _SETTING_TYPES = {"layers": str, "seed": int, "batch_size": int, "bootstrap": int, "repeats": int, "device": str,
                   "dtype": str, "fallback": bool, "calibration_samples": int, "keep_fitted": bool, "dedupe": str,
-                  "trust_remote_code": bool}
+                  "trust_remote_code": bool, "probes": str}
 _TOP_KEYS = {"db": str, "shards": str, "models": list, "datasets": list, "settings": dict}
 _MODEL_KEYS = {"path": str, "name": str, "family": str, "dtype": str, "gpus": int, "revision": str,
                "trust_remote_code": bool, "checkpoints": list}
 _CHECKPOINT_KEYS = {"path": str, "name": str, "step": int, "stage": str}
-_DATASET_KEYS = {"spec": str, "task": str, "limit": int}
+_DATASET_KEYS = {"spec": str, "task": str, "limit": int, "image_dir": str}
 
 
 class SweepFileError(ValueError):
@@ -132,6 +133,8 @@ def _base_settings(table: dict, db: Path, where: str) -> tuple[ProfileSettings, 
                              f"without repeats, got {table.get('estimator')!r}")
     if table.get("dedupe", "error") not in DEDUPE_POLICIES:
         raise SweepFileError(f"{where}: dedupe must be one of {', '.join(DEDUPE_POLICIES)}")
+    if table.get("probes", PUBLISHED) not in PROBE_MODES:
+        raise SweepFileError(f"{where}: probes must be one of {', '.join(PROBE_MODES)}, got {table['probes']!r}")
     for key in ("batch_size", "repeats", "calibration_samples"):
         if table.get(key, 1) < 1:
             raise SweepFileError(f"{where}: {key} must be at least 1, got {table[key]}")
@@ -143,7 +146,8 @@ def _base_settings(table: dict, db: Path, where: str) -> tuple[ProfileSettings, 
 
 
 def _dataset(entry: dict, folder: Path, where: str) -> dict:
-    """The ProfileSettings fields a [[datasets]] entry sets: the spec (a file's path made absolute), task, limit."""
+    """The ProfileSettings fields a [[datasets]] entry sets: the spec (a file's path made absolute), task, limit and
+    the folder its image paths are relative to."""
     _check_keys(entry, _DATASET_KEYS, where, required=("spec", "task"))
     try:
         kind, path = parse_spec(entry["spec"])
@@ -152,7 +156,8 @@ def _dataset(entry: dict, folder: Path, where: str) -> dict:
     if entry.get("limit", 1) < 1:
         raise SweepFileError(f"{where}: limit must be at least 1, got {entry['limit']}")
     spec = entry["spec"] if kind in GENERATED else f"{kind}:{_relative(folder, str(path))}"
-    return {"dataset": spec, "task": entry["task"], "limit": entry.get("limit")}
+    image_dir = str(_relative(folder, entry["image_dir"])) if "image_dir" in entry else None
+    return {"dataset": spec, "task": entry["task"], "limit": entry.get("limit"), "image_dir": image_dir}
 
 
 def _model_and_checkpoints(entry: dict, folder: Path, base: ProfileSettings, where: str) -> list[ProfileSettings]:

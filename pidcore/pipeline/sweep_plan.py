@@ -85,9 +85,10 @@ def _identified(units: list[Unit]) -> list[tuple[Unit, int]]:
         model_key = (settings.model, settings.revision)
         if model_key not in models:
             models[model_key] = identity_key(model_identity(*model_key))
-        data_key = (settings.dataset, settings.limit, settings.dedupe)
+        data_key = (settings.dataset, settings.limit, settings.dedupe, settings.image_dir)
         if data_key not in datasets:
-            dataset = load_dataset(settings.dataset, limit=settings.limit, dedupe=settings.dedupe)
+            dataset = load_dataset(settings.dataset, limit=settings.limit, image_root=settings.image_dir,
+                                   dedupe=settings.dedupe)
             datasets[data_key] = (dataset_fingerprint(dataset), len(dataset.samples))
         content, n_samples = datasets[data_key]
         settings = replace(settings, model_identity=models[model_key], dataset_identity=content)

@@ -9,47 +9,72 @@ import torch
 from pidcore.atoms import option_letters
 from pidcore.models.adapters import image_token_id
 from pidcore.models.loading import LoadedVLM
-from pidcore.probes.prompt import render_prompt, user_text
+from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
+from pidcore.probes.prompt import human_turn, render_turn, user_text
 
 
 @dataclass
 class Encoded:
-    """Model inputs (batch of one) and boolean masks over its token positions."""
+    """Model inputs (batch of one), boolean masks over its token positions, and the user's whole turn as text
+    (what the paper's statistics embed on its own)."""
 
     inputs: dict
     image_mask: torch.Tensor
     text_mask: torch.Tensor
     n_options: int
+    turn: str = ""
 
 
-def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None) -> Encoded:
-    """Render the prompt, run the processor, and locate image tokens and user-text tokens."""
+def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None,
+                  prompt: str | None = None, conventions: ProbeConventions = CLEAN_CONVENTIONS) -> Encoded:
+    """Render the prompt, run the processor, and locate image tokens and the text the probes mask.
+
+    The masked text is the sample's own question and options, or with the `span` convention the user's whole
+    turn: `prompt` (the dataset's own turn text, e.g. the paper's JSON) where given, else ours with the instruction.
+    The `images` convention prepares the image as the family's paper script does.
+    """
     option_letters(len(options))
     own_text = user_text(question, options, hint)
-    prompt = render_prompt(vlm.processor, own_text, vlm.adapter.plain_prompt)
-    start = prompt.find(own_text)
+    turn = prompt if conventions.span and prompt is not None else human_turn(own_text)
+    masked = turn if conventions.span else own_text
+    image, processor_kwargs = _paper_image(vlm, image) if conventions.images else (image, {})
+    text = render_turn(vlm.processor, turn, vlm.adapter.plain_prompt)
+    start = text.find(masked)
     if start < 0:
         raise ValueError("the chat template changed the user text; cannot locate it in the prompt")
-    ids = _token_ids(vlm, image, prompt)
-    first = _prefix_length(vlm, image, prompt[:start], ids)
-    last = _prefix_length(vlm, image, prompt[: start + len(own_text)], ids)
+    ids = _token_ids(vlm, image, text, processor_kwargs)
+    first = _prefix_length(vlm, image, text[:start], ids, processor_kwargs)
+    last = _prefix_length(vlm, image, text[: start + len(masked)], ids, processor_kwargs)
     text_mask = torch.zeros(len(ids), dtype=torch.bool)
     text_mask[first:last] = True
     image_mask = ids == image_token_id(vlm.model.config, vlm.adapter)
     if not image_mask.any():
         raise ValueError("the processed prompt has no image tokens")
-    inputs = {name: value for name, value in vlm.processor(images=[image], text=[prompt], return_tensors="pt").items()
-              if name != "labels"}
-    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options))
+    inputs = {name: value for name, value in _process(vlm, image, text, processor_kwargs).items() if name != "labels"}
+    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn)
 
 
-def _token_ids(vlm: LoadedVLM, image, text: str) -> torch.Tensor:
-    return vlm.processor(images=[image], text=[text], return_tensors="pt")["input_ids"][0]
+def _paper_image(vlm: LoadedVLM, image) -> tuple[object, dict]:
+    """The image and processor arguments as the family's paper script prepares them (unchanged without one)."""
+    adapter = vlm.adapter
+    prepared = adapter.paper_image(image) if adapter.paper_image is not None else image
+    if adapter.paper_pixel_bounds is None:
+        return prepared, {}
+    low, high = adapter.paper_pixel_bounds
+    return prepared, {"size": {"shortest_edge": low, "longest_edge": high}}
 
 
-def _prefix_length(vlm: LoadedVLM, image, prefix: str, full_ids: torch.Tensor) -> int:
+def _process(vlm: LoadedVLM, image, text: str, processor_kwargs: dict) -> dict:
+    return vlm.processor(images=[image], text=[text], return_tensors="pt", **processor_kwargs)
+
+
+def _token_ids(vlm: LoadedVLM, image, text: str, processor_kwargs: dict) -> torch.Tensor:
+    return _process(vlm, image, text, processor_kwargs)["input_ids"][0]
+
+
+def _prefix_length(vlm: LoadedVLM, image, prefix: str, full_ids: torch.Tensor, processor_kwargs: dict) -> int:
     """Token count of a prompt prefix, checked to be a true prefix of the full tokenisation."""
-    ids = _token_ids(vlm, image, prefix)
+    ids = _token_ids(vlm, image, prefix, processor_kwargs)
     ids = ids[: len(ids) - vlm.adapter.processor_suffix_tokens]
     if len(ids) > len(full_ids) or not torch.equal(ids, full_ids[: len(ids)]):
         raise ValueError("tokenising a prompt prefix does not give a prefix of the prompt's tokens")

@@ -4,7 +4,8 @@ Row 0 is the full pass p(y|x1,x2); row 1 the image-only probe p(y|x1), whose use
 are replaced by noise; row 2 the text-only probe p(y|x2), whose image embeddings are replaced by
 noise. The replacement happens in a forward pre-hook on model.get_decoder(), i.e. after the image
 has been merged into the input embeddings, so it works the same for every family. Samples of any
-lengths share a forward (pidcore.probes.batching pads them and encodes each image once).
+lengths share a forward (pidcore.probes.batching pads them and encodes each image once). The paper's
+`positions` and `scores` conventions act here (pidcore.probes.paper_forward).
 """
 
 from __future__ import annotations
@@ -16,18 +17,13 @@ import torch
 
 from pidcore.atoms import PASSES, option_letters
 from pidcore.models.loading import LoadedVLM
-from pidcore.probes.batching import on_device, probe_rows
+from pidcore.probes.batching import probe_rows
+from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.encoding import Encoded
-
-
-@dataclass
-class EmbeddingStats:
-    """Per-dimension mean and std of image-token and user-text embeddings over a calibration split."""
-
-    image_mean: torch.Tensor
-    image_std: torch.Tensor
-    text_mean: torch.Tensor
-    text_std: torch.Tensor
+from pidcore.probes.hooks import decoder_input_hook
+from pidcore.probes.noise import Noise, seeded_noise
+from pidcore.probes.paper_forward import paper_positions, processed_scores
+from pidcore.probes.statistics import EmbeddingStats
 
 
 @dataclass
@@ -52,54 +48,20 @@ def letter_token_ids(tokenizer, count: int) -> list[int]:
     return ids
 
 
-@contextmanager
-def decoder_input_hook(vlm: LoadedVLM, edit):
-    """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward."""
-    def hook(module, args, kwargs):
-        kwargs["inputs_embeds"] = edit(kwargs["inputs_embeds"])
-        return args, kwargs
-
-    handle = vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@torch.no_grad()
-def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
-    """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
-    captured = []
-    with decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
-        vlm.model(**on_device(encoded.inputs, vlm))
-    return captured[0][0].float().cpu()
-
-
-def embedding_stats(vlm: LoadedVLM, calibration: list[Encoded]) -> EmbeddingStats:
-    """Mean and std of image and user-text embeddings over the calibration samples."""
-    images, texts = [], []
-    for encoded in calibration:
-        embeds = merged_embeddings(vlm, encoded)
-        images.append(embeds[encoded.image_mask])
-        texts.append(embeds[encoded.text_mask])
-    image, text = torch.cat(images), torch.cat(texts)
-    return EmbeddingStats(image.mean(0), image.std(0), text.mean(0), text.std(0))
-
-
 def run_probes(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: int) -> ProbeResult:
-    """Run the full pass and both masked probes together; read every layer through the logit lens."""
-    return run_probes_batch(vlm, [encoded], stats, [seed])[0]
+    """Run the full pass and both masked probes together, with noise seeded for this sample; read every layer
+    through the logit lens."""
+    return run_probes_batch(vlm, [encoded], [seeded_noise(encoded, stats, seed)])[0]
 
 
 @torch.no_grad()
-def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats,
-                     seeds: list[int]) -> list[ProbeResult]:
-    """run_probes for samples of any lengths in one forward of 3 x len(batch) rows (left-padded, images encoded once).
-
-    Each sample's noise comes from its own seed, so batching does not change any result.
-    """
+def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
+                     conventions: ProbeConventions = CLEAN_CONVENTIONS) -> list[ProbeResult]:
+    """The probes of samples of any lengths in one forward of 3 x len(batch) rows (left-padded, images encoded
+    once), each sample's masked rows filled with its own (image, text) noise, so batching changes no result."""
     rows = probe_rows(vlm, batch)
-    noises = [_noise(encoded, stats, seed) for encoded, seed in zip(batch, seeds)]
+    if conventions.positions and vlm.adapter.rope_positions:
+        rows.inputs["position_ids"] = paper_positions(vlm, rows.inputs)
     captured = []
 
     def mask(embeds):
@@ -114,7 +76,8 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], stats: EmbeddingStats
     with decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
         vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
-    lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids)
+    prompts = [encoded.inputs["input_ids"][0] for encoded in batch] if conventions.scores else None
+    lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids, prompts)
     embeds = captured[0]
     return [ProbeResult(embeds[i][rows.image_masks[i]].mean(0), embeds[i][rows.text_masks[i]].mean(0), *lenses[i])
             for i in range(len(batch))]
@@ -127,12 +90,12 @@ def length_groups(encoded: list[Encoded], size: int) -> list[list[int]]:
     return [order[start:start + size] for start in range(0, len(order), size)]
 
 
-def run_probes_by_length(vlm: LoadedVLM, encoded: list[Encoded], stats: EmbeddingStats, seeds: list[int],
-                         size: int) -> list[ProbeResult]:
+def run_probes_by_length(vlm: LoadedVLM, encoded: list[Encoded], noises: list[Noise], size: int,
+                         conventions: ProbeConventions = CLEAN_CONVENTIONS) -> list[ProbeResult]:
     """run_probes_batch on each of the length groups; results come back in input order."""
     results: list[ProbeResult | None] = [None] * len(encoded)
     for members in length_groups(encoded, size):
-        outputs = run_probes_batch(vlm, [encoded[i] for i in members], stats, [seeds[i] for i in members])
+        outputs = run_probes_batch(vlm, [encoded[i] for i in members], [noises[i] for i in members], conventions)
         for index, output in zip(members, outputs):
             results[index] = output
     return results
@@ -176,27 +139,22 @@ def _head_logits(vlm: LoadedVLM, states: torch.Tensor) -> torch.Tensor:
     return cap * torch.tanh(logits / cap) if cap else logits
 
 
-def _noise(encoded: Encoded, stats: EmbeddingStats, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian stand-ins for the sample's image embeddings and its user-text embeddings."""
-    generator = torch.Generator().manual_seed(seed)
-    image_noise = stats.image_mean + stats.image_std * torch.randn(
-        int(encoded.image_mask.sum()), len(stats.image_mean), generator=generator)
-    text_noise = stats.text_mean + stats.text_std * torch.randn(
-        int(encoded.text_mask.sum()), len(stats.text_mean), generator=generator)
-    return image_noise, text_noise
-
-
-def logit_lens(vlm: LoadedVLM, states: torch.Tensor,
-               letter_ids: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def logit_lens(vlm: LoadedVLM, states: torch.Tensor, letter_ids: list[list[int]],
+               prompts: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per sample: letter distributions [pass, layer, k] and the vocabulary's mass on the letters [pass, layer].
 
     `states` is [rows, layers + 1, d], rows grouped by sample, three passes each. Every layer, the last one
-    included, goes through the same read-out, so the lens at the last layer is the model's own output.
+    included, goes through the same read-out, so the lens at the last layer is the model's own output. With the
+    samples' prompt ids (`prompts`, the `scores` convention), every layer's logits go through the generation
+    processors as `generate` would apply them: the full row with its ids, the masked rows with none.
     """
     logits = _head_logits(vlm, states)
     results = []
     for sample, ids in enumerate(letter_ids):
         rows = logits[len(PASSES) * sample: len(PASSES) * (sample + 1)]
+        if prompts is not None:
+            rows = torch.stack([processed_scores(vlm, row, prompts[sample] if index == 0 else prompts[sample][:0])
+                                for index, row in enumerate(rows)])
         letters_only = torch.softmax(rows[..., ids], -1).cpu()
         mass = torch.exp(torch.logsumexp(rows[..., ids], -1) - torch.logsumexp(rows, -1)).cpu()
         results.append((letters_only, mass))

@@ -1,0 +1,80 @@
+"""How the three probes are run: the paper's stage-1/2 conventions, one switch each, and the two named sets.
+
+`published` follows the paper's own scripts (RiiShin/pid-lvlm-analysis, commit 950ddb7) wherever the model's
+family has one; `clean` is ours. The switches, with the paper's lines (`embeds/qwen2_small_embed.py` unless named):
+- positions: the masked passes get plain 1-D positions 0..T-1, image tokens included (they call `generate` with
+  `inputs_embeds` only, lines 461, 477); ours keep the model's own positions (Qwen's M-RoPE) in every row;
+- span: the whole human turn is masked, answer instruction included, and x2 averages it (lines 384-432); ours mask
+  the question and options only;
+- statistics: the noise statistics come from the whole training split, the text embedded on its own, population
+  std (`devis/qwen2_small_devi.py` 166-208); ours from the first calibration samples' merged embeddings, sample std;
+- images: the family's own image preparation in the paper's script (qwen_vl_utils' resize, processor bounds of
+  256-1280 image tokens, lines 81-84, 327); ours give the image to the checkpoint's processor as it is;
+- scores: the letters are read after the checkpoint's generation-config logits processors (`generate(...).scores`,
+  e.g. a repetition penalty, which touches the full pass only); ours read the raw logits;
+- draws: one stream seeded like `torch.manual_seed(42)` per split, drawing per sample in dataset order the image
+  noise then the text noise in the model's dtype (line 23, 415, 429); ours draw from a seed per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws")
+# Conventions every paper script shares, so `published` applies them to a family without a script of its own.
+SHARED_CONVENTIONS = frozenset({"span", "statistics", "draws"})
+PUBLISHED, CLEAN = "published", "clean"
+PROBE_MODES = (PUBLISHED, CLEAN)
+# The paper seeds its noise stream with torch.manual_seed(42); a run's seed is added to it.
+PAPER_NOISE_SEED = 42
+
+
+@dataclass(frozen=True)
+class ProbeConventions:
+    """Which of the paper's stage-1/2 conventions a run applies (see the module docstring for each)."""
+
+    positions: bool = False
+    span: bool = False
+    statistics: bool = False
+    images: bool = False
+    scores: bool = False
+    draws: bool = False
+
+    @classmethod
+    def of(cls, names: frozenset[str] | set[str]) -> ProbeConventions:
+        """The conventions named, the others off; an unknown name is an error listing the known ones."""
+        unknown = sorted(set(names) - set(CONVENTIONS))
+        if unknown:
+            raise ValueError(f"unknown probe convention(s) {unknown}; known: {', '.join(CONVENTIONS)}")
+        return cls(**{name: name in names for name in CONVENTIONS})
+
+    @property
+    def applied(self) -> list[str]:
+        """The names of the conventions switched on, in CONVENTIONS order."""
+        return [item.name for item in fields(self) if getattr(self, item.name)]
+
+
+CLEAN_CONVENTIONS = ProbeConventions()
+
+
+# `published` with one convention left out, e.g. "published-minus-positions": what each one changes, measured.
+MINUS = "-minus-"
+
+
+def parse_mode(mode: str) -> tuple[str, str]:
+    """A mode's base (published or clean) and the convention it leaves out ("" for none); an error for anything
+    else, so a bad mode fails before a model loads."""
+    base, _, left_out = mode.partition(MINUS)
+    if base not in PROBE_MODES or (left_out and (base != PUBLISHED or left_out not in CONVENTIONS)):
+        raise ValueError(f"unknown probe conventions {mode!r}; use {' or '.join(PROBE_MODES)} (or "
+                         f"{PUBLISHED}{MINUS}NAME, NAME one of {', '.join(CONVENTIONS)})")
+    return base, left_out
+
+
+def conventions_for(mode: str, family_conventions: frozenset[str]) -> ProbeConventions:
+    """The conventions of a named mode for a family: `published` applies those its paper script follows
+    (`family_conventions`, the adapter's), `clean` none, and `published-minus-NAME` all of published's but NAME."""
+    base, left_out = parse_mode(mode)
+    if base == CLEAN:
+        return CLEAN_CONVENTIONS
+    return ProbeConventions.of(set(family_conventions) - {left_out})

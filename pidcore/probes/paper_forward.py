@@ -1,0 +1,58 @@
+"""What the paper's `generate` calls do to a forward that ours must copy under two conventions.
+
+- `positions`: its masked passes pass `inputs_embeds` alone, so under its transformers (4.51.3) Qwen-VL's M-RoPE
+  falls back to plain positions 0..T-1 on all three axes, image tokens included; its full pass keeps M-RoPE.
+- `scores`: it reads `generate(...).scores`, the last logits after the checkpoint's generation-config logits
+  processors with greedy decoding (a repetition penalty over the prompt's ids, for one); the masked passes have no
+  ids, so only what needs none touches them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+
+import torch
+from transformers import LogitsProcessorList
+
+from pidcore.atoms import PASSES
+from pidcore.models.loading import LoadedVLM
+
+
+def paper_positions(vlm: LoadedVLM, inputs: dict) -> torch.Tensor:
+    """Position ids [3, rows, T]: the model's own M-RoPE for the full rows, plain 0..T-1 over each masked row's
+    tokens (left padding skipped)."""
+    owner = next((module for module in vlm.model.modules() if hasattr(module, "get_rope_index")), None)
+    if owner is None:
+        raise ValueError(f"{vlm.adapter.family} has no get_rope_index; the positions convention does not apply")
+    accepted = inspect.signature(owner.get_rope_index).parameters
+    positions, _ = owner.get_rope_index(**{name: value for name, value in inputs.items() if name in accepted})
+    mask = inputs["attention_mask"]
+    plain = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    masked = torch.arange(mask.shape[0], device=mask.device) % len(PASSES) != 0
+    positions[:, masked] = plain[masked].to(positions.dtype).unsqueeze(0).expand(3, -1, -1)
+    return positions
+
+
+def generation_processors(vlm: LoadedVLM, prompt_length: int) -> LogitsProcessorList:
+    """The logits processors greedy `generate` applies to the first new token after a prompt of this length."""
+    config = copy.deepcopy(vlm.model.generation_config)
+    config.do_sample, config.num_beams, config.max_new_tokens = False, 1, 1
+    config.max_length = prompt_length + 1
+    vlm.model._prepare_special_tokens(config, True, device=vlm.device, batch_size=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without `input_ids`.*")  # a masked pass has no ids, as there
+        return vlm.model._get_logits_processor(generation_config=config, input_ids_seq_length=prompt_length,
+                                               encoder_input_ids=None, device=vlm.device, model_kwargs={})
+
+
+@torch.no_grad()
+def processed_scores(vlm: LoadedVLM, logits: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
+    """Logits [layers, V] of one row after the generation processors, given the row's own ids (empty for a masked
+    row, which the paper feeds by its embeddings alone)."""
+    processors = generation_processors(vlm, len(prompt_ids))
+    if not processors:
+        return logits
+    ids = prompt_ids.to(logits.device).unsqueeze(0).expand(logits.shape[0], -1)
+    return processors(ids, logits)

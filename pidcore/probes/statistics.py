@@ -1,0 +1,88 @@
+"""The per-dimension mean and std of image-token and user-text embeddings that the masked probes draw noise from.
+
+Ours (`embedding_stats`): the merged input embeddings of a few calibration samples, sample std. The paper's
+(`PaperStatistics`, the `statistics` convention; its `devis/qwen2_small_devi.py`): over the whole training split,
+the image features as the vision tower hands them to the language model and the user's turn tokenised on its own
+and embedded, population std; accumulated in float64, so a large split need not fit in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pidcore.models.loading import LoadedVLM
+from pidcore.probes.batching import image_features, on_device
+from pidcore.probes.encoding import Encoded
+from pidcore.probes.hooks import decoder_input_hook
+
+
+@dataclass
+class EmbeddingStats:
+    """Per-dimension mean and std of image-token and user-text embeddings over a calibration split."""
+
+    image_mean: torch.Tensor
+    image_std: torch.Tensor
+    text_mean: torch.Tensor
+    text_std: torch.Tensor
+
+
+@torch.no_grad()
+def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
+    """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
+    captured = []
+    with decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
+        vlm.model(**on_device(encoded.inputs, vlm))
+    return captured[0][0].float().cpu()
+
+
+def embedding_stats(vlm: LoadedVLM, calibration: list[Encoded]) -> EmbeddingStats:
+    """Mean and std of image and user-text embeddings over the calibration samples."""
+    images, texts = [], []
+    for encoded in calibration:
+        embeds = merged_embeddings(vlm, encoded)
+        images.append(embeds[encoded.image_mask])
+        texts.append(embeds[encoded.text_mask])
+    image, text = torch.cat(images), torch.cat(texts)
+    return EmbeddingStats(image.mean(0), image.std(0), text.mean(0), text.std(0))
+
+
+class _Moments:
+    """Running count, sum and sum of squares of rows, in float64."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        self.count += rows.shape[0]
+        self.total = self.total + rows.sum(0)
+        self.squares = self.squares + (rows * rows).sum(0)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and population std (the paper's `std(unbiased=False)`)."""
+        if self.count == 0:
+            raise ValueError("no embedding rows to compute statistics from")
+        mean = self.total / self.count
+        variance = (self.squares / self.count - mean * mean).clamp(min=0)
+        return mean.float(), variance.sqrt().float()
+
+
+class PaperStatistics:
+    """The paper's stage 1, fed one training sample at a time: image features and the turn embedded alone."""
+
+    def __init__(self) -> None:
+        self.image, self.text = _Moments(), _Moments()
+
+    @torch.no_grad()
+    def add(self, vlm: LoadedVLM, encoded: Encoded) -> None:
+        """Add one sample's image feature rows and its turn's token embeddings."""
+        features = image_features(vlm, encoded).pooler_output
+        rows = features if isinstance(features, torch.Tensor) else torch.cat(list(features))
+        self.image.add(rows.reshape(-1, rows.shape[-1]).float().cpu())
+        ids = vlm.processor.tokenizer([encoded.turn], return_tensors="pt")["input_ids"].to(vlm.device)
+        self.text.add(vlm.model.get_input_embeddings()(ids)[0].float().cpu())
+
+    def result(self) -> EmbeddingStats:
+        return EmbeddingStats(*self.image.mean_std(), *self.text.mean_std())
