@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pidcore import __version__
 from pidcore.atoms import ATOMS, DEDUPE_POLICIES, SYMBOLS
+from pidcore.probes.conventions import PROBE_MODES, PUBLISHED
 from pidcore.shipped import PAPER_CSV, PAPER_DB
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ def _profile(args: argparse.Namespace) -> int:
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
                                task=args.task, name=args.name, revision=args.revision, dedupe=args.dedupe,
-                               chunk=args.batch_size, **_estimation_settings(args))
+                               chunk=args.batch_size, probes=args.probes, image_dir=args.image_dir,
+                               **_estimation_settings(args))
     _print_atoms(profile(settings))
     return 0
 
@@ -96,6 +98,22 @@ def _print_imported(path: str, imported: list[Imported]) -> None:
             for record, reason in reasons:
                 print(f"  skipped {source} record {record}: {reason}", file=sys.stderr)
         _print_atoms(run.results)
+
+
+def _export_paper(args: argparse.Namespace) -> int:
+    """Write a stored run as the paper's stage-2 files; what was written, and how the split was decided."""
+    from pidcore.pipeline.stage2_export import export_stage2
+
+    done = export_stage2(args.db, args.model, args.task, args.out, layer=args.layer, checkpoint=args.checkpoint,
+                         estimator=args.estimator, force=args.force)
+    print(f"{done.model} on {done.task} ({done.checkpoint}), layer {done.layer} of {done.n_layers}, estimator "
+          f"{done.estimator} (letter-mass fallback: {done.fallback}), {done.width} options wide; split: {done.split}")
+    for folder, path in done.files.items():
+        print(f"  wrote {path}: {done.counts[folder]} records")
+    if done.left_out:
+        print(f"  {done.left_out} samples have another option count than the most common one: written, but left out "
+              "of the stored atoms, so an import differs", file=sys.stderr)
+    return 0
 
 
 def _samples_attach(args: argparse.Namespace) -> int:
@@ -240,8 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.set_defaults(run=_tiny_model)
     run = commands.add_parser("profile", help="probe a model on a dataset and store atoms for every layer")
     run.add_argument("--model", required=True, help="hub id or local folder of a VLM (safetensors)")
-    run.add_argument("--dataset", required=True, help="KIND:PATH, KIND one of mmbench, pope, pmc-vqa, jsonl, paper")
+    run.add_argument("--dataset", required=True,
+                     help="KIND:PATH, KIND one of mmbench, pope, pmc-vqa, jsonl, paper; paper:DIR (DIR/train.json and "
+                          "DIR/val.json) or paper:PREFIX (PREFIXtrain.json, PREFIXval.json) is the paper's split "
+                          "layout: statistics and fitting from train, atoms on val")
+    run.add_argument("--image-dir", default=None,
+                     help="folder that the dataset's image paths are relative to (default: the dataset file's folder)")
     run.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
+    run.add_argument("--probes", default=PUBLISHED, choices=PROBE_MODES,
+                     help="probe conventions: published (default: the paper's stages 1-2, exactly where the family "
+                          "has a script in the paper's code, Qwen2-VL and Qwen2.5-VL; elsewhere the conventions all "
+                          "its scripts share) or clean (ours: the model's own positions, only question and options "
+                          "masked, per-sample noise seeds); see the README's 'Probe conventions'")
     run.add_argument("--layers", default="all", help="all, last, or a comma list (0 = embeddings)")
     run.add_argument("--dtype", default="auto")
     run.add_argument("--limit", type=int, default=None, help="use at most this many samples")
@@ -287,6 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "width, becomes uniform over the whole width")
     _estimation_options(paper)
     paper.set_defaults(run=_import_paper)
+    export = commands.add_parser("export-paper", help="write a stored run as the paper pipeline's stage-2 output",
+                                 description="Write DIR/train/MODEL.json (the fitting split) and DIR/val/MODEL.json "
+                                             "(the evaluation split) in the layout import-paper and the paper's own "
+                                             "stage 3 read: features, the three probes at one layer after the "
+                                             "letter-mass fallback where the estimator applies it, the letters' "
+                                             "vocabulary probabilities, answer and gold letters.")
+    export.add_argument("--db", required=True, help="results database (.duckdb)")
+    export.add_argument("--model", required=True, metavar="NAME", help="model name, as in the dashboard")
+    export.add_argument("--task", required=True, help="task name, as in the dashboard")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write train/ and val/ in")
+    export.add_argument("--layer", type=int, default=None, help="logit-lens layer (default: the output, n_layers)")
+    export.add_argument("--checkpoint", default=None,
+                        help="checkpoint name (default: final where present, else the only one, else the latest step)")
+    export.add_argument("--estimator", default=None,
+                        help="whose rows decide the fallback and, without a fixed split, the evaluated samples "
+                             "(default: batch-published where present, else the first by name)")
+    export.add_argument("--force", action="store_true", help="replace existing non-empty files")
+    export.set_defaults(run=_export_paper)
     samples = commands.add_parser("samples", help="the stored samples of runs")
     samples_commands = samples.add_subparsers(dest="samples_command", required=True)
     attach = samples_commands.add_parser("attach", help="give samples stored before samples kept their question, "

@@ -122,3 +122,16 @@ def test_the_papers_breadth_sweep_names_its_26_models_and_4_datasets_as_the_publ
     big = {unit.settings.model_name for unit in sweep.units if unit.gpus > 1}
     assert {"Qwen2-VL-72B", "Llama-3.2-Vision-90B", "InternVL3-78B"} <= big
     assert all(unit.settings.spread == (unit.gpus > 1) for unit in sweep.units)
+
+
+def test_probe_conventions_and_image_folders_are_sweep_settings(tmp_path):
+    default = read_sweep(_write(tmp_path, SWEEP))
+    assert {unit.settings.probes for unit in default.units} == {"published"}
+    text = SWEEP.replace('seed = 3', 'seed = 3\nprobes = "clean"').replace(
+        'task = "questions"', 'task = "questions"\nimage_dir = "images"')
+    units = read_sweep(_write(tmp_path, text)).units
+    assert {unit.settings.probes for unit in units} == {"clean"}
+    assert {unit.settings.image_dir for unit in units} == {None, str(tmp_path / "images")}
+    assert units[0].settings.run_id() != default.units[0].settings.run_id()
+    with pytest.raises(SweepFileError, match="probes must be one of published, clean"):
+        read_sweep(_write(tmp_path, SWEEP.replace('seed = 3', 'seed = 3\nprobes = "paper"')))

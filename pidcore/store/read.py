@@ -21,7 +21,7 @@ from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LA
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
-_DIAGNOSTIC_DETAILS = ["mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
+_DIAGNOSTIC_DETAILS = ["probes", "mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
                        "initial_bits", "kept_bits", "floor_bits"]
 _MARGINAL_GAPS = ["marginal_gap_x1", "marginal_gap_x2"]
 _NUMERIC_DETAILS = [*_MARGINAL_GAPS, "sinkhorn_residual", "best_epoch", "initial_bits", "kept_bits", "floor_bits"]
@@ -359,3 +359,17 @@ def table_sizes(path: str | Path, attempts: int = 20) -> dict[str, int]:
         return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in names}
 
     return _on_short_connection(path, count, attempts)
+
+
+def read_sample_images(path: str | Path, run_id: str) -> dict[str, bytes]:
+    """Every stored image of a run in one read, as PNG bytes by sample id (samples without one are absent)."""
+    columns = present_select(path, SAMPLES, ["run_id", "sample_id", "image"])
+    rows = query(path, f"SELECT sample_id, image FROM (SELECT {columns} FROM samples) "
+                       "WHERE run_id = ? AND image IS NOT NULL", [run_id])
+    return {sample_id: bytes(image) for sample_id, image in rows}
+
+
+def read_evaluated_ids(path: str | Path, run_id: str, layer: int, estimator: str) -> list[str]:
+    """The ids of the samples one layer of a run was evaluated on by an estimator (its pointwise rows), sorted."""
+    return [row[0] for row in query(path, "SELECT sample_id FROM pointwise_atoms WHERE run_id = ? AND layer = ? "
+                                          "AND estimator = ? ORDER BY sample_id", [run_id, layer, estimator])]
