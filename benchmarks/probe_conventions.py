@@ -5,8 +5,9 @@
 Models: the shipped zoo's Qwen2-VL (`data/models/qwen2vl-s`, trained on the shapes benchmark) and the
 `qwen2-vl-2b-cpu` preset (random weights with Qwen2-VL-2B's image resolution, patch size and token counts). Each is
 profiled at its output layer on one shapes task with `published`, `clean` and `published` with one convention left
-out (`published-minus-NAME`, pidcore.probes.conventions). The estimator is the published BATCH without the
-letter-mass fallback: the untrained preset puts about 0.001 of its mass on the letters, so with the fallback every
+out (`published-minus-NAME`, pidcore.probes.conventions). Both get the repetition penalty of 1.05 that Qwen's
+instruct checkpoints carry in their generation_config.json, so the `scores` convention has its real effect. The
+estimator is the published BATCH without the letter-mass fallback: the untrained preset puts about 0.001 of its mass on the letters, so with the fallback every
 probe is uniform and every atom 0 whatever the probes did. A change is the variant's atom minus published's, with
 a 95% interval from a paired bootstrap over the evaluated samples' pointwise atoms (every variant evaluates the same
 samples: same dataset, seed and split).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ from pidcore.shipped import MODELS  # noqa: E402
 from pidcore.store import read_atoms, read_pointwise  # noqa: E402
 
 VARIANTS = (CLEAN, *(f"{PUBLISHED}{MINUS}{name}" for name in CONVENTIONS))
+QWEN_REPETITION_PENALTY = 1.05
 
 
 def run_variant(model: str, name: str, probes: str, args: argparse.Namespace, db: Path) -> str:
@@ -97,6 +100,14 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def with_penalty(folder: Path, penalty: float = QWEN_REPETITION_PENALTY) -> Path:
+    """The model folder with the repetition penalty of Qwen's instruct checkpoints in its generation config."""
+    path = folder / "generation_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**config, "repetition_penalty": penalty}))
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=128, help="shapes samples per run (default 128)")
@@ -106,9 +117,10 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as folder:
+        zoo = Path(shutil.copytree(MODELS / "qwen2vl-s", Path(folder) / "qwen2vl-s"))
         preset = build_preset("qwen2-vl-2b-cpu", Path(folder) / "preset")
-        models = {"qwen2vl-s (zoo, trained)": str(MODELS / "qwen2vl-s"),
-                  "qwen2-vl-2b-cpu (preset, random)": str(preset)}
+        models = {"qwen2vl-s (zoo, trained)": str(with_penalty(zoo)),
+                  "qwen2-vl-2b-cpu (preset, random)": str(with_penalty(preset))}
         reports = [measure(model, name, args, Path(folder) / "conventions.duckdb") for name, model in models.items()]
     print(json.dumps(reports) if args.json else "\n\n".join(table(report) for report in reports))
 

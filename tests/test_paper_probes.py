@@ -124,3 +124,26 @@ def test_our_letter_mass_is_the_exact_one(world):
             logits = vlm.model(**encoded.inputs).logits[0, -1].double()
         exact = torch.softmax(logits, -1)[letter_token_ids(vlm.processor.tokenizer, len(sample.options))]
         assert torch.allclose(result.probs[0, -1].double() * result.letter_mass[0, -1].double(), exact, atol=2e-6)
+
+
+def test_export_paper_writes_the_papers_stage_2_files_from_a_published_run(world, tmp_path):
+    """Profiled with published probes and exported, the run is the paper's own stage-2 output, split for split."""
+    from pidcore.pipeline.profiling import profile
+    from pidcore.pipeline.stage2_export import export_stage2
+
+    db = tmp_path / "r.duckdb"
+    profile(ProfileSettings(model=str(world["qwen2_vl"]), dataset=f"paper:{world['data']}", db=str(db), device="cpu",
+                            dtype="float32", layers="last", bootstrap=0, name="qwen2_tiny", task="tiny",
+                            progress=False))
+    export_stage2(db, "qwen2_tiny", "tiny", tmp_path / "out")
+    for split in ("train", "val"):
+        ours = json.loads((tmp_path / "out" / split / "qwen2_tiny.json").read_text())
+        paper = json.loads((FIXTURES / "oracle" / "qwen2_vl" / f"{split}.json").read_text())["records"]
+        assert [record["id"] for record in ours] == [record["id"] for record in paper]
+        for mine, theirs in zip(ours, paper):
+            for field in ("v_feature", "l_feature", "v_prob", "l_prob", "vl_prob", "label", "value"):
+                expected, found = theirs["conversations"][1][field], mine["conversations"][1][field]
+                if isinstance(expected, str):
+                    assert found == expected
+                else:
+                    assert np.abs(np.array(found) - np.array(expected)).max() <= TOLERANCE

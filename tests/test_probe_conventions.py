@@ -185,3 +185,16 @@ def test_a_resumed_published_run_draws_what_a_whole_run_draws(tmp_path, monkeypa
     assert whole.keys() == resumed.keys() and len(whole) == 10
     for sample_id, row in whole.items():
         assert (row.probs == resumed[sample_id].probs).all() and (row.x2 == resumed[sample_id].x2).all()
+
+
+def test_the_diagnostics_name_each_runs_probe_conventions(tmp_path):
+    from pidcore.pipeline.settings import probe_label
+
+    assert probe_label({"dataset": "shapes:synergy"}) == "clean"  # made before the option existed
+    assert probe_label({"dataset": "paper:/d", "probes": "published", "probe_conventions": ["span", "draws"]}) == \
+        "published (span, draws)"
+    assert probe_label({"dataset": "paper-stage2:/d/train"}).startswith("imported")
+    assert probe_label({"source": "the paper's figures"}) == ""
+    imported = ProfileSettings(model="m", dataset="paper-stage2:/d:abc:widen=False", db="x.duckdb")
+    assert imported.run_id() == ProfileSettings(model="m", dataset="paper-stage2:/d:abc:widen=False", db="x.duckdb",
+                                                probes="clean").run_id()

@@ -25,7 +25,7 @@ from pidcore import store
 from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.analysis.regimes import Regime, final_rows, task_regimes
 from pidcore.dashboard.tables import samples_table
-from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, probe_label
 from pidcore.probes.conventions import CLEAN
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
@@ -75,7 +75,9 @@ def _estimators(db: str, stamp: tuple) -> tuple[str, ...]:
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _atoms_with_diagnostics(db: str, stamp: tuple, estimator: str | None) -> pd.DataFrame:
     atoms = _atoms(db, stamp)
-    return join_diagnostics(atoms[atoms["estimator"] == estimator], store.read_diagnostics(db))
+    joined = join_diagnostics(atoms[atoms["estimator"] == estimator], store.read_diagnostics(db))
+    labels = {run_id: probe_label(stored) for run_id, stored in store.read_run_settings(db).items()}
+    return joined.assign(probes=joined["run_id"].map(labels).fillna(""))
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

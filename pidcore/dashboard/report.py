@@ -17,7 +17,7 @@ from pidcore.atoms import ATOMS, SYMBOLS, UNITS
 from pidcore.dashboard.export import FONT_FAMILY, TEXT_COLOUR
 
 SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap", "best_epoch",
-                     "sinkhorn_residual", "mode", "flags"]
+                     "sinkhorn_residual", "mode", "probes", "flags"]
 STYLE = f"""
 body {{ font-family: {FONT_FAMILY}; color: {TEXT_COLOUR}; max-width: 1200px; margin: 2rem auto; padding: 0 1rem;
        line-height: 1.45; }}

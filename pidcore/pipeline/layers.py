@@ -11,13 +11,11 @@ from tqdm import tqdm
 
 from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK, PASSES
 from pidcore.estimators import BatchPIDResult, batch_pid
-from pidcore.pipeline.settings import IMPORTED_PREFIX, ProfileSettings
-from pidcore.probes.conventions import CLEAN
+from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import (
     LayerResult,
     load_samples,
     read_layer_results,
-    read_run,
     run_depth,
     stored_layers,
     write_layer,
@@ -104,24 +102,13 @@ def estimate_layers(settings: ProfileSettings, run_id: str) -> list[LayerResult]
     if unavailable and settings.layers != "all":
         raise ValueError(f"layers {unavailable} were not stored for this run; only {first_stored}..{n_layers} were")
     layers = [layer for layer in selected if layer >= first_stored and layer not in done]
-    probes = probe_label(read_run(settings.db, run_id)["settings"])
     for layer in tqdm(layers, desc="estimating", unit="layer", disable=not settings.progress):
         probs, fallback = _layer_probs(settings, samples, layer - first_stored)
         (result, evaluated), repeats = _estimate(settings, samples, probs)
         diagnostics = {k: v for k, v in result.diagnostics.items() if k != "objective_curve"}
-        diagnostics.update(fallback=fallback, repeats=repeats, probes=probes)
+        diagnostics.update(fallback=fallback, repeats=repeats)
         _write(settings, run_id, layer, samples, probs[:, 0], result, evaluated, diagnostics)
     return read_layer_results(settings.db, run_id, settings.estimator, [n_layers])
-
-
-def probe_label(stored: dict) -> str:
-    """The probe conventions a run's stored settings record: "imported" for the paper pipeline's own probes, the
-    mode and the conventions it applied for a profiled run, "clean" for runs made before the option existed."""
-    if str(stored.get("dataset", "")).startswith(IMPORTED_PREFIX):
-        return "imported (the paper pipeline's own stage 2)"
-    applied = stored.get("probe_conventions")
-    mode = stored.get("probes", CLEAN)
-    return f"{mode} ({', '.join(applied) or 'none of the paper conventions'})" if applied is not None else mode
 
 
 def _layer_probs(settings: ProfileSettings, samples: RunSamples, index: int) -> tuple[np.ndarray, dict]:

@@ -23,6 +23,19 @@ DEFAULT_ESTIMATOR = estimator_name("published", True)
 IMPORTED_PREFIX = "paper-stage2:"
 
 
+def probe_label(stored: dict) -> str:
+    """The probe conventions a run's stored settings record, for the diagnostics: "imported" for the paper
+    pipeline's own probes, the mode with the conventions it applied for a profiled run, "clean" for a run made
+    before the option existed, "" for rows without settings of a run (the paper's published figures)."""
+    if "dataset" not in stored:
+        return ""
+    if str(stored["dataset"]).startswith(IMPORTED_PREFIX):
+        return "imported (the paper pipeline's own stage 2)"
+    applied = stored.get("probe_conventions")
+    mode = stored.get("probes", CLEAN)
+    return mode if applied is None else f"{mode} ({', '.join(applied) or 'none of the paper conventions'})"
+
+
 def pick_estimator(available: list[str], wanted: str | None = None) -> str:
     """The estimator to read: `wanted` (an error naming the others when absent), else the default where present,
     else the first by name."""
@@ -39,8 +52,9 @@ def applies_fallback(estimator: str) -> bool:
                                                and not estimator.endswith("-nofallback"))
 
 
-# Settings besides the model, dataset and task that change a run's stored rows. `probes` joins them when it is not
-# "clean": runs made before the option existed followed today's clean conventions and keep their ids.
+# Settings besides the model, dataset and task that change a run's stored rows. `probes` joins them when the run
+# probed a model (not an import) with other conventions than "clean": runs made before the option existed followed
+# today's clean conventions and keep their ids.
 RUN_KEYS = ("dtype", "limit", "seed", "checkpoint", "step", "stage", "calibration_samples")
 
 
@@ -110,7 +124,7 @@ class ProfileSettings:
         """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""
         identity = {"model": self.model_identity or self.model, "dataset": self.dataset_identity or self.dataset,
                     "task": self.task_name, **{key: getattr(self, key) for key in RUN_KEYS}}
-        if self.probes != CLEAN:
+        if self.probes != CLEAN and not self.dataset.startswith(IMPORTED_PREFIX):
             identity["probes"] = self.probes
         canonical = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]

@@ -34,9 +34,8 @@ rows) are val and the rest train; train is written in the order BATCH fitted the
 estimators/batch.py `_seeded_split`), so that importing the files fits on the same samples in the same order. The
 round trip export -> import-paper then gives the same atoms when the import uses the run's estimator mode and seed,
 and every sample has the same number of options, equal to the padded width (import-paper reads numbers as float32,
-as profile stores them). Samples with another option count
-than the most common one are left out of our estimate but written (the paper's stage 3 uses them), so an import
-fits on them too; a width below the padded one (3 options, padded to 4) gives the import's networks another output
+as profile stores them). Samples with another option count than the most common one are left out of our estimate
+but written (the paper's stage 3 uses them), so an import fits on them too; a width below the padded one (3 options, padded to 4) gives the import's networks another output
 size, hence other atoms.
 """
 

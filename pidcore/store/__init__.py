@@ -10,7 +10,8 @@ from pidcore.store.blobs import image_to_png
 from pidcore.store.read import (SAMPLE_TABLE_COLUMNS, StoreError, fitted_estimators, load_calibration, load_samples,
                                 read_atoms, read_diagnostics, read_evaluated_ids, read_layer_results,
                                 read_letter_mass, read_pointwise, read_progress, read_run, read_run_questions,
-                                read_runs, read_sample_image, read_sample_images, read_sample_table, read_task_pid,
+                                read_run_settings, read_runs, read_sample_image, read_sample_images, read_sample_table,
+                                read_task_pid,
                                 reference_runs, run_depth, runs_without_texts, stored_layers, stored_sample_ids,
                                 table_sizes)
 from pidcore.store.schema import MAX_STORED_IMAGE_BYTES, LayerResult, RunProgress, SampleRow, SampleText
@@ -20,7 +21,8 @@ from pidcore.store.write import (compact, ensure_schema, register_run, write_cal
 __all__ = ["MAX_STORED_IMAGE_BYTES", "SAMPLE_TABLE_COLUMNS", "LayerResult", "RunProgress", "SampleRow", "SampleText",
            "StoreError", "compact", "ensure_schema", "fitted_estimators", "image_to_png", "load_calibration",
            "load_samples", "read_atoms", "read_diagnostics", "read_evaluated_ids", "read_layer_results",
-           "read_letter_mass", "read_pointwise", "read_progress", "read_run", "read_run_questions", "read_runs",
+           "read_letter_mass", "read_pointwise", "read_progress", "read_run", "read_run_questions", "read_run_settings",
+           "read_runs",
            "read_sample_image", "read_sample_images", "read_sample_table", "read_task_pid", "reference_runs",
            "register_run", "run_depth", "runs_without_texts", "stored_layers", "stored_sample_ids", "table_sizes",
            "write_calibration", "write_layer", "write_published", "write_sample_texts", "write_samples",

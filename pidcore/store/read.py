@@ -21,7 +21,7 @@ from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LA
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
-_DIAGNOSTIC_DETAILS = ["probes", "mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
+_DIAGNOSTIC_DETAILS = ["mode", "sinkhorn_residual", "sinkhorn_converged", "stopped_because", "best_epoch",
                        "initial_bits", "kept_bits", "floor_bits"]
 _MARGINAL_GAPS = ["marginal_gap_x1", "marginal_gap_x2"]
 _NUMERIC_DETAILS = [*_MARGINAL_GAPS, "sinkhorn_residual", "best_epoch", "initial_bits", "kept_bits", "floor_bits"]
@@ -156,6 +156,11 @@ def read_run(path: str | Path, run_id: str) -> dict:
         raise StoreError(f"no run {run_id} in {path}")
     *names, settings = rows[0]
     return {**dict(zip(_RUN_NAMES, names)), "settings": _json_object(settings)}
+
+
+def read_run_settings(path: str | Path) -> dict[str, dict]:
+    """Every run's stored settings, decoded (empty where they are not a JSON object), by run id."""
+    return {run_id: _json_object(text) for run_id, text in query(path, "SELECT run_id, settings FROM runs")}
 
 
 def read_diagnostics(path: str | Path) -> pd.DataFrame:
