@@ -58,6 +58,7 @@ def test_the_summary_reports_accuracy_exact_pid_and_patterns(quick_build):
     out, done, _ = quick_build
     summary = (out / "demo_summary.md").read_text()
     assert summary in done.stdout
+    assert "Probe conventions of every run: clean (" in summary
     assert "| synergy | S | 0.000 | 0.000 | 0.000 | 1.000 |" in summary
     assert "| language | U2 | 0.000 | 0.000 | 2.000 | 0.000 |" in summary
     for spec in QUICK_ZOO:

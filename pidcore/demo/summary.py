@@ -11,8 +11,8 @@ from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.analysis.regimes import final_rows
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
 from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK
-from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, estimator_name
-from pidcore.store import read_atoms, read_diagnostics, read_task_pid
+from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, estimator_name, probe_label
+from pidcore.store import read_atoms, read_diagnostics, read_run_settings, read_task_pid
 
 
 def summarise(db: str | Path) -> str:
@@ -20,7 +20,9 @@ def summarise(db: str | Path) -> str:
     every = read_atoms(db)
     atoms = every[every["estimator"] == DEFAULT_ESTIMATOR]
     exact = read_task_pid(db).set_index("task")
-    lines = ["# Demo build summary", "", "Exact PID of each task's generator (bits):", "",
+    probes = sorted({probe_label(stored) for stored in read_run_settings(db).values()})
+    lines = ["# Demo build summary", "", f"Probe conventions of every run: {', '.join(probes)} (the README's \"The "
+             "paper's stages 1-2\" says what each changes).", "", "Exact PID of each task's generator (bits):", "",
              "| task | planted | R | U1 | U2 | S |", "|---|---|---|---|---|---|"]
     for task, row in exact.iterrows():
         values = " | ".join(f"{round(row[a], 3) + 0.0:.3f}" for a in ATOMS)

@@ -33,7 +33,7 @@ def probe_label(stored: dict) -> str:
         return "imported (the paper pipeline's own stage 2)"
     applied = stored.get("probe_conventions")
     mode = stored.get("probes", CLEAN)
-    return mode if applied is None else f"{mode} ({', '.join(applied) or 'none of the paper conventions'})"
+    return f"{mode} ({', '.join(applied)})" if applied else mode
 
 
 def pick_estimator(available: list[str], wanted: str | None = None) -> str:
