@@ -33,6 +33,8 @@ DEDUPE_POLICIES = ("error", "first")
 # The two splits of a run that fixes one: the estimator is fitted on FIT and evaluated on EVALUATION (the paper's
 # train.json and val.json).
 FIT, EVALUATION = "fit", "evaluation"
+# The paper pipeline's split names (its train/ and val/ folders, its train.json and val.json) and the store's.
+PAPER_SPLITS = {"train": FIT, "val": EVALUATION}
 
 # Thresholds of the stated rules (pidcore.analysis); each rule's text quotes these numbers.
 STAGE2_RISE_BITS = 0.05

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pidcore.atoms import DEDUPE_POLICIES
+from pidcore.atoms import DEDUPE_POLICIES, PAPER_SPLITS
 from pidcore.datasets import jsonl, mmbench, paper_json, pmc_vqa, pope, shapes
 from pidcore.datasets.rows import Row
 from pidcore.datasets.sample import DatasetError, LoadedDataset, SkipRow
@@ -29,8 +29,6 @@ KINDS = tuple(LOADERS) + tuple(GENERATED)
 # Kinds that also read the paper's split layout, `PREFIX + "train.json"` and `PREFIX + "val.json"`: the loader takes
 # the prefix of the ids it gives records without one.
 SPLIT_LOADERS: dict[str, Callable[[Path, Path, str], Iterator[Row]]] = {"paper": paper_json.iter_rows}
-# The layout's files by their stem, and the store's split each one's samples belong to (stage2_import.SPLITS).
-SPLIT_FILES = {"train": "fit", "val": "evaluation"}
 
 
 @dataclass(frozen=True)
@@ -103,10 +101,10 @@ def resolve_sources(kind: str, path: Path) -> list[Source]:
             raise DatasetError(f"{kind} dataset file not found: {path}")
         raise DatasetError(f"{kind} dataset is not a regular file: {path}")
     if path.is_dir():
-        files = {stem: path / f"{stem}.json" for stem in SPLIT_FILES}
+        files = {stem: path / f"{stem}.json" for stem in PAPER_SPLITS}
         layout = f"folder {path}"
     else:
-        files = {stem: Path(f"{path}{stem}.json") for stem in SPLIT_FILES}
+        files = {stem: Path(f"{path}{stem}.json") for stem in PAPER_SPLITS}
         layout = f"prefix {path}"
         if not any(file.exists() for file in files.values()):
             tried = " and ".join(str(file) for file in files.values())
@@ -119,7 +117,7 @@ def resolve_sources(kind: str, path: Path) -> list[Source]:
     for file in files.values():
         if not file.is_file():
             raise DatasetError(f"{kind} split file is not a regular file: {file}")
-    return [Source(file, SPLIT_FILES[stem], f"{stem}-") for stem, file in files.items()]
+    return [Source(file, PAPER_SPLITS[stem], f"{stem}-") for stem, file in files.items()]
 
 
 def _read_source(kind: str, source: Source, root: Path, dataset: LoadedDataset, seen: Counter[str],

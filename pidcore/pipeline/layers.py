@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK, PASSES
+from pidcore.atoms import ATOMS, FIT, LETTER_MASS_FALLBACK, PASSES
 from pidcore.estimators import BatchPIDResult, batch_pid
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import (
@@ -151,7 +151,7 @@ def _fit_once(settings: ProfileSettings, samples: RunSamples, probs: np.ndarray,
     if not _fixed_split(samples):
         result = batch_pid(*inputs, **options)
         return result, [int(i) for i in result.held_out_index]
-    fit = np.array([split == "fit" for split in samples.split])
+    fit = np.array([split == FIT for split in samples.split])
     result = batch_pid(*(array[fit] for array in inputs), held_out=tuple(array[~fit] for array in inputs), **options)
     return result, [int(i) for i in np.flatnonzero(~fit)]
 

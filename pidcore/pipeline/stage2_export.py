@@ -35,8 +35,8 @@ estimators/batch.py `_seeded_split`), so that importing the files fits on the sa
 round trip export -> import-paper then gives the same atoms when the import uses the run's estimator mode and seed,
 and every sample has the same number of options, equal to the padded width (import-paper reads numbers as float32,
 as profile stores them). Samples with another option count than the most common one are left out of our estimate
-but written (the paper's stage 3 uses them), so an import fits on them too; a width below the padded one (3 options, padded to 4) gives the import's networks another output
-size, hence other atoms.
+but written (the paper's stage 3 uses them), so an import fits on them too; a width below the padded one (3 options,
+padded to 4) gives the import's networks another output size, hence other atoms.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pidcore.atoms import LETTER_MASS_FALLBACK, PASSES, option_letters
+from pidcore.atoms import LETTER_MASS_FALLBACK, PAPER_SPLITS, PASSES, option_letters
 from pidcore.pipeline.layers import with_fallback
 from pidcore.pipeline.settings import applies_fallback, pick_estimator
-from pidcore.pipeline.stage2_import import SPLITS
 from pidcore.pipeline.stage2_records import CONVERSATION_PROBES
 from pidcore.probes.prompt import human_turn, user_text
 from pidcore.store import (SampleRow, load_samples, read_evaluated_ids, read_progress, read_run, read_runs,
@@ -66,8 +65,8 @@ logger = logging.getLogger(__name__)
 PAPER_WIDTH = 4
 IMAGE_TAG = "\n<image>"
 PAPER_ORDER = ("image_only", "text_only", "full")  # the paper's files list v, l, vl
-# The folder each of the store's splits is written to (import-paper's SPLITS reversed).
-FOLDERS = {store: folder for folder, store in SPLITS.items()}
+# The folder each of the store's splits is written to (PAPER_SPLITS reversed).
+FOLDERS = {store: folder for folder, store in PAPER_SPLITS.items()}
 
 
 class ExportError(ValueError):
@@ -127,7 +126,7 @@ def export_stage2(db: str | Path, model: str, task: str, out: str | Path, layer:
     exported = Exported(str(run["model"]), str(run["task"]), str(run["checkpoint"]), run_id, layer, n_layers,
                         estimator, fallback, width, how, left_out=left_out)
     records = {folder: [_record(row, layer, n_layers, width, fallback == "applied", images.get(row.sample_id))
-                        for row in splits[folder]] for folder in SPLITS}
+                        for row in splits[folder]] for folder in PAPER_SPLITS}
     for folder, path in files.items():
         _write_json(path, records[folder])
         exported.files[folder] = path
@@ -192,7 +191,7 @@ def _targets(out: Path, model: str, force: bool) -> dict[str, Path]:
     stem = model.replace("/", "_").replace("\\", "_")
     if stem in ("", ".", ".."):
         raise ExportError(f"model name {model!r} cannot name a file")
-    files = {folder: out / folder / f"{stem}.json" for folder in SPLITS}
+    files = {folder: out / folder / f"{stem}.json" for folder in PAPER_SPLITS}
     taken = [str(path) for path in files.values() if path.exists() and (not path.is_file() or path.stat().st_size)]
     if taken and not force:
         raise ExportError(f"not overwriting {' and '.join(taken)}; give --force to replace")

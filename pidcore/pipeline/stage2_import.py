@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pidcore.atoms import PAPER_SPLITS
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import IMPORTED_PREFIX, ProfileSettings
 from pidcore.pipeline.stage2_records import PaperFileError, Stage2Records, read_stage2_file
@@ -25,7 +26,6 @@ from pidcore.store import LayerResult, SampleRow, ensure_schema, read_runs, regi
 from pidcore.store.write import delete_runs
 
 logger = logging.getLogger(__name__)
-SPLITS = {"train": "fit", "val": "evaluation"}
 
 
 @dataclass
@@ -69,10 +69,10 @@ def _import_folder(folder: Path, settings: ProfileSettings, n_layers: int, widen
                    family: str) -> list[Imported]:
     """Every model with a file in both train/ and val/, each imported on its own: a failed model is named in a
     PartialImportError raised after the others are stored."""
-    missing = [split for split in SPLITS if not (folder / split).is_dir()]
+    missing = [split for split in PAPER_SPLITS if not (folder / split).is_dir()]
     if missing:
         raise PaperFileError(f"{folder} has no {' or '.join(missing)}/ folder; a stage-2 folder holds train/ and val/")
-    stems = {split: {file.stem for file in (folder / split).glob("*.json")} for split in SPLITS}
+    stems = {split: {file.stem for file in (folder / split).glob("*.json")} for split in PAPER_SPLITS}
     for split, other in (("train", "val"), ("val", "train")):
         for stem in sorted(stems[split] - stems[other]):
             logger.warning("%s: %s/%s.json has no %s/ counterpart; not imported", folder.name, split, stem, other)
@@ -95,7 +95,7 @@ def _import_folder(folder: Path, settings: ProfileSettings, n_layers: int, widen
 def _import_model(folder: Path, model: str, settings: ProfileSettings, n_layers: int, widen_uniform: bool,
                   family: str) -> Imported:
     """One model of a stage-2 folder: both files read and checked whole, then stored as one run."""
-    files = {split: folder / split / f"{model}.json" for split in SPLITS}
+    files = {split: folder / split / f"{model}.json" for split in PAPER_SPLITS}
     records = {split: read_stage2_file(file, widen_uniform) for split, file in files.items()}
     digest = ":".join(_digest(file) for file in files.values())
     run_settings = replace(settings, model=model, task=settings.task or folder.name, fallback_upstream=True,
@@ -140,7 +140,7 @@ def _sample_rows(run_id: str, splits: dict[str | None, Stage2Records]) -> list[S
         for sample_id, gold, x1, x2, probs, mass in zip(found.ids, found.gold, found.x1, found.x2, found.probs,
                                                         found.mass):
             rows.append(SampleRow(run_id, prefix + sample_id, position, gold, x1, x2, probs[:, None, :],
-                                  mass[:, None], SPLITS.get(split)))
+                                  mass[:, None], PAPER_SPLITS.get(split)))
             position += 1
     return rows
 
