@@ -152,7 +152,7 @@ for column, (name, model_id) in zip(st.columns(len(models)), models):
     with column:
         st.header(markdown_text(name))
         run = reference_run(settings.db, name, options, question)
-        recorded = None if run is None else data.run_probes(settings.db, run["run_id"])
+        recorded = None if run is None else data.run_probe_mode(settings.db, run["run_id"])
         probes = (recorded or CLEAN) if probe_choice == AS_REFERENCE else probe_choice
         if recorded is not None and probes != recorded:
             st.warning(f"The reference run was probed with the {recorded} conventions, this sample with {probes}: "

@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
     run.add_argument("--probes", default=PUBLISHED, choices=PROBE_MODES,
                      help="probe conventions: published (default: the paper's stages 1-2, exactly where the family "
-                          "has a script in the paper's code, Qwen2-VL and Qwen2.5-VL; elsewhere the conventions all "
-                          "its scripts share) or clean (ours: the model's own positions, only question and options "
+                          "has a script in the paper's code, Qwen2-VL and Qwen2.5-VL; elsewhere span, statistics and "
+                          "draws) or clean (ours: the model's own positions, only question and options "
                           "masked, per-sample noise seeds); see the README's 'Probe conventions'")
     run.add_argument("--layers", default="all", help="all, last, or a comma list (0 = embeddings)")
     run.add_argument("--dtype", default="auto")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -209,9 +210,9 @@ def white_composite(colour: tuple[int, int, int, int]) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("split_layout", [True, False], ids=["layout", "single-file"])
-def test_rgba_base64_is_composited_on_white_and_a_path_drops_alpha(tmp_path: Path, split_layout: bool) -> None:
-    """As the paper reads them: a base64 RGBA image through qwen_vl_utils' to_rgb (on white); a path image through
-    Image.open(path).convert("RGB") (alpha dropped). Other kinds keep dropping alpha for base64 too."""
+def test_rgba_base64_keeps_an_image_on_white_and_a_path_drops_alpha(tmp_path: Path, split_layout: bool) -> None:
+    """Every image reads as before, alpha dropped; a base64 RGBA image also keeps the image the paper's Qwen scripts
+    see, qwen_vl_utils' to_rgb on white, where a path image (Image.open(path).convert("RGB")) has none."""
     put(tmp_path / "a.png", rgba_png())
     records = [record(b64(rgba_png()), id="inline"), record("data:image/png;base64," + b64(rgba_png()), id="url"),
                record("a.png", id="path")]
@@ -221,13 +222,14 @@ def test_rgba_base64_is_composited_on_white_and_a_path_drops_alpha(tmp_path: Pat
         spec = f"paper:{tmp_path}"
     else:
         spec = f"paper:{write_split(tmp_path, 'one.json', records)}"
-    pixels = {sample.id: sample.image.getpixel((0, 0)) for sample in load_dataset(spec).samples}
+    samples = {sample.id: sample for sample in load_dataset(spec).samples}
+    assert {sample.image.getpixel((0, 0)) for sample in samples.values()} == {(200, 0, 0)}
+    assert all(sample.image.mode == "RGB" for sample in samples.values())
     on_white = white_composite(HALF_RED)
     assert abs(on_white[0] - 227) <= 1 and on_white[1:] == (127, 127)
-    assert max(abs(a - b) for a, b in zip(pixels["inline"], on_white)) <= 1
-    assert pixels["url"] == pixels["inline"]
-    assert pixels["path"] == (200, 0, 0)
-    assert all(sample.image.mode == "RGB" for sample in load_dataset(spec).samples)
+    assert max(abs(a - b) for a, b in zip(samples["inline"].on_white.getpixel((0, 0)), on_white)) <= 1
+    assert samples["url"].on_white.getpixel((0, 0)) == samples["inline"].on_white.getpixel((0, 0))
+    assert samples["path"].on_white is None
 
 
 def test_other_kinds_still_drop_alpha_of_base64(tmp_path: Path) -> None:
@@ -260,7 +262,7 @@ def test_fingerprints_of_other_kinds_do_not_move(tmp_path: Path) -> None:
     """A dataset without split or prompt has the digest it always had; so does a shapes task."""
     for dataset in (load_dataset(write_jsonl(tmp_path)[0]), load_dataset("shapes:synergy", limit=4)):
         assert dataset_fingerprint(dataset) == legacy_fingerprint(dataset)
-        assert dataset_fingerprint(dataset, conventions=False) == legacy_fingerprint(dataset)
+        assert dataset_fingerprint(dataset, split=False, paper_inputs=False) == legacy_fingerprint(dataset)
 
 
 def sample(prompt: str | None = None, split: str | None = None) -> LoadedDataset:
@@ -271,19 +273,22 @@ def sample(prompt: str | None = None, split: str | None = None) -> LoadedDataset
 
 def test_the_fingerprint_keys_split_and_prompt() -> None:
     """Split and an informative prompt change the digest; a prompt that is just the question and options does not,
-    and conventions=False always gives the old digest."""
+    and without split and the paper's inputs it is always the old digest."""
     plain = sample()
     assert dataset_fingerprint(sample(prompt="Q?\nA. x\nB. y")) == dataset_fingerprint(plain)
     digests = {dataset_fingerprint(case) for case in (plain, sample(prompt="Q?\nA. x\nB. y\nAnswer."),
                                                       sample(prompt="Q?\nA. x\nB. y\nAnswer!"),
                                                       sample(split="fit"), sample(split="evaluation"))}
     assert len(digests) == 5
-    assert dataset_fingerprint(sample(prompt="other", split="fit"), conventions=False) == dataset_fingerprint(plain)
+    other = sample(prompt="other", split="fit")
+    assert dataset_fingerprint(other, split=False, paper_inputs=False) == dataset_fingerprint(plain)
+    assert dataset_fingerprint(other, paper_inputs=False) == dataset_fingerprint(sample(split="fit"))
 
 
 def test_a_paper_file_moves_only_when_its_prompt_says_more(tmp_path: Path) -> None:
     """A paper file whose human text is question and options alone keeps its old digest; with an instruction it
-    moves, and an edited instruction is another dataset."""
+    moves for a run that reads the paper's inputs (an edited instruction is another dataset), never for one that
+    does not (a clean run keeps the id it had before prompts were read)."""
     put(tmp_path / "a.png", encode((2, 2), (1, 2, 3)))
     plain = write_split(tmp_path, "plain.json", [record("a.png", id="a", prompt=human("Q?", tail=""))])
     dataset = load_dataset(f"paper:{plain}")
@@ -293,6 +298,7 @@ def test_a_paper_file_moves_only_when_its_prompt_says_more(tmp_path: Path) -> No
         path = write_split(tmp_path, "told.json", [record("a.png", id="a", prompt=human("Q?", tail=f"\n{text}"))])
         told = load_dataset(f"paper:{path}")
         assert legacy_fingerprint(told) == legacy_fingerprint(dataset)
+        assert dataset_fingerprint(told, paper_inputs=False) == legacy_fingerprint(dataset)
         digests.add(dataset_fingerprint(told))
     assert len(digests) == 2 and dataset_fingerprint(dataset) not in digests
 
@@ -306,7 +312,7 @@ def test_the_layout_fingerprint_differs_from_its_files_concatenated(tmp_path: Pa
     single = load_dataset(f"paper:{write_split(tmp_path, 'all.json', records)}")
     split = load_dataset(f"paper:{tmp_path / 'split'}", image_root=tmp_path)
     assert dataset_fingerprint(single) != dataset_fingerprint(split)
-    assert dataset_fingerprint(single, conventions=False) == dataset_fingerprint(split, conventions=False)
+    assert dataset_fingerprint(single, split=False) == dataset_fingerprint(split, split=False)
 
 
 def test_attach_reloads_the_split_layout(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -337,8 +343,9 @@ def test_attach_accepts_a_paper_run_recorded_before_prompts(tmp_path: Path) -> N
     spec = f"paper:{write_split(tmp_path, 'told.json', [record('a.png', id='a')])}"
     dataset = load_dataset(spec)
     assert dataset_fingerprint(dataset) != legacy_fingerprint(dataset)
-    for recorded in (legacy_fingerprint(dataset), dataset_fingerprint(dataset)):
-        assert attach_module._dataset_of({"dataset": spec, "dataset_identity": recorded}, None).samples
+    for recorded, probes in ((legacy_fingerprint(dataset), "clean"), (dataset_fingerprint(dataset), "published")):
+        settings = {"dataset": spec, "dataset_identity": recorded, "probes": probes}
+        assert attach_module._dataset_of(settings, None).samples
     with pytest.raises(ValueError, match="its content has changed"):
         attach_module._dataset_of({"dataset": spec, "dataset_identity": "0" * 32}, None)
 
@@ -352,3 +359,18 @@ def test_attach_reads_images_from_the_runs_image_dir(tmp_path: Path) -> None:
     assert [sample.id for sample in attach_module._dataset_of(settings, None).samples] == ["train-0", "val-0"]
     with pytest.raises(DatasetError, match="image file not found"):
         attach_module._dataset_of(settings, tmp_path / "json")
+
+
+def test_a_clean_run_of_a_paper_file_keeps_its_dataset_identity(tmp_path: Path) -> None:
+    """Profiled clean, a paper file with an answer instruction and an RGBA base64 image resolves to the dataset
+    identity it had before prompts and images on white were read; profiled published, to another one."""
+    from pidcore.pipeline.profiling import resolved_identities
+    from pidcore.pipeline.settings import ProfileSettings
+    from pidcore.shipped import MODELS
+
+    path = write_split(tmp_path, "told.json", [record(b64(rgba_png()), id="a"), record(b64(rgba_png()), id="b")])
+    dataset = load_dataset(f"paper:{path}")
+    settings = ProfileSettings(model=str(MODELS / "llava-s"), dataset=f"paper:{path}", db="x.duckdb", probes="clean")
+    assert resolved_identities(settings, dataset).dataset_identity == legacy_fingerprint(dataset)
+    published = resolved_identities(replace(settings, probes="published"), dataset)
+    assert published.dataset_identity != legacy_fingerprint(dataset)

@@ -195,7 +195,7 @@ def _run_settings(db: str, stamp: tuple, run_id: str) -> dict:
     return store.read_run(db, run_id)["settings"]
 
 
-def run_probes(db: str, run_id: str) -> str:
+def run_probe_mode(db: str, run_id: str) -> str:
     """The probe conventions a run was made with: its recorded `probes`, "clean" for runs made before the option
     existed."""
     path = results_file(db)

@@ -27,10 +27,10 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
 _MIN_INLINE_LENGTH = 64
 
 
-def image_from_bytes(data: bytes, rgba_on_white: bool = False) -> Image.Image:
+def image_from_bytes(data: bytes, keep_rgba: bool = False) -> Image.Image:
     """Decode an encoded image into a fully loaded RGB image, refusing more than MAX_PIXELS or corrupt data.
-    Other modes are converted with `convert("RGB")` (alpha dropped); with `rgba_on_white` an RGBA image is composited
-    on white instead, as qwen_vl_utils' `to_rgb` does (see `paper_rgb`)."""
+    Other modes are converted with `convert("RGB")` (alpha dropped); with `keep_rgba` an RGBA image stays RGBA, for
+    a reader that needs its alpha (the paper's images, see `paper_rgb`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -39,7 +39,7 @@ def image_from_bytes(data: bytes, rgba_on_white: bool = False) -> Image.Image:
                 if width * height > MAX_PIXELS:
                     raise SkipRow(f"image too large: {width}x{height} exceeds {MAX_PIXELS} pixels")
                 image.load()
-                return paper_rgb(image) if rgba_on_white else image.convert("RGB")
+                return image if keep_rgba and image.mode == "RGBA" else image.convert("RGB")
     except Image.DecompressionBombError as error:
         raise SkipRow(f"image too large: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
@@ -47,8 +47,8 @@ def image_from_bytes(data: bytes, rgba_on_white: bool = False) -> Image.Image:
 
 
 def paper_rgb(image: Image.Image) -> Image.Image:
-    """qwen_vl_utils 0.0.10's `to_rgb`, which the paper's scripts apply to a base64 image decoded with its own mode:
-    an RGBA image pasted on white through its alpha channel; any other mode `convert("RGB")`."""
+    """qwen_vl_utils 0.0.10's `to_rgb`, which the paper's Qwen scripts apply to a base64 image decoded with its own
+    mode: an RGBA image pasted on white through its alpha channel; any other mode `convert("RGB")`."""
     if image.mode == "RGBA":
         white = Image.new("RGB", image.size, (255, 255, 255))
         white.paste(image, mask=image.split()[3])
@@ -56,16 +56,16 @@ def paper_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def image_from_base64(text: str, rgba_on_white: bool = False) -> Image.Image:
+def image_from_base64(text: str, keep_rgba: bool = False) -> Image.Image:
     """Decode a base64 image, with or without a data-URL prefix, as MMBench and the paper's JSON store them;
-    refused unread when its decoded size would exceed MAX_IMAGE_BYTES. `rgba_on_white`: see `image_from_bytes`."""
+    refused unread when its decoded size would exceed MAX_IMAGE_BYTES. `keep_rgba`: see `image_from_bytes`."""
     payload = "".join(_DATA_URL.sub("", text.strip(), count=1).split())
     _check_size(len(payload) // 4 * 3, "base64 image")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as error:
         raise SkipRow("invalid base64 image") from error
-    return image_from_bytes(data, rgba_on_white)
+    return image_from_bytes(data, keep_rgba)
 
 
 def image_from_file(root: Path, reference: str) -> Image.Image:
@@ -108,9 +108,9 @@ def _check_size(size: int, what: str) -> None:
 
 def image_from_reference(root: Path, reference: str, paper: bool = False) -> Image.Image:
     """Decode an image given inline as base64 (data URL, or long base64-only text) or else as a relative path.
-    `paper`: as the paper's scripts read images, a base64 RGBA image is composited on white (qwen_vl_utils'
-    `to_rgb`) while a file's alpha is dropped (`Image.open(path).convert("RGB")`); otherwise alpha is always dropped."""
+    `paper`: as the paper's scripts read images, a base64 RGBA image keeps its alpha (qwen_vl_utils composites it on
+    white later) while a file's alpha is dropped (`Image.open(path).convert("RGB")`); otherwise alpha is dropped."""
     inline = len(reference) >= _MIN_INLINE_LENGTH and _BASE64_TEXT.fullmatch(reference)
     if _DATA_URL.match(reference) or inline:
-        return image_from_base64(reference, rgba_on_white=paper)
+        return image_from_base64(reference, keep_rgba=paper)
     return image_from_file(root, reference)

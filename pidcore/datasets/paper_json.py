@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pidcore.atoms import LETTERS
-from pidcore.datasets.images import image_from_reference
+from pidcore.datasets.images import image_from_reference, paper_rgb
 from pidcore.datasets.readers import record_rows
 from pidcore.datasets.rows import Row, build_sample, clean_text
 from pidcore.datasets.sample import DatasetError, Sample, SkipRow
@@ -46,12 +46,15 @@ def _records(path: Path) -> list[Any]:
 
 def _build(row_id: str, record: dict[str, Any], root: Path) -> Sample:
     """Parse one record's prompt into question and options, take the gold from the reply, decode the image; the
-    sample's `prompt` is the human text as the paper's scripts pass it, `value.replace("\\n<image>", "")`, verbatim."""
+    sample's `prompt` is the human text as the paper's scripts pass it, `value.replace("\\n<image>", "")`, verbatim,
+    and a base64 RGBA image is kept composited on white (`on_white`) beside its RGB form (alpha dropped)."""
     prompt, reply, raw = _turns(record.get("conversations"))
     question, options = _parse_prompt(prompt, record.get("num_options"))
     sample = build_sample(row_id, question=question, options=options, answer=reply, hint=None,
                           image=record.get("image"), decode=partial(image_from_reference, root, paper=True))
     sample.prompt = raw.replace("\n<image>", "")
+    if sample.image.mode == "RGBA":
+        sample.on_white, sample.image = paper_rgb(sample.image), sample.image.convert("RGB")
     return sample
 
 

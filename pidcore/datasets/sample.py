@@ -25,6 +25,8 @@ class Sample:
       "evaluation" for its val.json), else None.
     prompt: the source's own prompt string, verbatim, when it has one (the paper's JSON: the human turn with
       "\\n<image>" removed, as the paper's scripts give it to the model), else None.
+    on_white: for a base64 RGBA image of the paper's JSON, the image composited on white as the paper's Qwen scripts
+      see it (qwen_vl_utils), beside `image`, its RGB form with the alpha dropped; else None.
     """
 
     id: str
@@ -35,6 +37,7 @@ class Sample:
     hint: str | None
     split: str | None = None
     prompt: str | None = None
+    on_white: Image.Image | None = None
 
     @property
     def letters(self) -> list[str]:

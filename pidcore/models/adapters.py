@@ -17,7 +17,8 @@ class Adapter:
     plain_prompt: for families without a chat template, the prompt as a format string over {image} (the
     processor's image token) and {text}. processor_suffix_tokens: tokens the processor appends after any text.
     paper_script: the paper's stage-2 script for the family (None: it has none); paper_conventions: the probe
-    conventions `published` applies (pidcore.probes.conventions), those every script shares where it has none.
+    conventions `published` applies (pidcore.probes.conventions), where it has none, those that do not depend
+    on the model class (SHARED_CONVENTIONS).
     paper_image: the image preparation of its script, and paper_pixel_bounds: the processor's (min, max) pixels
     it sets (the `images` convention); rope_positions: the model computes positions with get_rope_index (M-RoPE),
     which the `positions` convention replaces by plain ones in the masked rows.

@@ -1,8 +1,9 @@
 """The image preparation of the paper's Qwen-VL scripts, for the `images` probe convention.
 
 The scripts pass each image through qwen_vl_utils 0.0.10's `process_vision_info` (RGBA composited on white, other
-modes converted to RGB, then resized with PIL's default filter to multiples of 28 pixels a side within 4-16384
-28x28 squares), and then bound the processor at 256-1280 28x28 squares (`qwen2_small_embed.py` lines 81-84, 327).
+modes converted to RGB: `pidcore.datasets.images.paper_rgb`; then resized with PIL's default filter to multiples of
+28 pixels a side within 4-16384 28x28 squares), and then bound the processor at 256-1280 28x28 squares
+(`qwen2_small_embed.py` lines 81-84, 327).
 Written from that package's documented behaviour; nothing of it is imported.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 
 from PIL import Image
+
+from pidcore.datasets.images import paper_rgb
 
 QWEN_UTILS_FACTOR = 28
 QWEN_UTILS_MIN_PIXELS = 4 * 28 * 28
@@ -24,7 +27,7 @@ PAPER_QWEN_PIXEL_BOUNDS = (PAPER_QWEN_MIN_PIXELS, PAPER_QWEN_MAX_PIXELS)
 
 def qwen_utils_image(image: Image.Image) -> Image.Image:
     """The image as qwen_vl_utils hands it to the processor: RGB (RGBA on white) at a size of multiples of 28."""
-    rgb = _on_white(image)
+    rgb = paper_rgb(image)
     height, width = smart_resize(rgb.height, rgb.width)
     return rgb.resize((width, height))
 
@@ -46,12 +49,3 @@ def smart_resize(height: int, width: int, factor: int = QWEN_UTILS_FACTOR, min_p
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
-
-
-def _on_white(image: Image.Image) -> Image.Image:
-    """RGBA composited on a white background; any other mode converted to RGB."""
-    if image.mode != "RGBA":
-        return image.convert("RGB")
-    background = Image.new("RGB", image.size, (255, 255, 255))
-    background.paste(image, mask=image.split()[3])
-    return background

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from pidcore.datasets import LoadedDataset, Sample, load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
+from pidcore.probes.conventions import CLEAN
 from pidcore.store import (SampleText, ensure_schema, image_to_png, read_run, read_sample_table, runs_without_texts,
                            write_sample_texts)
 
@@ -82,14 +83,15 @@ def _dataset_of(settings: Mapping, image_root: str | Path | None) -> LoadedDatas
     """The dataset a run probed, loaded as `profile` loaded it (spec, limit, duplicate-id policy, image folder); a
     ValueError when the run recorded the dataset's content and it has changed since, so no text of another sample is
     attached.
-    The digest without split and prompt also matches (a paper-JSON run recorded before samples had a prompt): what
-    is attached, question, options and image, is all in it. The paper's split layout reloads as profile loaded it."""
+    The digest without split and the paper's inputs also matches (a paper-JSON run recorded before samples had a
+    prompt): what is attached, question, options and image, is all in it. The paper's split layout reloads as
+    profile loaded it."""
     root = image_root if image_root is not None else settings.get("image_dir")
     dataset = load_dataset(settings.get("dataset") or "", limit=settings.get("limit"), image_root=root,
                            dedupe=settings.get("dedupe", "error"))
     recorded = settings.get("dataset_identity")
-    if recorded and recorded != dataset_fingerprint(dataset, conventions=False) and (
-            now := dataset_fingerprint(dataset)) != recorded:
+    if recorded and recorded != dataset_fingerprint(dataset, split=False, paper_inputs=False) and (
+            now := dataset_fingerprint(dataset, paper_inputs=settings.get("probes", CLEAN) != CLEAN)) != recorded:
         raise ValueError(f"its content has changed since the run probed it (fingerprint {recorded} then, {now} now)")
     return dataset
 

@@ -63,9 +63,12 @@ def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[
     settings = resolved_identities(settings, dataset)
     run_id = settings.run_id()
     conventions = conventions_for(settings.probes, vlm.adapter.paper_conventions)
+    if conventions.draws and dataset.skipped:
+        logger.warning("%d record(s) of %s were skipped; the paper's scripts skip none, so the noise every later "
+                       "sample draws differs from theirs", len(dataset.skipped), settings.dataset)
     if settings.probes != CLEAN and vlm.adapter.paper_script is None:
-        logger.info("%s has no stage-2 script in the paper; published applies the conventions all its scripts "
-                    "share: %s", vlm.adapter.family, ", ".join(conventions.applied))
+        logger.warning("%s has no stage-2 script in the paper; published applies the conventions of its Qwen scripts "
+                       "that do not depend on the model class: %s", vlm.adapter.family, ", ".join(conventions.applied))
     stats, encoded = _calibration(settings, vlm, dataset, run_id, conventions)
     _probe_samples(settings, vlm, dataset, stats, run_id, encoded, conventions)
     return settings, run_id
@@ -76,7 +79,7 @@ def resolved_identities(settings: ProfileSettings, dataset: LoadedDataset) -> Pr
     must match what is found here, so a worker never stores rows under a plan made from other files; a planned
     model identity without a weights fingerprint (a hub id the planner had no copy of) is kept as planned."""
     model = identity_key(model_identity(settings.model, settings.revision))
-    content = dataset_fingerprint(dataset)
+    content = dataset_fingerprint(dataset, paper_inputs=settings.probes != CLEAN)
     if settings.dataset_identity not in (None, content):
         raise ValueError(f"dataset {settings.dataset} holds other samples than when the sweep was planned "
                          f"(fingerprint {content}, planned {settings.dataset_identity}); plan the sweep again")
@@ -141,7 +144,10 @@ def _recorded_settings(settings: ProfileSettings, vlm: LoadedVLM, conventions: P
 
 
 def _encode(vlm: LoadedVLM, sample: Sample, conventions: ProbeConventions) -> Encoded:
-    return encode_sample(vlm, sample.image, sample.question, sample.options, sample.hint, prompt=sample.prompt,
+    """The sample's encoding; under the `images` convention its image as the paper's script sees it (an RGBA image
+    of the paper's JSON on white, where the family's script composites it)."""
+    image = sample.on_white if conventions.images and sample.on_white is not None else sample.image
+    return encode_sample(vlm, image, sample.question, sample.options, sample.hint, prompt=sample.prompt,
                          conventions=conventions)
 
 
@@ -176,6 +182,8 @@ def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDat
     sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done.
     The paper's noise stream is walked past stored samples too, so a resumed run draws what a whole one would."""
     done = stored_sample_ids(settings.db, run_id)
+    if len(done) == len(dataset.samples):
+        return
     noises = _Noises(settings, vlm, stats, conventions)
     window = settings.chunk * LENGTH_WINDOW
     samples = list(enumerate(dataset.samples))

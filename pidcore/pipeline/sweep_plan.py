@@ -17,6 +17,7 @@ from pidcore.models.identity import identity_key, model_identity
 from pidcore.pipeline.layers import selected_layers
 from pidcore.pipeline.sweep_file import Sweep, Unit
 from pidcore.pipeline.sweep_unit import UnitJob
+from pidcore.probes.conventions import CLEAN
 from pidcore.store import RunProgress, read_progress
 
 logger = logging.getLogger(__name__)
@@ -85,11 +86,11 @@ def _identified(units: list[Unit]) -> list[tuple[Unit, int]]:
         model_key = (settings.model, settings.revision)
         if model_key not in models:
             models[model_key] = identity_key(model_identity(*model_key))
-        data_key = (settings.dataset, settings.limit, settings.dedupe, settings.image_dir)
+        data_key = (settings.dataset, settings.limit, settings.dedupe, settings.image_dir, settings.probes != CLEAN)
         if data_key not in datasets:
             dataset = load_dataset(settings.dataset, limit=settings.limit, image_root=settings.image_dir,
                                    dedupe=settings.dedupe)
-            datasets[data_key] = (dataset_fingerprint(dataset), len(dataset.samples))
+            datasets[data_key] = (dataset_fingerprint(dataset, paper_inputs=data_key[-1]), len(dataset.samples))
         content, n_samples = datasets[data_key]
         settings = replace(settings, model_identity=models[model_key], dataset_identity=content)
         found.append((replace(unit, settings=settings), n_samples))

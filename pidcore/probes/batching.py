@@ -2,7 +2,8 @@
 
 Samples are left-padded to the longest, so every row's last position is its own last token (the only position the
 lens reads), with an attention mask over the padding; positions are left to the model, which derives them from the
-mask where it needs to (Qwen's M-RoPE grids) and otherwise uses rotary embeddings, which see only relative offsets.
+mask where it needs to (Qwen's M-RoPE grids) and otherwise uses rotary embeddings, which see only relative offsets
+(the paper's `positions` convention sets the masked rows' own: pidcore.probes.paper_forward).
 Each sample's image goes through the vision tower once; its features are handed to the forward for all three rows
 (`mm_encoder_outputs`), and the text-only row's copy is overwritten by noise in the decoder hook anyway.
 """

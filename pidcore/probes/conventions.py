@@ -21,7 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws")
-# Conventions every paper script shares, so `published` applies them to a family without a script of its own.
+# The conventions of the paper's Qwen scripts that do not depend on the model class, which `published` applies to a
+# family without a script of its own. Its other scripts follow them with variations: its Llama stage 1 takes the text
+# statistics from the in-context span, and its Llama, Fuyu and 78B InternVL stage-1 scripts one std over all
+# dimensions.
 SHARED_CONVENTIONS = frozenset({"span", "statistics", "draws"})
 PUBLISHED, CLEAN = "published", "clean"
 PROBE_MODES = (PUBLISHED, CLEAN)

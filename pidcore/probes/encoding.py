@@ -39,7 +39,7 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     masked = turn if conventions.span else own_text
     image, processor_kwargs = _paper_image(vlm, image) if conventions.images else (image, {})
     text = render_turn(vlm.processor, turn, vlm.adapter.plain_prompt)
-    start = text.find(masked)
+    start = text.rfind(masked)  # the user's turn comes after any system prompt that might repeat its words
     if start < 0:
         raise ValueError("the chat template changed the user text; cannot locate it in the prompt")
     ids = _token_ids(vlm, image, text, processor_kwargs)

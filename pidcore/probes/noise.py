@@ -2,8 +2,9 @@
 
 Each sample gets (image noise, text noise): N(mean, std) per dimension, one row per image token and per masked
 text token. The paper draws them from one generator seeded once per script run, sample after sample in dataset
-order, image noise then text noise, with `randn_like` in the model's dtype on the model's device; `NoiseStream`
-walks that stream once, keeping each sample's generator state, so samples can be probed in any order and batch.
+order, image noise then text noise, with `randn_like` in the model's dtype on the model's device, scaled in that
+dtype (`noise * std + mean`); `NoiseStream` walks that stream once, keeping each sample's generator state until its
+noise is drawn, so samples can be probed in any order and batch.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ class NoiseStream:
         self._draw(encoded)
 
     def noise(self, sample_id: str, encoded: Encoded) -> Noise:
-        """The noise this sample got in the stream (`advance` must have passed it)."""
+        """The noise this sample got in the stream (`advance` must have passed it; its state is then let go)."""
         if sample_id not in self.states:
             raise KeyError(f"sample {sample_id!r} was not walked in the noise stream")
         generator = torch.Generator(device=self.generator.device)
-        generator.set_state(self.states[sample_id])
+        generator.set_state(self.states.pop(sample_id))
         image, text = self._draw(encoded, generator)
-        return _scaled(self.stats, image.float().cpu()[0], text.float().cpu()[0])
+        stats = EmbeddingStats(*(value.to(image.device, self.dtype) for value in vars(self.stats).values()))
+        return image[0] * stats.image_std + stats.image_mean, text[0] * stats.text_std + stats.text_mean
 
     def _draw(self, encoded: Encoded, generator: torch.Generator | None = None) -> Noise:
         generator = generator or self.generator

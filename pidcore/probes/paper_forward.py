@@ -35,23 +35,24 @@ def paper_positions(vlm: LoadedVLM, inputs: dict) -> torch.Tensor:
     return positions
 
 
-def generation_processors(vlm: LoadedVLM, prompt_length: int) -> LogitsProcessorList:
-    """The logits processors greedy `generate` applies to the first new token after a prompt of this length."""
+def generation_processors(vlm: LoadedVLM, prompt_length: int, device: torch.device) -> LogitsProcessorList:
+    """The logits processors greedy `generate` applies to the first new token after a prompt of this length, with
+    their tensors on `device` (the output head's, which a model spread over GPUs has elsewhere than its input)."""
     config = copy.deepcopy(vlm.model.generation_config)
     config.do_sample, config.num_beams, config.max_new_tokens = False, 1, 1
     config.max_length = prompt_length + 1
-    vlm.model._prepare_special_tokens(config, True, device=vlm.device, batch_size=1)
+    vlm.model._prepare_special_tokens(config, True, device=device, batch_size=1)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*without `input_ids`.*")  # a masked pass has no ids, as there
         return vlm.model._get_logits_processor(generation_config=config, input_ids_seq_length=prompt_length,
-                                               encoder_input_ids=None, device=vlm.device, model_kwargs={})
+                                               encoder_input_ids=None, device=device, model_kwargs={})
 
 
 @torch.no_grad()
 def processed_scores(vlm: LoadedVLM, logits: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
     """Logits [layers, V] of one row after the generation processors, given the row's own ids (empty for a masked
     row, which the paper feeds by its embeddings alone)."""
-    processors = generation_processors(vlm, len(prompt_ids))
+    processors = generation_processors(vlm, len(prompt_ids), logits.device)
     if not processors:
         return logits
     ids = prompt_ids.to(logits.device).unsqueeze(0).expand(logits.shape[0], -1)

@@ -85,4 +85,5 @@ class PaperStatistics:
         self.text.add(vlm.model.get_input_embeddings()(ids)[0].float().cpu())
 
     def result(self) -> EmbeddingStats:
+        """The statistics of every sample added."""
         return EmbeddingStats(*self.image.mean_std(), *self.text.mean_std())
