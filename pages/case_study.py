@@ -155,7 +155,8 @@ for column, (name, model_id) in zip(st.columns(len(models)), models):
         recorded = None if run is None else data.run_probe_mode(settings.db, run["run_id"])
         probes = (recorded or CLEAN) if probe_choice == AS_REFERENCE else probe_choice
         if recorded is not None and probes != recorded:
-            st.warning(f"The reference run was probed with the {recorded} conventions, this sample with {probes}: "
+            st.warning(f"The reference run was probed with the {markdown_text(recorded)} conventions, this sample "
+                       f"with {markdown_text(probes)}: "
                        "its atoms are scored among samples probed another way.")
         signature = (settings.db, settings.estimator, model_id, image_digest, question, tuple(options),
                      None if run is None else run["run_id"], probes)

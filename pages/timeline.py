@@ -10,6 +10,7 @@ from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectorie
 from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.rows import checkpoint_label, flag_rows, load_rows, paper_rows, require, trajectories_of
 from pidcore.dashboard.sidebar import sidebar
+from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
 
 REPORT_COLUMNS = ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"]
@@ -30,6 +31,10 @@ for key, shown in (("train_model", model), ("train_task", task)):
 outputs = flag_rows(training[(training["model"] == model) & (training["task"] == task)], settings)
 labels = {row["checkpoint"]: checkpoint_label(row["stage"], row["step"], row["checkpoint"])
           for _, row in outputs.iterrows()}
+# The slider renders its options as Markdown (and writes the chosen one into the URL): names escaped there only.
+options = {checkpoint: markdown_text(label) for checkpoint, label in labels.items()}
+asked_checkpoint = next((labels[checkpoint] for checkpoint, option in options.items()
+                         if option == asked["train_checkpoint"]), asked["train_checkpoint"])
 chosen = as_shown(outputs, settings.units, settings.clip)
 others = training[~((training["model"] == model) & (training["task"] == task))]
 if settings.compare:
@@ -44,9 +49,9 @@ findings = [] if rise is None else [f"S from the end of stage 1 to the end of st
 @st.fragment
 def checkpoint_view() -> None:
     """The checkpoint scrubber, its atoms and the trajectories: scrubbing reruns this part only."""
-    checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=labels.get,
+    checkpoint = st.select_slider("Checkpoint", list(labels), value=list(labels)[-1], format_func=options.get,
                                   key="train_checkpoint", bind="query-params")
-    say_if_unmet(asked["train_checkpoint"], labels[checkpoint], "checkpoint", "it is not on this trajectory")
+    say_if_unmet(asked_checkpoint, labels[checkpoint], "checkpoint", "it is not on this trajectory")
     atom_metrics(chosen[chosen["checkpoint"] == checkpoint].iloc[0], settings.unit_label)
     shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="train_atoms")
     compared = st.multiselect("Compare with other trajectories" + (" (the paper's among them)" if settings.compare

@@ -74,6 +74,7 @@ def _import_paper(args: argparse.Namespace) -> int:
 
     settings = ProfileSettings(model=args.model or "", dataset="", db=args.db, task=args.task,
                                **_estimation_settings(args))
+    settings.check()
     failed = 0
     for path in args.paths:
         try:

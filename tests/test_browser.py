@@ -197,7 +197,11 @@ def test_the_presentation_switch_enlarges_the_page_and_the_charts(server, page):
     page.get_by_text("Presentation").click()
     settle(page)
     page.wait_for_function("getComputedStyle(document.documentElement).fontSize === '22px'", timeout=30_000)
-    sizes = page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(g => g._fullLayout.font.size)")
+    charts = "[...document.querySelectorAll('.js-plotly-plot')]"
+    # the browser redraws the charts after the rerun that sets the root font; on a loaded machine that comes later
+    enlarged = f"{charts}.length > 0 && {charts}.every(g => g._fullLayout && g._fullLayout.font.size >= 20)"
+    page.wait_for_function(enlarged, timeout=30_000)
+    sizes = page.evaluate(f"{charts}.map(g => g._fullLayout.font.size)")
     assert normal == "16px" and sizes and min(sizes) >= 20
     shot(page, "presentation")
     page.get_by_text("Presentation").click()

@@ -529,3 +529,140 @@ def test_import_paper_on_a_full_disk_exits_2_and_leaves_no_row(tmp_path: Path) -
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"error: {path}: " in done.stderr and "File too large" in done.stderr and "Traceback" not in done.stderr
     assert read_runs(db).empty and set(table_sizes(db).values()) == {0}
+
+
+# ---- unusual images: bit depth, mode and EXIF orientation (N14, N15) ---------------------------------------------
+
+GRADIENT_16 = np.tile((np.arange(64, dtype=np.uint32) * 1040).astype(np.uint16), (4, 1))  # 64 levels, 0..65520
+
+
+def encoded(image: Image.Image, kind: str, **options) -> bytes:
+    """`image` saved as `kind` (PIL's format name)."""
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def grey_of(path: Path) -> np.ndarray:
+    """The single grey channel `image_from_file` reads from `path` (its three RGB channels must agree)."""
+    from pidcore.datasets.images import image_from_file
+    rgb = np.asarray(image_from_file(path.parent, path.name))
+    assert rgb.dtype == np.uint8 and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    return rgb[..., 0]
+
+
+def test_a_16_bit_greyscale_png_keeps_its_64_levels_scaled_by_its_high_byte(tmp_path: Path) -> None:
+    """N14: PIL opens it as "I;16"; `convert("RGB")` clips it to [0 255]. Read as value >> 8 it keeps all 64
+    levels; the same through base64."""
+    from pidcore.datasets.images import image_from_base64
+    data = encoded(Image.fromarray(GRADIENT_16), "PNG")
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    path = tmp_path / "g16.png"
+    path.write_bytes(data)
+    grey = grey_of(path)
+    assert np.unique(grey).size == 64 and (grey == GRADIENT_16 >> 8).all()
+    assert (np.asarray(image_from_base64(b64(data)))[..., 0] == GRADIENT_16 >> 8).all()
+
+
+def test_every_image_mode_converts_to_rgb_as_faithfully_as_pil_allows(tmp_path: Path) -> None:
+    """16-bit greyscale of every byte order and file kind is scaled by >> 8; integer ("I") and float ("F") images
+    keep their levels (0-255 as they are, 16-bit ranges >> 8, floats in 0-1 times 255, other ranges stretched);
+    every other mode is PIL's own `convert("RGB")`."""
+    stretch = GRADIENT_16.astype(np.int64) - 40000
+    big_endian = Image.frombuffer("I;16B", (64, 4), GRADIENT_16.astype(">u2").tobytes(), "raw", "I;16B", 0, 1)
+    special = {  # name: (file bytes, the mode PIL opens it as, the grey levels expected)
+        "I;16 png": (encoded(Image.fromarray(GRADIENT_16), "PNG"), "I;16", GRADIENT_16 >> 8),
+        "I;16 tiff": (encoded(Image.fromarray(GRADIENT_16), "TIFF"), "I;16", GRADIENT_16 >> 8),
+        "I;16B tiff": (encoded(big_endian, "TIFF"), "I;16B", GRADIENT_16 >> 8),
+        "16-bit pgm": (encoded(Image.fromarray(GRADIENT_16), "PPM"), "I", GRADIENT_16 >> 8),
+        "dark 16-bit pgm": (encoded(Image.fromarray(GRADIENT_16 // 300), "PPM"), "I", GRADIENT_16 // 300 >> 8),
+        "I tiff 0-65535": (encoded(Image.fromarray(GRADIENT_16.astype(np.int32)), "TIFF"), "I", GRADIENT_16 >> 8),
+        "I tiff 0-255": (encoded(Image.fromarray((GRADIENT_16 >> 8).astype(np.int32)), "TIFF"), "I",
+                         GRADIENT_16 >> 8),
+        "I tiff negative": (encoded(Image.fromarray(stretch.astype(np.int32)), "TIFF"), "I",
+                            np.rint((stretch - stretch.min()) * 255 / np.ptp(stretch))),
+        "F tiff 0-1": (encoded(Image.fromarray((GRADIENT_16 / 65535).astype(np.float32)), "TIFF"), "F",
+                       np.rint(GRADIENT_16 / 65535 * 255)),
+        "F tiff 0-65535": (encoded(Image.fromarray(GRADIENT_16.astype(np.float32)), "TIFF"), "F",
+                           np.rint(GRADIENT_16 / GRADIENT_16.max() * 255)),
+    }
+    for name, (data, mode, expected) in special.items():
+        path = tmp_path / f"{name}.img"
+        path.write_bytes(data)
+        assert Image.open(path).mode == mode, name
+        grey = grey_of(path)
+        assert (grey == expected).all(), (name, np.unique(grey))
+        assert np.unique(grey).size == np.unique(expected).size, name
+    colours = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    from pidcore.datasets.images import image_from_file
+    for mode, kind in [("1", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("PA", "TIFF"), ("RGB", "PNG"),
+                       ("RGBA", "PNG"), ("CMYK", "TIFF"), ("CMYK", "JPEG"), ("YCbCr", "TIFF"), ("LAB", "TIFF")]:
+        path = tmp_path / f"{mode}.{kind.lower()}"
+        path.write_bytes(encoded(colours.convert(mode), kind))
+        assert Image.open(path).mode == mode, (mode, kind)
+        ours = image_from_file(tmp_path, path.name)
+        assert ours.mode == "RGB" and (np.asarray(ours) == np.asarray(Image.open(path).convert("RGB"))).all(), mode
+
+
+def exif_rotated(image: Image.Image, kind: str = "JPEG") -> bytes:
+    """`image` saved with EXIF orientation 6 (tag 274: shown rotated 90 degrees clockwise)."""
+    exif = Image.Exif()
+    exif[274] = 6
+    return encoded(image, kind, exif=exif.tobytes())
+
+
+def test_an_exif_rotated_jpeg_reads_as_transformers_load_image_gives_it(tmp_path: Path) -> None:
+    """N15: a 64x32 JPEG with orientation 6 reads 32x64, pixel for pixel what transformers' own `load_image`
+    gives from the same bytes, from a file and from base64."""
+    from transformers.image_utils import load_image
+
+    from pidcore.datasets.images import image_from_base64, image_from_file
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    data = exif_rotated(Image.fromarray(pixels))
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(data)
+    reference = load_image(str(path))
+    assert Image.open(path).size == (64, 32) and reference.size == (32, 64)
+    for ours in (image_from_file(tmp_path, "rotated.jpg"), image_from_base64(b64(data))):
+        assert ours.mode == "RGB" and ours.size == (32, 64)
+        assert (np.asarray(ours) == np.asarray(reference)).all()
+    assert (np.asarray(load_image(b64(data))) == np.asarray(reference)).all()
+
+
+def test_the_paper_readers_rgba_keeps_its_alpha_and_is_rotated_too(tmp_path: Path) -> None:
+    """`keep_rgba` (the paper's base64 images) still returns RGBA with its alpha, now upright by its EXIF, the
+    same pixels as `load_image` once alpha is dropped; `paper_rgb` composites it on white."""
+    from transformers.image_utils import load_image
+
+    from pidcore.datasets.images import image_from_bytes, image_from_reference, paper_rgb
+    rgba = np.random.default_rng(4).integers(0, 256, (32, 64, 4), dtype=np.uint8)
+    data = exif_rotated(Image.fromarray(rgba), "PNG")
+    kept = image_from_reference(tmp_path, "data:image/png;base64," + b64(data), paper=True)
+    assert kept.mode == "RGBA" and kept.size == (32, 64)
+    assert (np.asarray(kept) == np.rot90(rgba, k=-1)).all()
+    assert (np.asarray(kept.convert("RGB")) == np.asarray(load_image(b64(data)))).all()
+    assert (np.asarray(image_from_bytes(data)) == np.asarray(load_image(b64(data)))).all()
+    alpha = np.rot90(rgba, k=-1)[..., 3:] / 255
+    on_white = np.asarray(paper_rgb(kept)).astype(int)
+    assert np.abs(on_white - (np.rot90(rgba, k=-1)[..., :3] * alpha + 255 * (1 - alpha))).max() <= 1
+
+
+# ---- an image the processor refuses (N13) --------------------------------------------------------------------
+
+
+def test_an_image_qwen2_vl_refuses_is_an_image_refusal_naming_its_reason(tmp_path: Path) -> None:
+    """N13 (the encoding half): Qwen2-VL's `smart_resize` refuses a 5000x1 image (aspect ratio over 200), ours
+    under the `images` convention too; `encode_sample` says so as `ImageRefused` (a ValueError) with the size and
+    the processor's reason, a refusal a caller can skip the sample on. Template and tokenisation faults stay plain
+    ValueErrors; a 200x1 image still encodes."""
+    from pidcore.models.loading import load_vlm
+    from pidcore.probes.conventions import ProbeConventions
+    from pidcore.probes.encoding import ImageRefused, encode_sample
+    vlm = load_vlm(str(build_tiny_model("qwen2_vl", tmp_path / "qwen")), device="cpu")
+    thin = Image.new("RGB", (5000, 1), (90, 90, 90))
+    with pytest.raises(ImageRefused, match=r"refuses the image \(5000x1\): absolute aspect ratio must be smaller "
+                                           r"than 200, got 5000\.0"):
+        encode_sample(vlm, thin, "Which?", ["a", "b"])
+    with pytest.raises(ImageRefused, match=r"refuses the image \(5000x1\): image ratio 5000 exceeds 200"):
+        encode_sample(vlm, thin, "Which?", ["a", "b"], conventions=ProbeConventions(images=True))
+    assert encode_sample(vlm, Image.new("RGB", (200, 1)), "Which?", ["a", "b"]).image_mask.any()

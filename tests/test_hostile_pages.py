@@ -291,3 +291,63 @@ def test_every_page_on_every_hostile_database_ends_in_a_message_not_a_traceback(
         expected = EXPECTED[name, page]
         if expected is not None:
             assert any(expected in message for message in _messages(app)), (page, _messages(app))
+
+
+# Markdown (a link, a remote image), HTML (a link, a remote image) and KaTeX, planted in stored names.
+PLANTED = ('<a href="https://evil.example/x">A</a>[L](https://evil.example/l)![I](https://evil.example/i.png)'
+           '<img src="https://evil.example/j.png">$x^2$')
+# What would be live: Markdown link or image syntax, an HTML tag or KaTeX delimiter not escaped by a backslash.
+LIVE_MARKDOWN = re.compile(r"(?<!\\)[\[\]()!<>$]")
+
+
+def planted_stages(folder: Path) -> Path:
+    """Two training checkpoints and a stepless "final", their stage and checkpoint names all holding PLANTED."""
+    db = folder / "planted_stages.duckdb"
+    write_run(db, "llava-a", "synergy", [4], checkpoint=f"C100{PLANTED}", step=100, stage=f"S1{PLANTED}")
+    write_run(db, "llava-a", "synergy", [4], checkpoint=f"C5000{PLANTED}", step=5000, stage=f"S2{PLANTED}")
+    write_run(db, "llava-a", "synergy", [4], checkpoint=f"F{PLANTED}", stage=f"S2{PLANTED}")
+    return db
+
+
+def _with_final(monkeypatch) -> None:
+    """Put the stepless "final" on the trajectory too, so its (planted) checkpoint name labels a slider option."""
+    monkeypatch.setattr(dashboard_rows, "training_checkpoints",
+                        lambda rows: rows[rows["stage"].notna()].sort_values("step", na_position="last"))
+
+
+def test_planted_stage_and_checkpoint_names_label_the_time_slider_as_text(results_folder, monkeypatch):
+    _with_final(monkeypatch)
+    db = planted_stages(results_folder)
+    app = _open("pages/timeline.py", db, train_model="llava-a", train_task="synergy")
+    slider = app.select_slider(key="train_checkpoint")
+    plain = [f"stage S1{PLANTED} · step 100", f"stage S2{PLANTED} · step 5000", f"stage S2{PLANTED} · F{PLANTED}"]
+    assert [_shown(option) for option in slider.options] == plain
+    assert not [option for option in slider.options if LIVE_MARKDOWN.search(option)]
+    assert slider.value == f"F{PLANTED}"
+    # A link to a checkpoint (the slider writes its option into the URL) opens it, without a word.
+    linked = _open("pages/timeline.py", db, train_model="llava-a", train_task="synergy",
+                   train_checkpoint=slider.options[0])
+    assert linked.select_slider(key="train_checkpoint").value == f"C100{PLANTED}"
+    assert not any("The link asks" in message for message in _messages(linked))
+
+
+def test_planted_stage_names_are_text_in_the_time_chart_and_its_report(results_folder):
+    import html
+
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from pidcore.dashboard.report import report_html
+
+    app = _open("pages/timeline.py", planted_stages(results_folder), train_model="llava-a", train_task="synergy")
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    notes = [note["text"] for note in spec["layout"]["annotations"]]
+    assert notes == [f"stage S2{html.escape(PLANTED, quote=False)} begins"]
+    assert not any(raw in json.dumps(spec) for raw in ("<a href", "<img"))
+    names = pd.DataFrame({"checkpoint": [f"C100{PLANTED}", f"C5000{PLANTED}"], "stage": [f"S1{PLANTED}",
+                                                                                        f"S2{PLANTED}"]})
+    report = report_html(f"Time: llava-a on synergy ({PLANTED})", "http://localhost:8501/training",
+                         [go.Figure(spec)], names, [], [f"stage S2{PLANTED} begins"], names)
+    assert '"stage S2&lt;a href=\\"https:\\u002f\\u002fevil.example' in report  # the note, as text
+    for raw in ('<a href="https://evil', '<img src="https://evil', "\\u003ca href", "\\u003cimg"):
+        assert raw not in report

@@ -93,3 +93,111 @@ def test_a_database_path_that_is_a_folder_is_the_os_error_and_a_non_zero_exit(wo
                  *FAST])
     assert code != 0
     assert "a-folder.duckdb" in capsys.readouterr().err
+
+
+# Issue 26: options that can be checked before the model loads are, in one line naming the value and what is
+# allowed, with exit code 2; the model is never loaded and no sample is probed (N44, N45, N17).
+def _one_sample(root: Path) -> Path:
+    path = root / "one.jsonl"
+    path.write_text(json.dumps({"id": "q0", "image": "img0.png", "question": "Red?", "options": ["yes", "no"],
+                                "answer": "no"}) + "\n")
+    return path
+
+
+EARLY = {
+    "step past BIGINT": (lambda root: ["--checkpoint-step", "9223372036854775808"],
+                         "checkpoint step 9223372036854775808 does not fit the store's 64-bit integer: use a step "
+                         "from -9223372036854775808 to 9223372036854775807"),
+    "step below BIGINT": (lambda root: ["--checkpoint-step", "-9223372036854775809"], "does not fit the store's"),
+    "unknown device": (lambda root: ["--device", "tpu"],
+                       "device 'tpu' is not one torch knows; use auto, cpu, cuda, cuda:N or mps"),
+    "empty layer list": (lambda root: ["--layers", ",,"], "layers ',,' is not all, last, or a comma list"),
+    "negative layer": (lambda root: ["--layers", "-1"], "layers [-1] in '-1' are outside 0..the model's depth"),
+    "layer past the depth": (lambda root: ["--layers", "0,3"], "layers [3] in '0,3' are outside 0..2"),
+    "one sample": (lambda root: ["--dataset", f"jsonl:{_one_sample(root)}"],
+                   "has 1 usable sample(s); the estimator needs at least 4"),
+    "limit below the minimum": (lambda root: ["--limit", "3"],
+                                "has 3 usable sample(s); the estimator needs at least 4"),
+}
+
+
+@pytest.mark.parametrize("case", EARLY, ids=EARLY)
+def test_an_option_checkable_before_loading_fails_before_the_model_loads(world, case, capsys, monkeypatch):
+    from pidcore.pipeline import profiling
+
+    root, model, db = world
+    loads = []
+    monkeypatch.setattr(profiling, "load_vlm", lambda *args, **kwargs: loads.append(args) or 1 / 0)
+    arguments, message = EARLY[case]
+    given = arguments(root)
+    before = (table_sizes(db), read_atoms(db))
+    command = ["profile", "--model", str(model), "--db", str(db), "--device", "cpu", "--bootstrap", "0"]
+    if "--dataset" not in given:
+        command += ["--dataset", f"jsonl:{root / 'good.jsonl'}"]
+    assert main(command + given) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert loads == []
+    assert table_sizes(db) == before[0] and read_atoms(db).equals(before[1])
+
+
+def _stage2_file(root: Path) -> Path:
+    import numpy as np
+
+    from tests.stage2_files import conversation_records
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2, 12, 4))
+    probs = rng.random((3, 12, 2))
+    probs /= probs.sum(-1, keepdims=True)
+    path = root / "stage2.json"
+    path.write_text(json.dumps(conversation_records(*features, *probs)))
+    return path
+
+
+@pytest.mark.parametrize("given, message", [
+    (["--checkpoint-step", "9223372036854775808"], "checkpoint step 9223372036854775808 does not fit"),
+    (["--device", "tpu"], "device 'tpu' is not one torch knows"),
+], ids=["step", "device"])
+def test_import_paper_checks_the_step_and_device_before_importing(world, tmp_path, given, message, capsys):
+    root, _, _ = world
+    db = tmp_path / "imported.duckdb"
+    assert main(["import-paper", str(_stage2_file(root)), "--db", str(db), "--bootstrap", "0", *given]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not db.exists() or table_sizes(db).get("runs", 0) == 0
+
+
+def test_a_300_character_model_name_is_a_name_or_a_clear_error_never_an_os_error(world, tmp_path, capsys):
+    """N6: too long to be a path, a 300-character --model names an import, and profile says it cannot load it."""
+    from pidcore.store import read_runs
+
+    root, _, _ = world
+    long_name = "a" * 300
+    db = tmp_path / "named.duckdb"
+    assert main(["import-paper", str(_stage2_file(root)), "--db", str(db), "--model", long_name, "--bootstrap", "0",
+                 "--device", "cpu"]) == 0
+    assert list(read_runs(db)["model"]) == [long_name]
+    for model in (long_name, f"./{long_name}", f"org/{long_name}"):
+        assert main(["profile", "--model", model, "--dataset", f"jsonl:{root / 'good.jsonl'}", "--db", str(db),
+                     *FAST]) == 2
+        error = capsys.readouterr().err
+        assert "cannot load model" in error and "OSError" not in error and "Traceback" not in error
+
+
+def test_a_dataset_kind_in_capitals_is_the_same_task_and_the_same_run(world, capsys):
+    """N7: JSONL:x resumes the run of jsonl:x (one task name, one run id); lower-case specs keep their ids."""
+    from pidcore.pipeline.settings import ProfileSettings
+    from pidcore.store import read_runs
+
+    root, model, db = world
+    before = (read_runs(db), table_sizes(db))
+    assert main(["profile", "--model", str(model), "--dataset", f"JSONL:{root / 'good.jsonl'}", "--db", str(db),
+                 *FAST]) == 0
+    after = read_runs(db)
+    assert list(after["run_id"]) == list(before[0]["run_id"]) and list(after["task"]) == ["jsonl:good.jsonl"]
+    assert table_sizes(db) == before[1]
+    upper, lower = (ProfileSettings(model="m", dataset=f"{kind}:/data/a.jsonl", db="x", step=5, checkpoint="c")
+                    for kind in ("JSONL", "jsonl"))
+    assert upper.task_name == lower.task_name == "jsonl:a.jsonl"
+    assert upper.run_id() == lower.run_id() == "d57020f49c4d2ebd"  # the id lower-case specs had before

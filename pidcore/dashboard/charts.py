@@ -161,7 +161,7 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | N
         shapes.append(_band(frame["step"].min(), ends.iloc[0], STAGE_ONE_SHADE))
     for end, following in zip(ends.iloc[:-1], ends.index[1:]):
         shapes.append(_vertical_line(end, "dot", MARK_COLOUR))
-        notes.append(_note(end, f"stage {following} begins", "left"))
+        notes.append(_note(end, f"stage {plotly_text(following)} begins", "left"))
     if selected_step is not None:
         shapes.append(_vertical_line(selected_step, "dash", MARK_COLOUR))
     traces = [_atom_trace(atom, frame["step"], frame, unit_label) for atom in atoms]
@@ -195,7 +195,7 @@ def _flagged(x: pd.Series, frame: pd.DataFrame, atoms: Iterable[str]) -> list[di
     if not bad.any():
         return []
     atoms = list(atoms)
-    xs, whys = x.to_numpy()[bad].tolist(), frame["flags"].to_numpy()[bad].tolist()
+    xs, whys = x.to_numpy()[bad].tolist(), _names(frame["flags"].to_numpy()[bad])
     ys = [value for atom in atoms for value in frame[atom].to_numpy()[bad].tolist()]
     return [_trace("scatter", x=xs * len(atoms), y=ys, mode="markers", name="poor diagnostics", marker=FLAG_MARKER,
                    customdata=whys * len(atoms), hovertemplate="flagged: %{customdata}<extra></extra>")]
@@ -287,7 +287,8 @@ def _zero_line() -> dict:
 
 
 def _note(x: float, text: str, align: str) -> dict:
-    """A label at the top of the plot at data x."""
+    """A label at the top of the plot at data x; `text` is Plotly's HTML subset, so names in it go through
+    plotly_text first."""
     return {"x": x, "y": 1, "xref": "x", "yref": "paper", "text": text, "showarrow": False, "xanchor": align,
             "yanchor": "bottom"}
 

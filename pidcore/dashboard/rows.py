@@ -121,7 +121,7 @@ def layer_spans(layers: pd.Series) -> str:
 
 def checkpoint_label(stage: object, step: object, checkpoint: str) -> str:
     """How the time page names a checkpoint: its stage and step, or its name where the step is not known (a
-    released "final" beside the training checkpoints); plain text, for a slider's options."""
+    released "final" beside the training checkpoints); plain text (a slider's options go through markdown_text)."""
     where = f"step {int(step)}" if pd.notna(step) else checkpoint
     return where if pd.isna(stage) else f"stage {stage} · {where}"
 

@@ -12,7 +12,8 @@ import stat
 import warnings
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageOps
 
 from pidcore.datasets.sample import SkipRow
 
@@ -28,9 +29,10 @@ _MIN_INLINE_LENGTH = 64
 
 
 def image_from_bytes(data: bytes, keep_rgba: bool = False) -> Image.Image:
-    """Decode an encoded image into a fully loaded RGB image, refusing more than MAX_PIXELS or corrupt data.
-    Other modes are converted with `convert("RGB")` (alpha dropped); with `keep_rgba` an RGBA image stays RGBA, for
-    a reader that needs its alpha (the paper's images, see `paper_rgb`)."""
+    """Decode an encoded image into a fully loaded RGB image, refusing more than MAX_PIXELS (checked on the header,
+    before decoding) or corrupt data. Turned upright by its EXIF orientation as transformers' `load_image` does
+    (`ImageOps.exif_transpose`), then converted by `faithful_rgb` (alpha dropped, 16-bit scaled); with `keep_rgba`
+    an RGBA image stays RGBA, for a reader that needs its alpha (the paper's images, see `paper_rgb`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -39,11 +41,75 @@ def image_from_bytes(data: bytes, keep_rgba: bool = False) -> Image.Image:
                 if width * height > MAX_PIXELS:
                     raise SkipRow(f"image too large: {width}x{height} exceeds {MAX_PIXELS} pixels")
                 image.load()
-                return image if keep_rgba and image.mode == "RGBA" else image.convert("RGB")
+                _upright(image)
+                return image if keep_rgba and image.mode == "RGBA" else faithful_rgb(image)
     except Image.DecompressionBombError as error:
         raise SkipRow(f"image too large: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SkipRow(f"unreadable image: {type(error).__name__}") from error
+
+
+def _upright(image: Image.Image) -> None:
+    """Apply the EXIF orientation in place, as `transformers.image_utils.load_image` does (`exif_transpose`, then
+    its `convert("RGB")`); EXIF too damaged to read skips the row with its reason instead of a traceback."""
+    try:
+        ImageOps.exif_transpose(image, in_place=True)
+    except Exception as error:  # noqa: BLE001 - any failure inside a hostile EXIF block is that row's skip reason
+        raise SkipRow(f"unreadable image EXIF: {type(error).__name__}") from error
+
+
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def faithful_rgb(image: Image.Image) -> Image.Image:
+    """RGB keeping every level PIL decoded. 16-bit greyscale ("I;16*") is scaled to 8 bits by `value >> 8` (the high
+    byte, as PIL itself reduces 16-bit RGB and grey+alpha PNGs), never clipped. "I" (32-bit integers: 16-bit PGM/PPM,
+    which PIL rescales to 0-65535, and integer TIFFs): a PPM or values within 0-65535 (some above 255) `>> 8`, values
+    within 0-255 as they are, any other range stretched linearly from its minimum-maximum to 0-255. "F" (floats):
+    within 0-1 times 255, within 0-255 as they are (rounded), any other range stretched; non-finite values read 0.
+    "La" (premultiplied) goes through "LA". Every other mode ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa",
+    "RGBX", "CMYK", "YCbCr", "LAB", "HSV") is PIL's own `convert("RGB")`: alpha and palette transparency dropped,
+    CMYK and YCbCr by PIL's formulas (no ICC profile applied, as transformers' `load_image` does not)."""
+    if image.mode == "La":
+        return image.convert("LA").convert("RGB")
+    if image.mode not in _SIXTEEN_BIT | {"I", "F"}:
+        return image.convert("RGB")
+    values = np.asarray(image)
+    if image.mode in _SIXTEEN_BIT:
+        grey = values >> 8
+    elif image.mode == "I":
+        grey = _integer_grey(values, sixteen_bit=image.format == "PPM")
+    else:
+        grey = _float_grey(values)
+    return Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint8)).convert("RGB")
+
+
+def _integer_grey(values: np.ndarray, sixteen_bit: bool) -> np.ndarray:
+    """8-bit levels of a mode "I" image (see `faithful_rgb`)."""
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if sixteen_bit or (low >= 0 and 255 < high <= 65535):
+        return np.clip(values, 0, 65535) >> 8
+    if low >= 0 and high <= 255:
+        return values
+    return _stretched(values.astype(np.float64), low, high)
+
+
+def _float_grey(values: np.ndarray) -> np.ndarray:
+    """8-bit levels of a mode "F" image (see `faithful_rgb`)."""
+    values = np.where(np.isfinite(values), values, 0.0).astype(np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low >= 0 and high <= 1:
+        return np.rint(values * 255)
+    if low >= 0 and high <= 255:
+        return np.rint(values)
+    return _stretched(values, low, high)
+
+
+def _stretched(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Values mapped linearly from [low, high] to [0, 255]; a constant image keeps its level within 0-255."""
+    if high == low:
+        return np.full(values.shape, min(max(low, 0), 255))
+    return np.rint((values - low) * (255 / (high - low)))
 
 
 def paper_rgb(image: Image.Image) -> Image.Image:

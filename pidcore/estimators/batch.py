@@ -98,6 +98,11 @@ def _configured(mode: str, config: BatchConfig | None, overrides: dict) -> Batch
     return config
 
 
+# The fewest samples BATCH estimates from: a seeded split keeps at least MIN_HELD_OUT in each part.
+MIN_HELD_OUT = 2
+MIN_SAMPLES = 2 * MIN_HELD_OUT
+
+
 def _splits(x1, x2, p1, p2, p12, held_out, config):
     """The fitting and held-out splits (validated) and the held-out rows' indices in the input."""
     data = SampleSet(*check_sample_set(x1, x2, p1, p2, p12, "fit" if held_out is not None else "input"))
@@ -107,8 +112,9 @@ def _splits(x1, x2, p1, p2, p12, held_out, config):
         held = SampleSet(*check_sample_set(*held_out, "held-out"))
         _check_compatible(data, held)
         return data, held, torch.arange(len(held))
-    if len(data) < 4:
-        raise ValueError(f"need at least 4 samples to split into fitting and held-out sets, got {len(data)}")
+    if len(data) < MIN_SAMPLES:
+        raise ValueError(f"need at least {MIN_SAMPLES} samples to split into fitting and held-out sets, got "
+                         f"{len(data)}")
     fit_index, held_index = _seeded_split(len(data), config.held_out_fraction, config.seed)
     return data.subset(fit_index), data.subset(held_index), held_index
 
@@ -116,7 +122,7 @@ def _splits(x1, x2, p1, p2, p12, held_out, config):
 def _seeded_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded split of n items: (the rest, a `fraction` of them, at least 2 in each part)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_part = min(max(2, round(n * fraction)), n - 2)
+    n_part = min(max(MIN_HELD_OUT, round(n * fraction)), n - MIN_HELD_OUT)
     return order[n_part:], order[:n_part].sort().values
 
 
@@ -125,8 +131,8 @@ def _check_compatible(fit: SampleSet, held: SampleSet) -> None:
         if getattr(fit, name).shape[1] != getattr(held, name).shape[1]:
             raise ValueError(f"fitting and held-out {name} have different widths: "
                              f"{getattr(fit, name).shape[1]} vs {getattr(held, name).shape[1]}")
-    if len(held) < 2:
-        raise ValueError("the held-out split needs at least 2 samples")
+    if len(held) < MIN_HELD_OUT:
+        raise ValueError(f"the held-out split needs at least {MIN_HELD_OUT} samples")
 
 
 def _p_y(data: SampleSet) -> torch.Tensor:

@@ -75,7 +75,11 @@ def check_safetensors(model_id: str) -> None:
     """Refuse a local folder without safetensors weights, naming it and the pickle files it holds instead, before
     transformers reports a bare file-not-found."""
     folder = Path(model_id).expanduser()
-    if not folder.is_dir() or any(folder.glob("*.safetensors")) or (folder / SAFETENSORS_INDEX).is_file():
+    try:
+        is_folder = folder.is_dir()
+    except OSError:  # a name longer than a path can be: not a folder, and config loading has named it already
+        return
+    if not is_folder or any(folder.glob("*.safetensors")) or (folder / SAFETENSORS_INDEX).is_file():
         return
     pickles = sorted({path.name for pattern in PICKLE_WEIGHTS for path in folder.glob(pattern)})
     found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no weights file"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+from transformers import AutoConfig
 
 from pidcore.atoms import ATOMS, FIT, LETTER_MASS_FALLBACK, PASSES
 from pidcore.estimators import BatchPIDResult, batch_pid
+from pidcore.estimators.batch import MIN_HELD_OUT, MIN_SAMPLES
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import (
     LayerResult,
@@ -64,17 +67,73 @@ def _mass_by_layer(mass: np.ndarray, stored_layers: int) -> np.ndarray:
     return by_layer
 
 
+LAYERS_FORMAT = "all, last, or a comma list of layer numbers from 0 (the embeddings) to the model's depth"
+
+
+def parse_layers(spec: str, n_layers: int | None = None) -> list[int] | None:
+    """The layer numbers of a comma-list spec, sorted (None for "all" and "last"), checked as far as what is known:
+    the syntax and that none is negative always, the upper bound once the model's depth `n_layers` is given."""
+    if spec in ("all", "last"):
+        return None
+    try:
+        layers = sorted({int(part) for part in spec.split(",")})
+    except ValueError:
+        raise ValueError(f"layers {spec!r} is not {LAYERS_FORMAT}") from None
+    bad = [layer for layer in layers if layer < 0 or (n_layers is not None and layer > n_layers)]
+    if bad:
+        upper = "the model's depth" if n_layers is None else str(n_layers)
+        raise ValueError(f"layers {bad} in {spec!r} are outside 0..{upper} (0 = the embeddings)")
+    return layers
+
+
 def selected_layers(spec: str, n_layers: int) -> list[int]:
     """"all", "last", or a comma list of layer numbers (0 = embeddings, n_layers = the real output)."""
     if spec == "all":
         return list(range(n_layers + 1))
     if spec == "last":
         return [n_layers]
-    layers = sorted({int(part) for part in spec.split(",")})
-    bad = [layer for layer in layers if not 0 <= layer <= n_layers]
-    if bad:
-        raise ValueError(f"layers {bad} are outside 0..{n_layers}")
-    return layers
+    return parse_layers(spec, n_layers)
+
+
+def config_depth(model: str, revision: str | None = None, trust_remote_code: bool = False) -> int | None:
+    """The decoder depth a local model folder's config gives (what probing finds: one layer per decoder block),
+    read before the weights load; None where it cannot be told here (a hub id, a config that does not load)."""
+    try:
+        if not (Path(model).expanduser() / "config.json").is_file():
+            return None
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        depth = getattr(config.get_text_config(), "num_hidden_layers", None)
+    except Exception:  # noqa: BLE001 - the model's own load reports a config that does not load
+        return None
+    return depth if isinstance(depth, int) and depth > 0 else None
+
+
+def check_layers(settings: ProfileSettings) -> None:
+    """The run's layer spec checked before the model loads: its syntax, none negative, and none past the depth its
+    config gives where that can be read here (a local folder), so a typo fails before every sample is probed."""
+    depth = None if parse_layers(settings.layers) is None else config_depth(settings.model, settings.revision,
+                                                                          settings.trust_remote_code)
+    parse_layers(settings.layers, depth)
+
+
+def check_sample_count(samples: list, dataset: str) -> None:
+    """Refuse, before any model loads, a dataset with fewer samples of its most common option count than the
+    estimator needs (pidcore.estimators.batch's MIN_SAMPLES, or MIN_HELD_OUT in the evaluation part of a split the
+    dataset fixes)."""
+    counts = Counter(len(sample.options) for sample in samples)
+    if not counts:
+        raise ValueError(f"dataset {dataset} holds no samples; the estimator needs at least {MIN_SAMPLES}")
+    k, n = counts.most_common(1)[0]
+    kept = [sample for sample in samples if len(sample.options) == k]
+    which = f" with {k} options (the most common count)" if len(counts) > 1 else ""
+    if any(sample.split is not None for sample in kept):
+        fit = sum(sample.split == FIT for sample in kept)
+        if fit < 1 or n - fit < MIN_HELD_OUT:
+            raise ValueError(f"dataset {dataset} has {fit} fitting and {n - fit} evaluation sample(s){which}; the "
+                             f"estimator needs at least 1 to fit and {MIN_HELD_OUT} to evaluate")
+    elif n < MIN_SAMPLES:
+        raise ValueError(f"dataset {dataset} has {n} usable sample(s){which}; the estimator needs at least "
+                         f"{MIN_SAMPLES} to split into fitting and held-out sets")
 
 
 def with_fallback(probs: np.ndarray, mass: np.ndarray, threshold: float) -> tuple[np.ndarray, dict]:

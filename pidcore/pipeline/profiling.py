@@ -16,8 +16,8 @@ from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.pipeline.attach import gold_index, sample_text
-from pidcore.pipeline.layers import estimate_layers
-from pidcore.pipeline.settings import ProfileSettings
+from pidcore.pipeline.layers import check_layers, check_sample_count, estimate_layers
+from pidcore.pipeline.settings import ProfileSettings, check_model_path
 from pidcore.probes.conventions import CLEAN, PAPER_NOISE_SEED, ProbeConventions, conventions_for, parse_mode
 from pidcore.probes.encoding import Encoded, encode_sample
 from pidcore.probes.engine import ProbeResult, length_groups, run_probes, run_probes_batch
@@ -54,9 +54,14 @@ def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[Lay
 def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[ProfileSettings, str]:
     """Store every sample's probe outputs (the part of `profile` that needs the model); returns the settings with
     the identities resolved, and the run id."""
+    settings.check()
+    check_layers(settings)
     parse_mode(settings.probes)
     dataset = load_dataset(settings.dataset, limit=settings.limit, image_root=settings.image_dir,
                            dedupe=settings.dedupe)
+    if vlm is None:
+        check_model_path(settings.model)
+    check_sample_count(dataset.samples, settings.dataset)
     ensure_schema(settings.db)
     vlm = vlm or load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code,
                           settings.revision, spread=settings.spread)

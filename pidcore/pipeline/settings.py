@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,42 @@ def applies_fallback(estimator: str) -> bool:
 # probed a model (not an import) with other conventions than "clean": runs made before the option existed followed
 # today's clean conventions and keep their ids.
 RUN_KEYS = ("dtype", "limit", "seed", "checkpoint", "step", "stage", "calibration_samples")
+
+# A checkpoint step is stored as a DuckDB BIGINT.
+STEP_RANGE = (-(2**63), 2**63 - 1)
+# The KIND of a KIND:PATH spec, as the dataset loader reads it: case does not matter.
+_KIND = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_step(step: int | None) -> None:
+    """Refuse a checkpoint step the store cannot hold (a DuckDB BIGINT), naming it and the range."""
+    if step is not None and not STEP_RANGE[0] <= step <= STEP_RANGE[1]:
+        raise ValueError(f"checkpoint step {step} does not fit the store's 64-bit integer: use a step from "
+                         f"{STEP_RANGE[0]} to {STEP_RANGE[1]}")
+
+
+def normalised_spec(spec: str) -> str:
+    """A KIND:PATH dataset spec with its kind in lower case (the loader reads `JSONL:x` as `jsonl:x`), so both
+    spellings are one task and one run; a lower-case spec is returned as it is."""
+    kind, separator, path = spec.partition(":")
+    return f"{kind.lower()}{separator}{path}" if separator and _KIND.fullmatch(kind) else spec
+
+
+def check_model_path(model: str) -> None:
+    """Refuse, before any dataset is read, a model spelt as a path (/, ., ~) that is no folder here: such a name is
+    never a hub id either, so loading it can only fail."""
+    if model.startswith(("/", ".", "~")) and not _is_folder(Path(model).expanduser()):
+        from pidcore.models.loading import ModelLoadError  # here: the dashboard imports this module, not transformers
+
+        raise ModelLoadError(f"cannot load model {model!r}: it is spelt as a path, and no such folder is here")
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether a path is a folder here; a name the system cannot hold as a path (too long) is not one."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass
@@ -120,9 +157,18 @@ class ProfileSettings:
     probes: str = PUBLISHED
     image_dir: str | None = None
 
+    def check(self) -> None:
+        """The checks that need neither the dataset nor the model, so a bad option fails in a second: the checkpoint
+        step fits the store, the device is one torch knows and this machine has."""
+        from pidcore.devices import resolve_device  # here: the dashboard imports this module, not torch
+
+        check_step(self.step)
+        resolve_device(self.device)
+
     def run_id(self) -> str:
         """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""
-        identity = {"model": self.model_identity or self.model, "dataset": self.dataset_identity or self.dataset,
+        identity = {"model": self.model_identity or self.model,
+                    "dataset": self.dataset_identity or normalised_spec(self.dataset),
                     "task": self.task_name, **{key: getattr(self, key) for key in RUN_KEYS}}
         if self.probes != CLEAN and not self.dataset.startswith(IMPORTED_PREFIX):
             identity["probes"] = self.probes
@@ -141,7 +187,7 @@ class ProfileSettings:
     @property
     def task_name(self) -> str:
         """The task as shown in the store: the explicit name, else KIND:FILENAME of the dataset spec."""
-        kind, _, path = self.dataset.partition(":")
+        kind, _, path = normalised_spec(self.dataset).partition(":")
         return self.task or f"{kind}:{Path(path).name}"
 
     @property
@@ -151,7 +197,7 @@ class ProfileSettings:
         if self.name:
             return self.name
         folder = Path(self.model).expanduser()
-        parts = (folder.resolve() if folder.is_dir() else Path(self.model)).parts
+        parts = (folder.resolve() if _is_folder(folder) else Path(self.model)).parts
         if len(parts) > 1 and parts[-1] == self.checkpoint:
             return parts[-2]
         return parts[-1] if parts else self.model

@@ -13,6 +13,11 @@ from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.prompt import human_turn, render_turn, user_text
 
 
+class ImageRefused(ValueError):
+    """The processor (or the family's paper image preparation) refuses this sample's image, e.g. Qwen2-VL's
+    `smart_resize` on an aspect ratio over 200: a reason to skip that sample, not the run."""
+
+
 @dataclass
 class Encoded:
     """Model inputs (batch of one), boolean masks over its token positions, and the user's whole turn as text
@@ -37,12 +42,16 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     own_text = user_text(question, options, hint)
     turn = prompt if conventions.span and prompt is not None else human_turn(own_text)
     masked = turn if conventions.span else own_text
-    image, processor_kwargs = _paper_image(vlm, image) if conventions.images else (image, {})
     text = render_turn(vlm.processor, turn, vlm.adapter.plain_prompt)
     start = text.rfind(masked)  # the user's turn comes after any system prompt that might repeat its words
     if start < 0:
         raise ValueError("the chat template changed the user text; cannot locate it in the prompt")
-    ids = _token_ids(vlm, image, text, processor_kwargs)
+    try:
+        image, processor_kwargs = _paper_image(vlm, image) if conventions.images else (image, {})
+        ids = _token_ids(vlm, image, text, processor_kwargs)
+    except ValueError as error:
+        size = "x".join(map(str, image.size)) if isinstance(getattr(image, "size", None), tuple) else "given"
+        raise ImageRefused(f"the processor refuses the image ({size}): {error}") from error
     first = _prefix_length(vlm, image, text[:start], ids, processor_kwargs)
     last = _prefix_length(vlm, image, text[: start + len(masked)], ids, processor_kwargs)
     text_mask = torch.zeros(len(ids), dtype=torch.bool)
