@@ -12,7 +12,7 @@ from pidcore.atoms import LABELS
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import probe_bars, sample_against_reference, sample_layers
 from pidcore.dashboard.export import ChartInfo
-from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, shipped_models
+from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, load_other, shipped_models
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
@@ -39,6 +39,10 @@ def stored_sample(db: str, shipped: list[str]) -> bytes | None:
         model = data.run_model(db, run_id)
     except StoreError as error:
         st.info(f"The sample this link opens cannot be read: {markdown_text(error)}.")
+        return None
+    except Exception as error:  # a damaged or crafted database can fail its decoding (stored arrays) in any way
+        st.info("The sample this link opens cannot be read: its stored data (probe distributions, options) is "
+                f"damaged or not what pidcore writes ({markdown_text(type(error).__name__)}).")
         return None
     if record is None or image is None or record["question"] is None or record["options"] is None:
         st.info(f"Sample {markdown_text(sample_id)} of run {markdown_text(run_id)} is not stored with its image and "
@@ -106,8 +110,12 @@ st.session_state.setdefault("case_models", shipped[:1])
 st.session_state.setdefault("case_question", DEFAULT_QUESTION)
 st.session_state.setdefault("case_options", "\n".join(DEFAULT_OPTIONS))
 chosen = st.multiselect("Models (the shipped zoo)", shipped, key="case_models")
-other = st.text_input("Or another model: a local folder or hub id (safetensors only)", key="case_other")
-models = [(name, str(MODELS / name)) for name in chosen] + ([(Path(other).name, other)] if other.strip() else [])
+other = st.text_input("Or another model: a hub id or a local folder (safetensors only)", key="case_other",
+                      help="A hub id (organisation/name) is fetched from the hub; a local model folder must lie "
+                           "inside a folder the dashboard opens results from (start a local path with ./ or /).")
+# (name shown, what to load, typed by the user: checked and loaded by load_other)
+models = ([(name, str(MODELS / name), False) for name in chosen]
+          + ([(Path(other.strip()).name or other.strip(), other, True)] if other.strip() else []))
 
 upload = st.file_uploader(f"Image (PNG or JPEG, at most {MAX_UPLOAD_BYTES // 2**20} MB)", type=["png", "jpg", "jpeg"],
                           max_upload_size=MAX_UPLOAD_BYTES // 2**20, key="case_image")
@@ -148,7 +156,7 @@ run_now = st.button("Run", type="primary", key="case_run", icon=":material/play_
                     help="Runs the three probes of every chosen model on this image and question.")
 results = st.session_state.setdefault("case_results", {})
 image_digest = hashlib.sha256(image_bytes).hexdigest()
-for column, (name, model_id) in zip(st.columns(len(models)), models):
+for column, (name, model_id, typed) in zip(st.columns(len(models)), models):
     with column:
         st.header(markdown_text(name))
         run = reference_run(settings.db, name, options, question)
@@ -163,7 +171,7 @@ for column, (name, model_id) in zip(st.columns(len(models)), models):
         if run_now:
             progress = st.progress(0.0, text=f"loading {name}")
             try:
-                vlm = cached_model(model_id)
+                vlm = load_other(model_id) if typed else cached_model(model_id)
                 progress.progress(0.5, text=f"running the three probes and scoring {name}")
                 results[signature] = analyse(vlm, settings.db, None if run is None else run["run_id"],
                                              settings.estimator, image, question, options, probes=probes)

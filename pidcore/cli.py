@@ -212,15 +212,22 @@ def _demo_summary(args: argparse.Namespace) -> int:
 
 
 def _print_atoms(results: list[LayerResult]) -> None:
-    """The LayerResults of a run as a table in bits, each atom with its 95% bootstrap interval."""
+    """The LayerResults of a run as a table in bits, each atom with its 95% bootstrap interval; a value that is
+    missing (NULL in a database written before the interval columns, NaN without a bootstrap) prints as such."""
+
+    def missing(value: object) -> bool:
+        return value is None or value != value  # NaN is the one float unequal to itself
+
     print("layer" + "".join(f" {SYMBOLS[atom] + ' [95% interval]':>27s}" for atom in ATOMS)
           + "  accuracy (bits; last layer = the model's output)")
     for result in results:
-        accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
+        accuracy = "n/a" if missing(result.accuracy) else f"{result.accuracy:.3f}"
         cells = []
         for atom in ATOMS:
-            low, high = (result.atoms.bounds or {}).get(atom, (float("nan"), float("nan")))
-            cells.append(f" {result.atoms[atom]:8.4f} [{low:7.4f}, {high:7.4f}]")
+            low, high = (result.atoms.bounds or {}).get(atom, (None, None))
+            value = "n/a" if missing(result.atoms[atom]) else f"{result.atoms[atom]:.4f}"
+            interval = "[no interval]" if missing(low) or missing(high) else f"[{low:7.4f}, {high:7.4f}]"
+            cells.append(f" {value:>8s} {interval:18s}")
         print(f"{result.layer:5d}" + "".join(cells) + f"  {accuracy}")
         repeats = result.diagnostics.get("repeats")
         if repeats:

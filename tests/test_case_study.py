@@ -145,3 +145,89 @@ def test_a_stored_sample_opens_with_its_image_question_options_and_model():
     assert app.checkbox(key="case_use_stored").value
     app.button(key="case_run").click().run()
     assert not app.exception and len(app.get("plotly_chart")) == 3
+
+
+def _run_other(text: str) -> str:
+    """Type `text` as another model, press Run, and return what its column says after 'could not be run: '."""
+    app = _page()
+    app.checkbox(key="case_example").check().run()
+    app.multiselect(key="case_models").set_value([]).run()
+    app.text_input(key="case_other").input(text).run()
+    app.button(key="case_run").click().run()
+    assert not app.exception
+    errors = [error.value for error in app.error if "could not be run: " in error.value]
+    assert len(errors) == 1, [error.value for error in app.error]
+    return errors[0].split("could not be run: ", 1)[1]
+
+
+def test_another_model_outside_the_results_folders_says_one_thing_whatever_the_path_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIDCORE_RESULTS_DIRS", str(tmp_path / "results"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "a-file").write_text("{}")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-model").mkdir()
+    (tmp_path / "a-model" / "config.json").write_text('{"model_type": "llava"}')
+    typed = ["/etc", "/etc/passwd", str(tmp_path / "missing"), str(tmp_path / "a-file"), str(tmp_path / "a-folder"),
+             str(tmp_path / "a-model"), str(tmp_path / "results" / ".." / "a-model"), "~", "../../etc"]
+    messages = {_run_other(text) for text in typed}
+    assert len(messages) == 1, messages
+    message = messages.pop()
+    assert "cannot load model" in message and "PIDCORE" in message
+    for leak in ("Unrecognized", "JSON", "Repo id", "etc", "passwd", str(tmp_path)):
+        assert leak not in message
+
+
+def test_another_model_inside_the_results_folders_loads_and_a_hub_id_goes_to_the_hub(tmp_path, monkeypatch):
+    import shutil
+
+    from pidcore.dashboard import live
+
+    monkeypatch.setenv("PIDCORE_RESULTS_DIRS", str(tmp_path))
+    shutil.copytree(MODELS / "llava-s", tmp_path / "llava-s")
+    assert live.other_model(str(tmp_path / "llava-s")) == str((tmp_path / "llava-s").resolve())
+    assert live.other_model(str(MODELS / "llava-s")) == str((MODELS / "llava-s").resolve())  # the shipped zoo
+    asked = []
+
+    def fake_download(repo_id, **options):
+        asked.append(repo_id)
+        raise OSError(f"offline, and the cache is {tmp_path}")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_download)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").mkdir()
+    monkeypatch.chdir(tmp_path)  # a relative folder of the hub id's name exists here: it is never read as one
+    with pytest.raises(ValueError, match="cannot load model 'etc/passwd' from the hub") as raised:
+        live.other_model("etc/passwd")
+    assert asked == ["etc/passwd"] and str(tmp_path) not in str(raised.value)
+    app = _page()
+    app.checkbox(key="case_example").check().run()
+    app.multiselect(key="case_models").set_value([]).run()
+    app.text_input(key="case_other").input(str(tmp_path / "llava-s")).run()
+    app.button(key="case_run").click().run()
+    assert not app.exception and not app.error
+    assert len(app.get("plotly_chart")) == 3  # scored among the shipped runs of the folder's name, llava-s
+
+
+def test_a_stored_sample_with_garbage_probabilities_is_explained(tmp_path, monkeypatch):
+    import duckdb
+
+    from pidcore.store import SampleRow, register_run, write_samples
+
+    monkeypatch.setenv("PIDCORE_RESULTS_DIRS", str(tmp_path))
+    image = _png(Image.new("RGB", (8, 8), (0, 0, 255)))
+    for garbage in (b"garbage", b"", b"\x93NUMPY\x01\x00"):
+        db = tmp_path / f"garbage{len(garbage)}.duckdb"
+        register_run(db, run_id="r", model="llava-s", family="llava", task="t", checkpoint="final", step=None,
+                     stage=None, n_layers=2, settings={})
+        write_samples(db, [SampleRow("r", "s0", 0, 0, np.zeros(4, np.float32), np.zeros(4, np.float32),
+                                     np.full((3, 3, 2), 0.5, np.float32), np.full((3, 3), 0.9, np.float32),
+                                     question="Which?", options=["a", "b"], image=image)])
+        with duckdb.connect(str(db)) as connection:
+            connection.table("samples").update({"probs": duckdb.ConstantExpression(garbage)})
+        app = AppTest.from_file(APP, default_timeout=180)
+        app.switch_page("pages/case_study.py")
+        app.query_params.update(db=str(db), run="r", sample="s0")
+        app.run()
+        assert not app.exception, [error.value for error in app.exception]
+        assert any("cannot be read" in info.value and "damaged" in info.value for info in app.info)
+        assert any("Upload an image" in info.value for info in app.info)  # the page goes on without the sample

@@ -666,3 +666,82 @@ def test_an_image_qwen2_vl_refuses_is_an_image_refusal_naming_its_reason(tmp_pat
     with pytest.raises(ImageRefused, match=r"refuses the image \(5000x1\): image ratio 5000 exceeds 200"):
         encode_sample(vlm, thin, "Which?", ["a", "b"], conventions=ProbeConventions(images=True))
     assert encode_sample(vlm, Image.new("RGB", (200, 1)), "Which?", ["a", "b"]).image_mask.any()
+
+
+# ---- issue 26: one odd record is the one skipped, wherever it stands ---------------------------------------------
+
+
+def longer(record: dict, keys: tuple[str, ...], where: Callable[[dict], dict] = lambda r: r) -> None:
+    """Each of `keys` one zero longer: another option count (all three) or a probe of its own length (one)."""
+    for key in keys:
+        where(record)[key] = [*where(record)[key], 0.0]
+
+
+ODD_RECORD_CASES = [
+    ("N1-flat-probability-length", edited(flat_records(), 10, lambda r: r.update(p_y_x1=[0.9, 0.05, 0.05])),
+     "record q10: its probabilities differ in length (full 2, image_only 3, text_only 2)"),
+    ("N1-paper-probability-length", edited(paper_records(), 10, lambda r: longer(r, ("vl_prob",), gpt)),
+     "record p10: its probabilities differ in length (vl_prob 5, v_prob 4, l_prob 4)"),
+    ("N2-paper-first-record-wider", edited(paper_records(), 0, lambda r: longer(r, ("vl_prob", "v_prob", "l_prob"),
+                                                                                 gpt)),
+     "record p0: shapes (2,), (2,), k=5 differ from the first record of the most common shapes (39 of 40 records), "
+     "'p1': (2,), (2,), k=4"),
+    ("N2-flat-first-record-three-options",
+     edited(flat_records(), 0, lambda r: r.update(p_y_x1=[0.9, 0.05, 0.05], p_y_x2=[0.4, 0.3, 0.3],
+                                                  p_y_x1x2=[0.9, 0.05, 0.05])),
+     "record q0: shapes (2,), (2,), k=3 differ from the first record of the most common shapes (39 of 40 records), "
+     "'q1': (2,), (2,), k=2"),
+    ("N2-flat-first-record-longer-feature", edited(flat_records(), 0, lambda r: longer(r, ("image_feature",))),
+     "record q0: shapes (3,), (2,), k=2 differ from the first record of the most common shapes (39 of 40 records), "
+     "'q1': (2,), (2,), k=2"),
+]
+
+
+@pytest.mark.parametrize(("case", "records", "reason"), ODD_RECORD_CASES, ids=[case for case, _, _ in ODD_RECORD_CASES])
+def test_one_odd_record_first_or_not_is_skipped_whole_by_name_and_the_rest_import(
+        earlier: tuple[Path, tuple], tmp_path: Path, capsys: pytest.CaptureFixture, alarm: None, case: str,
+        records: list[dict], reason: str) -> None:
+    """N1/N2: a record whose probes differ in length, or whose option count or feature size differs from the rest
+    (as the first record too), is the one skipped, named with its reason; every other record imports aligned."""
+    test_a_bad_record_is_skipped_whole_and_every_other_label_stays_aligned(earlier, tmp_path, capsys, None, case,
+                                                                         records, reason)
+
+
+def test_dedupe_first_keeps_the_first_usable_row_when_an_earlier_one_is_bad(tmp_path: Path) -> None:
+    """N19: the first row of id "a" has a missing image, so the later good row of "a" is kept, and a third row of
+    "a" is skipped naming the row that was kept; the bad row keeps its own reason."""
+    (tmp_path / "good.png").write_bytes(png())
+    rows = [{"id": "a", "image": "missing.png", "question": "Which?", "options": ["x", "y"]},
+            {"id": "b", "image": "good.png", "question": "Which?", "options": ["x", "y"]},
+            {"id": "a", "image": "good.png", "question": "Which now?", "options": ["x", "y"]},
+            {"id": "a", "image": "good.png", "question": "Which again?", "options": ["x", "y"]}]
+    from pidcore.datasets import load_dataset
+
+    dataset = load_dataset(f"jsonl:{jsonl(tmp_path / 'd.jsonl', rows)}", dedupe="first")
+    assert [(sample.id, sample.question) for sample in dataset.samples] == [("b", "Which?"), ("a", "Which now?")]
+    reasons = dataset.skipped
+    assert [row_id for row_id, _ in reasons] == ["a", "a"]
+    assert "duplicate" not in reasons[0][1] and "missing.png" in reasons[0][1]
+    assert reasons[1][1] == ("duplicate id: row 2 with id 'a' is kept, the first usable one (the rows before it were "
+                             "skipped)")
+
+
+def test_a_database_written_before_the_interval_columns_prints_its_atoms_without_intervals(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """N25: a rerun over stored atoms whose interval columns were added later (NULL) prints the atoms, each
+    interval as missing, instead of a TypeError from formatting None."""
+    import duckdb
+
+    from pidcore.atoms import BOUND_COLUMNS
+
+    path, db = write_json(tmp_path / "f.json", flat_records()), tmp_path / "old.duckdb"
+    assert import_paper(path, "--db", db) == 0
+    with duckdb.connect(str(db)) as connection:
+        for column in BOUND_COLUMNS:
+            connection.execute(f"ALTER TABLE layer_atoms DROP COLUMN {column}")
+    capsys.readouterr()
+    assert import_paper(path, "--db", db) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("    1 "))
+    assert row.count("[no interval]") == 4 and "nan" not in row and "None" not in row
+    assert read_atoms(db)["r_lo"].isna().all() and len(read_atoms(db)) == 1

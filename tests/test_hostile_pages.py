@@ -351,3 +351,71 @@ def test_planted_stage_names_are_text_in_the_time_chart_and_its_report(results_f
     assert '"stage S2&lt;a href=\\"https:\\u002f\\u002fevil.example' in report  # the note, as text
     for raw in ('<a href="https://evil', '<img src="https://evil', "\\u003ca href", "\\u003cimg"):
         assert raw not in report
+
+
+# Round 2 of the hostile databases (issue 26): NULL sample counts (N22), `atoms` view columns of another type (N23),
+# JSON nested deeper than Python's stack (N24), a ?db= name longer than a file name may be (N27).
+ALL_PAGES = [*PAGES, "pages/case_study.py"]
+
+
+def test_a_null_sample_count_flags_its_rows_aloud_on_every_page(results_folder):
+    db = results_folder / "null_count.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    with duckdb.connect(str(db)) as connection:
+        connection.table(LAYER_ATOMS.name).update({"n_samples": duckdb.ConstantExpression(None)})
+    shown = {page: _open(page, db, model="llava-a", task="synergy") for page in ALL_PAGES}
+    assert "Poor diagnostics for this row: held-out sample count not stored" in _messages(shown["pages/depth.py"])
+    assert any("rows shown have poor diagnostics" in message for message in _messages(shown["pages/breadth.py"]))
+
+
+def _retyped_view(db: Path, kinds: dict) -> Path:
+    """The database's `atoms` view replaced by one over a table of its rows with these columns of other types."""
+    from pidcore.store.schema import ATOM_COLUMNS
+
+    columns = [duckdb.ColumnExpression(name).cast(kinds[name]).alias(name) if name in kinds
+               else duckdb.ColumnExpression(name) for name in ATOM_COLUMNS]
+    with duckdb.connect(str(db)) as connection:
+        connection.view("atoms").select(*columns).create("retyped")
+        connection.table("retyped").create_view("atoms", replace=True)
+    return db
+
+
+def test_atoms_view_columns_of_another_type_are_read_or_named_on_every_page(results_folder):
+    numbers = results_folder / "other_numbers.duckdb"
+    write_run(numbers, "llava-a", "synergy", list(range(5)))
+    types = duckdb.sqltypes
+    _retyped_view(numbers, {"layer": types.DOUBLE, "n_layers": types.BIGINT, "step": types.INTEGER,
+                            "r": duckdb.decimal_type(10, 3), "n_samples": types.HUGEINT, "accuracy": types.FLOAT,
+                            "stage": types.INTEGER})
+    depth = _open("pages/depth.py", numbers, model="llava-a", task="synergy")
+    assert [metric.value for metric in depth.metric] == ["+0.400", "+0.020", "+0.200", "+0.200"]
+    texts = results_folder / "text_layers.duckdb"
+    write_run(texts, "llava-a", "synergy", list(range(5)))
+    _retyped_view(texts, {"layer": types.VARCHAR, "r": types.VARCHAR})
+    for page in ALL_PAGES:
+        _open(page, numbers, model="llava-a", task="synergy")
+        app = _open(page, texts, model="llava-a", task="synergy")
+        if page != "pages/case_study.py":
+            assert any("view whose column layer holds VARCHAR, not numbers" in message for message in _messages(app))
+
+
+def test_json_nested_too_deep_reads_as_no_diagnostics_on_every_page(results_folder):
+    db = results_folder / "deep_json.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    deep = "[" * 100_000 + "]" * 100_000
+    with duckdb.connect(str(db)) as connection:
+        connection.table(LAYER_ATOMS.name).update({"diagnostics": duckdb.ConstantExpression(deep)})
+        connection.table("runs").update({"settings": duckdb.ConstantExpression(deep)})
+        connection.table("samples").update({"options": duckdb.ConstantExpression(deep)})
+    for page in ALL_PAGES:
+        app = _open(page, db, model="llava-a", task="synergy")
+        if page == "pages/depth.py":
+            assert "Poor diagnostics for this row: no diagnostics" in _messages(app)
+
+
+def test_a_link_naming_a_file_longer_than_a_file_name_may_be_gets_the_one_message(results_folder):
+    for name in ("x" * 300 + ".duckdb", "a/" * 3000 + "r.duckdb"):
+        for page in ALL_PAGES:
+            app = _open(page, results_folder / name)
+            if page != "pages/case_study.py":
+                assert _messages(app) == [f"{NOT_AVAILABLE}. {HOW_TO_FILL}"]

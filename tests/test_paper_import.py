@@ -208,3 +208,25 @@ def test_widen_uniform_follows_the_papers_mmbench_stage3(tmp_path):
     path.write_text(json.dumps([three]))
     assert np.allclose(read_paper_file(path).probs[0][2], [1 / 3, 1 / 3, 1 / 3, 0])
     assert np.allclose(read_paper_file(path, widen_uniform=True).probs[0][2], [0.25] * 4)
+
+
+def test_odd_records_first_or_later_are_skipped_by_name_and_the_common_width_kept(tmp_path):
+    """Issue 26 N1/N2: the file's width is the most common one, so two six-wide records at its head are the ones
+    skipped (not every four-wide record after them), and a record whose probes differ in length is skipped by name
+    instead of refusing the file; every kept record keeps its own label."""
+    records = _mixed_records(30, seed=3)
+    for record in records[:2]:
+        turn = record["conversations"][1]
+        for key in ("v_prob", "l_prob", "vl_prob"):
+            turn[key] = turn[key] + [0.0, 0.0]
+    records[7]["conversations"][1]["l_prob"] = records[7]["conversations"][1]["l_prob"][:3]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(records))
+    found = read_paper_file(path)
+    reasons = dict(found.skipped)
+    assert set(reasons) == {"r0", "r1", "r7"} and len(found.ids) == 27
+    assert reasons["r0"].startswith("shapes (4,), (3,), k=6 differ from the first record of the most common shapes "
+                                    "(27 of 29 records), 'r2': (4,), (3,), k=4")
+    assert reasons["r7"] == "its probabilities differ in length (vl_prob 4, v_prob 4, l_prob 3)"
+    by_id = {record["id"]: record["conversations"][1]["label"] for record in records}
+    assert ["ABCD"[gold] for gold in found.gold] == [by_id[row_id] for row_id in found.ids]

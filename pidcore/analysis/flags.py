@@ -18,6 +18,7 @@ FLAG_RULE = (f"Flagged when the held-out set has fewer than {FLAG_MIN_SAMPLES} s
              f"although it sat more than {FLAG_TRAINABLE_BITS} bits above the least the objective can reach, "
              "I(X2;Y) - I(X1;Y) (untrained).")
 NO_DIAGNOSTICS = "no diagnostics"
+NO_SAMPLE_COUNT = "held-out sample count not stored"
 JOIN_KEYS = ["model", "task", "checkpoint", "layer", "estimator"]
 
 
@@ -32,7 +33,9 @@ def flag_reasons(n_samples: int, letter_mass: float, marginal_gap: float, sinkho
     if math.isnan(marginal_gap):
         return [NO_DIAGNOSTICS]
     reasons = []
-    if n_samples < FLAG_MIN_SAMPLES:
+    if pd.isna(n_samples):  # NULL in the file (pd.NA, which no comparison may test)
+        reasons.append(NO_SAMPLE_COUNT)
+    elif n_samples < FLAG_MIN_SAMPLES:
         reasons.append(f"only {n_samples} held-out samples")
     if letter_mass < LETTER_MASS_FALLBACK:
         reasons.append(f"letter mass {letter_mass:.2f}")

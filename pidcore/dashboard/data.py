@@ -38,13 +38,14 @@ NOT_AVAILABLE = ("This results database is not available. Choose a shipped one u
 def results_file(db: str) -> str:
     """The resolved path of a database the dashboard may open (a shipped one, or a readable .duckdb file under a
     results folder, symlinks and `..` resolved first); else a StoreError with the NOT_AVAILABLE message."""
-    try:
+    try:  # OSError: among others a name too long for the file system, which the same message answers
         path = Path(db).expanduser().resolve()
+        shipped = path in {shipped_db.resolve() for shipped_db in SHIPPED_DBS.values()}
+        listed = path.suffix == ".duckdb" and any(path.is_relative_to(folder) for folder in results_dirs())
+        readable = (shipped or listed) and path.is_file() and os.access(path, os.R_OK)
     except (OSError, RuntimeError, ValueError) as error:
         raise store.StoreError(NOT_AVAILABLE) from error
-    shipped = path in {shipped_db.resolve() for shipped_db in SHIPPED_DBS.values()}
-    listed = path.suffix == ".duckdb" and any(path.is_relative_to(folder) for folder in results_dirs())
-    if not ((shipped or listed) and path.is_file() and os.access(path, os.R_OK)):
+    if not readable:
         raise store.StoreError(NOT_AVAILABLE)
     return str(path)
 

@@ -79,8 +79,9 @@ def load_dataset(spec: str, limit: int | None = None, image_root: str | Path | N
         raise DatasetError(f"image root is not a folder: {root}")
     dataset = LoadedDataset(name=_dataset_name(path, sources))
     seen: Counter[str] = Counter()
+    kept_at: dict[str, int] = {}  # each kept id: which of its rows (1 = the first) was kept
     for source in sources:
-        _read_source(kind, source, root, dataset, seen, limit, dedupe)
+        _read_source(kind, source, root, dataset, seen, kept_at, limit, dedupe)
     repeated = {row_id: count for row_id, count in seen.items() if count > 1}
     if repeated and dedupe == "error":
         raise DatasetError(_duplicates(" and ".join(source.path.name for source in sources), repeated))
@@ -121,19 +122,21 @@ def resolve_sources(kind: str, path: Path) -> list[Source]:
 
 
 def _read_source(kind: str, source: Source, root: Path, dataset: LoadedDataset, seen: Counter[str],
-                 limit: int | None, dedupe: str) -> None:
+                 kept_at: dict[str, int], limit: int | None, dedupe: str) -> None:
     """Append one file's usable samples (up to `limit` of them) and its skipped rows to `dataset`; a split file
-    that keeps no sample is an error, since each split has a role (fitting, evaluation)."""
+    that keeps no sample is an error, since each split has a role (fitting, evaluation). With dedupe="first" the
+    first usable row of each id is kept: a row skipped for its own reason keeps no id from a later good row."""
     rows = SPLIT_LOADERS[kind](source.path, root, source.prefix) if source.split else LOADERS[kind](source.path, root)
     kept, skipped = 0, len(dataset.skipped)
     for row_id, build in rows:
         seen[row_id] += 1
         try:
-            if seen[row_id] > 1 and dedupe == "first":
-                raise SkipRow(f"duplicate id: the first row with id {row_id!r} is kept")
+            if row_id in kept_at and dedupe == "first":
+                raise SkipRow(_duplicate_reason(row_id, kept_at[row_id]))
             sample = build()
             sample.split = source.split
             dataset.samples.append(sample)
+            kept_at.setdefault(row_id, seen[row_id])
             kept += 1
         except SkipRow as reason:
             dataset.skipped.append((f"{source.path.name}: {row_id}" if source.split else row_id, str(reason)))
@@ -142,6 +145,14 @@ def _read_source(kind: str, source: Source, root: Path, dataset: LoadedDataset, 
             break
     if source.split and not kept:
         raise DatasetError(_no_usable_row(source.path.name, dataset.skipped[skipped:]))
+
+
+def _duplicate_reason(row_id: str, kept_row: int) -> str:
+    """Why a later row of a kept id is skipped, naming which row of that id was kept."""
+    if kept_row == 1:
+        return f"duplicate id: the first row with id {row_id!r} is kept"
+    return (f"duplicate id: row {kept_row} with id {row_id!r} is kept, the first usable one (the rows before it were "
+            "skipped)")
 
 
 def _dataset_name(path: Path, sources: list[Source]) -> str:

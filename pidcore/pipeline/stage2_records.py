@@ -11,7 +11,9 @@ Two layouts are read:
   at the top level or under "samples"/"data"/"records", with optional top-level "model", "task", "family".
 
 A record is kept whole or skipped whole, with its reason counted and logged; nothing is appended before every
-check has passed, so no label can shift onto another record.
+check has passed, so no label can shift onto another record. Every record is checked before any is kept, and the
+file's shapes (feature sizes, option width) are the most common among the checked records, so an odd record is the
+one skipped, wherever it stands.
 """
 
 from __future__ import annotations
@@ -71,17 +73,33 @@ class Stage2Records:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     conversation_layout: bool = False
     _kept_ids: set[str] = field(default_factory=set, repr=False)
+    _shapes: tuple | None = field(default=None, repr=False)
+    _shapes_from: str = field(default="", repr=False)
+
+    def settle_shapes(self, checked: list[tuple[str, tuple]]) -> None:
+        """Fix the file's shapes (x1, x2, k) as the most common among the checked records' (row id, shapes), ties
+        going to the earliest, so one odd record, first or not, is the one skipped rather than every other."""
+        if not checked:
+            return
+        counts = Counter(shapes for _, shapes in checked)
+        self._shapes, count = counts.most_common(1)[0]
+        first = next(row_id for row_id, shapes in checked if shapes == self._shapes)
+        self._shapes_from = (f"the first record of the most common shapes ({count} of {len(checked)} records), "
+                             f"{first!r}:")
 
     def add(self, row_id: str, x1: np.ndarray, x2: np.ndarray, probs: np.ndarray, mass: np.ndarray,
             gold: int | None) -> None:
-        """Append one checked record, after checking it against the first one and the ids already kept."""
+        """Append one checked record, after checking it against the ids already kept and the file's shapes: those
+        `settle_shapes` chose, else the first kept record's."""
         if row_id in self._kept_ids:
             raise BadRecord(f"duplicate id {row_id!r}")
-        if self.ids:
-            expected = (self.x1[0].shape, self.x2[0].shape, self.probs[0].shape[-1])
-            if (x1.shape, x2.shape, probs.shape[-1]) != expected:
-                raise BadRecord(f"shapes {x1.shape}, {x2.shape}, k={probs.shape[-1]} differ from the first "
-                                f"record's {expected[0]}, {expected[1]}, k={expected[2]}")
+        if self._shapes is None and self.ids:
+            self._shapes = (self.x1[0].shape, self.x2[0].shape, self.probs[0].shape[-1])
+            self._shapes_from = "the first record's"
+        if self._shapes is not None and (x1.shape, x2.shape, probs.shape[-1]) != self._shapes:
+            x1_shape, x2_shape, k = self._shapes
+            raise BadRecord(f"shapes {x1.shape}, {x2.shape}, k={probs.shape[-1]} differ from {self._shapes_from} "
+                            f"{x1_shape}, {x2_shape}, k={k}")
         self._kept_ids.add(row_id)
         self.ids.append(row_id)
         self.x1.append(x1)
@@ -108,15 +126,22 @@ def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Rec
     found = Stage2Records(model=str(meta.get("model") or path.stem),
                           task=str(meta.get("task") or meta.get("dataset") or "paper:" + path.stem),
                           family=str(meta.get("family") or "imported"), conversation_layout=conversations)
+    checked: list[tuple[str, tuple | str]] = []  # per record in file order: (id, its checked arrays or its reason)
     for number, record in enumerate(records):
         row_id = _record_id(record, number)
         try:
             if not isinstance(record, dict):
                 raise BadRecord("not a JSON object")
-            if conversations:
-                _add_conversation(found, row_id, record, widen_uniform)
-            else:
-                _add_flat(found, row_id, record)
+            checked.append((row_id, _conversation(record, widen_uniform) if conversations else _flat(record)))
+        except BadRecord as reason:
+            checked.append((row_id, str(reason)))
+    found.settle_shapes([(row_id, (arrays[0].shape, arrays[1].shape, arrays[2].shape[-1]))
+                         for row_id, arrays in checked if not isinstance(arrays, str)])
+    for row_id, arrays in checked:
+        try:
+            if isinstance(arrays, str):
+                raise BadRecord(arrays)
+            found.add(row_id, *arrays)
         except BadRecord as reason:
             found.skipped.append((row_id, str(reason)))
             logger.warning("%s: skipped record %s: %s", path.name, row_id, reason)
@@ -147,16 +172,17 @@ def _load_json(path: Path) -> Any:
         raise PaperFileError(f"{path.name} is nested too deeply to parse as JSON") from error
 
 
-def _add_flat(found: Stage2Records, row_id: str, record: dict) -> None:
-    """Check one flat-layout record whole and keep it."""
+def _flat(record: dict) -> tuple:
+    """Check one flat-layout record whole: its (x1, x2, probs, mass, gold)."""
     x1, x2 = _vector(_field(record, "x1"), "x1"), _vector(_field(record, "x2"), "x2")
-    probs = np.stack([_distribution(_field(record, name), name) for name in PASSES])
+    probs = _stacked({name: _distribution(_field(record, name), name) for name in PASSES})
     gold = _gold(_field(record, "answer", required=False), probs.shape[-1])
-    found.add(row_id, x1, x2, probs, np.full(len(PASSES), np.nan), gold)
+    return x1, x2, probs, np.full(len(PASSES), np.nan), gold
 
 
-def _add_conversation(found: Stage2Records, row_id: str, record: dict, widen_uniform: bool) -> None:
-    """Check one record of the paper's conversation layout whole (its gpt turn) and keep it."""
+def _conversation(record: dict, widen_uniform: bool) -> tuple:
+    """Check one record of the paper's conversation layout whole (its gpt turn): its (x1, x2, probs, mass,
+    gold)."""
     conversation = record.get("conversations")
     turns = conversation if isinstance(conversation, list) else []
     turn = next((turn for turn in turns if isinstance(turn, dict) and turn.get("from") == "gpt"), None)
@@ -166,13 +192,23 @@ def _add_conversation(found: Stage2Records, row_id: str, record: dict, widen_uni
     if not isinstance(n, int) or isinstance(n, bool) or not MIN_OPTIONS <= n <= len(LETTERS):
         raise BadRecord(f"num_options {n!r} is not a whole number from {MIN_OPTIONS} to {len(LETTERS)}")
     x1, x2 = _vector(turn.get("v_feature"), "v_feature"), _vector(turn.get("l_feature"), "l_feature")
-    probs = np.stack([_padded(turn.get(f"{CONVERSATION_PROBES[name]}_prob"), f"{CONVERSATION_PROBES[name]}_prob", n)
-                      for name in PASSES])
+    names = [f"{CONVERSATION_PROBES[name]}_prob" for name in PASSES]
+    probs = _stacked({name: _padded(turn.get(name), name, n) for name in names})
     if widen_uniform:
         probs = np.stack([_widened(p, n) for p in probs])
     gold = _letter(turn.get("label"), n)
     mass = np.array([_letter_mass(turn.get(f"{CONVERSATION_PROBES[name]}_orig_prob"), n) for name in PASSES])
-    found.add(row_id, x1, x2, probs, mass, gold)
+    return x1, x2, probs, mass, gold
+
+
+def _stacked(distributions: dict[str, np.ndarray]) -> np.ndarray:
+    """The record's distributions, one per pass in PASSES order, as [pass, k]; lengths that differ within the
+    record are its reason to be skipped, named."""
+    lengths = {name: array.size for name, array in distributions.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name} {size}" for name, size in lengths.items())
+        raise BadRecord(f"its probabilities differ in length ({shown})")
+    return np.stack(list(distributions.values()))
 
 
 def _field(record: dict, name: str, required: bool = True) -> Any:

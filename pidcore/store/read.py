@@ -4,6 +4,7 @@ results only (no other file, no extension) and turn DuckDB's errors into a Store
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -16,8 +17,8 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import (ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS, SAMPLES, TABLES,
-                                  TASK_PID, LayerResult, RunProgress, SampleRow, Table)
+from pidcore.store.schema import (ATOM_COLUMN_TYPES, ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS,
+                                  SAMPLES, TABLES, TASK_PID, LayerResult, RunProgress, SampleRow, Table)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -49,7 +50,7 @@ class StoreError(RuntimeError):
 def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25) -> duckdb.DuckDBPyConnection:
     """Open the database read-only for results only, retrying while another process holds its write lock."""
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise StoreError(f"no results database at {path}")
     for attempt in range(attempts):
         try:
@@ -63,6 +64,14 @@ def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25
         except duckdb.Error as error:
             raise StoreError(f"{path} is not a DuckDB database this can open: {_first_line(error)}") from error
     raise AssertionError("unreachable")
+
+
+def _is_file(path: str | Path) -> bool:
+    """Whether a file is there; False also where the name cannot be looked up (too long for the file system)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def is_locked(error: duckdb.IOException) -> bool:
@@ -125,13 +134,34 @@ def present_select(path: str | Path, table: Table, names: Sequence[str] | None =
 
 
 def read_atoms(path: str | Path) -> pd.DataFrame:
-    """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN, and
-    NULL names read as NO_NAME."""
-    view = _objects(path).get(ATOMS_VIEW)
-    if view is None:
+    """All rows of the public `atoms` view; columns added since a database was written (the bounds) are NaN,
+    NULL names read as NO_NAME, and a crafted view's columns of another type read as the store's (_as_stored)."""
+    view = dict(query(path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+                      [ATOMS_VIEW]))
+    if not view:
         raise StoreError(f"{path} has no `atoms` view; is it a results database?")
-    frame = query_frame(path, f"SELECT {', '.join(c for c in ATOM_COLUMNS if c in view)} FROM {ATOMS_VIEW}")
+    frame = query_frame(path, f"SELECT {', '.join(_as_stored(path, c, view[c]) for c in ATOM_COLUMNS if c in view)} "
+                              f"FROM {ATOMS_VIEW}")
     return _named(frame.reindex(columns=ATOM_COLUMNS))
+
+
+# The column types a number may arrive as from a crafted view (DuckDB's names in information_schema).
+_NUMERIC_TYPE = re.compile(r"(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(\d+,\s*\d+\))")
+
+
+def _as_stored(path: str | Path, column: str, kind: str) -> str:
+    """A SELECT item reading one column of the `atoms` view as the type the store writes it: a name of another type
+    as its text, a number of another numeric type converted (NULL where it does not fit); a number column of a
+    non-numeric type is a StoreError that names it."""
+    wanted = ATOM_COLUMN_TYPES[column]
+    if kind == wanted:
+        return column
+    if wanted == "VARCHAR":
+        return f"CAST({column} AS VARCHAR) AS {column}"
+    if _NUMERIC_TYPE.fullmatch(kind):
+        return f"TRY_CAST({column} AS {wanted}) AS {column}"
+    raise StoreError(f"{path} has an `atoms` view whose column {column} holds {kind[:40]}, not numbers; "
+                     "it is not a results database this can read")
 
 
 def _named(frame: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +213,7 @@ def _json_object(text: str | None) -> dict:
     """Stored JSON (a layer's diagnostics, a run's settings) as a dict; empty when missing or not a JSON object."""
     try:
         details = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return {}
     return details if isinstance(details, dict) else {}
 
@@ -192,7 +222,7 @@ def _json_strings(text: str | None) -> list[str] | None:
     """A stored `options` value as a list of strings; None when missing or not a JSON list of strings."""
     try:
         options = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return options if isinstance(options, list) and all(isinstance(o, str) for o in options) else None
 
@@ -248,7 +278,7 @@ def fitted_estimators(path: str | Path, run_id: str, estimator: str) -> list[tup
 
 def load_calibration(path: str | Path, run_id: str) -> np.ndarray | None:
     """A run's stored embedding statistics [4, d] (image mean, image std, text mean, text std), or None."""
-    if not Path(path).is_file():
+    if not _is_file(path):
         return None
     rows = query(path, "SELECT stats FROM calibration WHERE run_id = ?", [run_id])
     return blob_to_array(rows[0][0]) if rows else None
@@ -256,7 +286,7 @@ def load_calibration(path: str | Path, run_id: str) -> np.ndarray | None:
 
 def stored_sample_ids(path: str | Path, run_id: str) -> set[str]:
     """Ids of the samples of a run already stored."""
-    if not Path(path).is_file():
+    if not _is_file(path):
         return set()
     return {row[0] for row in query(path, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
 
@@ -338,7 +368,7 @@ def read_layer_results(path: str | Path, run_id: str, estimator: str, layers: li
 def read_progress(path: str | Path, run_ids: Sequence[str]) -> dict[str, RunProgress]:
     """How far each of these runs got in a database: its depth, samples stored and layers stored per estimator
     (runs it does not hold are absent; a missing file holds none)."""
-    if not Path(path).is_file():
+    if not _is_file(path):
         return {}
 
     def progress(connection: duckdb.DuckDBPyConnection) -> dict[str, RunProgress]:

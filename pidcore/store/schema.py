@@ -69,6 +69,9 @@ CURRENT_RUNS_SQL = ("(SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY
 ATOMS_VIEW_SQL = (f"CREATE OR REPLACE VIEW {ATOMS_VIEW} AS SELECT {_VIEW_SELECT} "
                   f"FROM layer_atoms JOIN {CURRENT_RUNS_SQL} AS runs USING (run_id)")
 OBJECTS = {table.name for table in TABLES} | {ATOMS_VIEW}
+# Each column of the view with the type its table gives it, so a reader can tell a crafted view's other types.
+ATOM_COLUMN_TYPES = {column: dict((RUNS if column in _FROM_RUNS else LAYER_ATOMS).columns)[column]
+                     for column in ATOM_COLUMNS}
 
 
 def schema_changes(present: dict[str, set[str]]) -> list[str]:
