@@ -733,12 +733,19 @@ def test_a_database_written_before_the_interval_columns_prints_its_atoms_without
     import duckdb
 
     from pidcore.atoms import BOUND_COLUMNS
+    from pidcore.store.schema import LAYER_ATOMS, TABLES, Table
 
-    path, db = write_json(tmp_path / "f.json", flat_records()), tmp_path / "old.duckdb"
-    assert import_paper(path, "--db", db) == 0
-    with duckdb.connect(str(db)) as connection:
-        for column in BOUND_COLUMNS:
-            connection.execute(f"ALTER TABLE layer_atoms DROP COLUMN {column}")
+    path, new, db = write_json(tmp_path / "f.json", flat_records()), tmp_path / "new.duckdb", tmp_path / "old.duckdb"
+    assert import_paper(path, "--db", new) == 0
+    old_atoms = Table(LAYER_ATOMS.name, tuple(c for c in LAYER_ATOMS.columns if c[0] not in BOUND_COLUMNS),
+                      LAYER_ATOMS.key)
+    with duckdb.connect(str(new), read_only=True) as connection:
+        rows = {table.name: connection.table(table.name).to_arrow_table() for table in TABLES}
+    rows[LAYER_ATOMS.name] = rows[LAYER_ATOMS.name].select(old_atoms.column_names)
+    with duckdb.connect(str(db)) as connection:  # the database as written before the interval columns existed
+        for table in (old_atoms if table is LAYER_ATOMS else table for table in TABLES):
+            connection.execute(table.create_sql())
+            connection.from_arrow(rows[table.name]).insert_into(table.name)
     capsys.readouterr()
     assert import_paper(path, "--db", db) == 0
     out = capsys.readouterr().out
