@@ -18,16 +18,19 @@ CORPUS = [
 ]
 
 
-def train_tokenizer(extra_special: list[str] | None = None, image_token: str = "<image>",
-                    vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on a fixed prompt corpus; deterministic. `image_token` is the family's placeholder."""
+def train_tokenizer(extra_special: list[str] | None = None, image_token: str = "<image>", vocab_size: int = 400,
+                    named: dict[str, str] | None = None) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE on a fixed prompt corpus; deterministic. `image_token` is the family's placeholder;
+    `named` gives further special tokens the family's processor reads by attribute (e.g. {"boi_token": ...})."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    specials = SPECIAL_TOKENS + [token for token in extra_special or [] if token not in SPECIAL_TOKENS]
+    named = {"image_token": image_token, **(named or {})}
+    wanted = [*(extra_special or []), *named.values()]
+    specials = SPECIAL_TOKENS + [token for token in dict.fromkeys(wanted) if token not in SPECIAL_TOKENS]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(CORPUS * 4, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", pad_token="<pad>",
-                                   extra_special_tokens={"image_token": image_token})
+                                   extra_special_tokens=named)

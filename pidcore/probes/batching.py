@@ -104,17 +104,24 @@ def _blocks(value: torch.Tensor, times: int) -> torch.Tensor:
 
 
 def _repeated_features(outputs: list[BaseModelOutputWithPooling]) -> BaseModelOutputWithPooling:
-    """One features object for all rows: each sample's pooled features three times over, in row order.
+    """One features object for all rows: each sample's pooled features three times over, in row order, and so any
+    further per-image features the family returns (Qwen3-VL's `deepstack_features`, a list of them, one per level).
 
     Families return the features as one tensor over the sample's images or as a tuple of per-image tensors;
-    the merged object keeps that form.
+    the merged object keeps that form and the family's output class.
     """
-    pooled = [output.pooler_output for output in outputs]
-    if isinstance(pooled[0], torch.Tensor):
-        merged = torch.cat([_blocks(features, len(PASSES)) for features in pooled])
-    else:
-        merged = tuple(item for features in pooled for _ in PASSES for item in features)
-    return BaseModelOutputWithPooling(pooler_output=merged)
+    fields = {"pooler_output": _repeated_images([output.pooler_output for output in outputs])}
+    for name in outputs[0].keys() - BaseModelOutputWithPooling.__dataclass_fields__.keys():
+        levels = zip(*(output[name] for output in outputs))
+        fields[name] = [_repeated_images(list(level)) for level in levels]
+    return type(outputs[0])(**fields)
+
+
+def _repeated_images(features: list) -> torch.Tensor | tuple:
+    """The samples' image features (a tensor or a tuple of per-image tensors each) three times over, in row order."""
+    if isinstance(features[0], torch.Tensor):
+        return torch.cat([_blocks(item, len(PASSES)) for item in features])
+    return tuple(image for item in features for _ in PASSES for image in item)
 
 
 def _padded_masks(masks: list[torch.Tensor], length: int) -> torch.Tensor:

@@ -3,7 +3,9 @@
 Row 0 is the full pass p(y|x1,x2); row 1 the image-only probe p(y|x1), whose user-text embeddings
 are replaced by noise; row 2 the text-only probe p(y|x2), whose image embeddings are replaced by
 noise. The replacement happens in a forward pre-hook on model.get_decoder(), i.e. after the image
-has been merged into the input embeddings, so it works the same for every family. Samples of any
+has been merged into the input embeddings, so it works the same for every family; where a family lets the image into
+the decoder elsewhere too (Qwen3-VL's deepstack features), its adapter's masking strategy (pidcore.probes.hooks)
+removes it there as well, and the lens applies any logit scale its adapter names. Samples of any
 lengths share a forward (pidcore.probes.batching pads them and encodes each image once). The paper's
 `positions` and `scores` conventions act here (pidcore.probes.paper_forward).
 """
@@ -73,7 +75,10 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
             embeds[row + 2, rows.image_masks[index].to(embeds.device)] = image_noise.to(embeds.device, embeds.dtype)
         return embeds
 
-    with decoder_input_hook(vlm, mask), _last_position_states(vlm) as states:
+    # The text-only rows' image positions [rows, T]: where the family's masking strategy removes the image.
+    image_masked = torch.zeros_like(rows.image_masks).repeat_interleave(len(PASSES), 0)
+    image_masked[len(PASSES) - 1:: len(PASSES)] = rows.image_masks
+    with decoder_input_hook(vlm, mask, image_masked), _last_position_states(vlm) as states:
         vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     prompts = [encoded.inputs["input_ids"][0] for encoded in batch] if conventions.scores else None
@@ -132,10 +137,14 @@ def _last_position_states(vlm: LoadedVLM):
 
 
 def _head_logits(vlm: LoadedVLM, states: torch.Tensor) -> torch.Tensor:
-    """The model's own read-out of residual states: final norm, output embedding, and any final logit soft-cap."""
+    """The model's own read-out of residual states: final norm, output embedding, the family's logit scale (the
+    text config field its adapter names), and any final logit soft-cap."""
     norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
     logits = vlm.model.get_output_embeddings()(norm(states)).float()
-    cap = getattr(vlm.model.config.get_text_config(), "final_logit_softcapping", None)
+    text_config = vlm.model.config.get_text_config()
+    if vlm.adapter.logit_scale_attr is not None:
+        logits = logits * getattr(text_config, vlm.adapter.logit_scale_attr)
+    cap = getattr(text_config, "final_logit_softcapping", None)
     return cap * torch.tanh(logits / cap) if cap else logits
 
 

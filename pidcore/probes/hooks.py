@@ -1,4 +1,5 @@
-"""A forward pre-hook on the decoder that sees, and may replace, the input embeddings after the image is merged."""
+"""A forward pre-hook on the decoder that sees, and may replace, the input embeddings after the image is merged, and
+the masking strategies that remove a modality wherever the family lets it enter the decoder."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import torch
 
 from pidcore.models.loading import LoadedVLM
 
+Edit = Callable[[torch.Tensor], torch.Tensor]
+
 
 @contextmanager
-def decoder_input_hook(vlm: LoadedVLM, edit: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
-    """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward."""
+def decoder_input_hook(vlm: LoadedVLM, edit: Edit, image_masked: torch.Tensor | None = None) -> Iterator[None]:
+    """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward; with `image_masked`
+    ([rows, T], the positions whose image rows `edit` replaces by noise), the family's masking strategy (its
+    adapter's `masking`) also removes the image from whatever else of the decoder's inputs carries it."""
+    strategy = MASKINGS[vlm.adapter.masking] if image_masked is not None else merged_rows
+
     def hook(module, args, kwargs):
-        kwargs["inputs_embeds"] = edit(kwargs["inputs_embeds"])
+        strategy(kwargs, edit, image_masked)
         return args, kwargs
 
     handle = vlm.model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
@@ -22,3 +29,24 @@ def decoder_input_hook(vlm: LoadedVLM, edit: Callable[[torch.Tensor], torch.Tens
         yield
     finally:
         handle.remove()
+
+
+def merged_rows(kwargs: dict, edit: Edit, image_masked: torch.Tensor | None) -> None:
+    """The image enters the decoder only as rows of inputs_embeds: editing them is the whole masking."""
+    kwargs["inputs_embeds"] = edit(kwargs["inputs_embeds"])
+
+
+def merged_rows_deepstack(kwargs: dict, edit: Edit, image_masked: torch.Tensor | None) -> None:
+    """Qwen3-VL: the merged rows, and the "deepstack" image features the decoder adds to the image positions
+    (`visual_pos_masks`) after its first layers, zeroed where the image is masked: an absent image adds nothing."""
+    merged_rows(kwargs, edit, image_masked)
+    deepstack, positions = kwargs.get("deepstack_visual_embeds"), kwargs.get("visual_pos_masks")
+    if deepstack is None or image_masked is None:
+        return
+    masked = image_masked.to(positions.device)[positions].unsqueeze(-1)
+    kwargs["deepstack_visual_embeds"] = [layer.masked_fill(masked.to(layer.device), 0) for layer in deepstack]
+
+
+# The adapter's `masking` names one of these.
+MASKINGS: dict[str, Callable[[dict, Edit, torch.Tensor | None], None]] = {
+    "merged_rows": merged_rows, "merged_rows_deepstack": merged_rows_deepstack}

@@ -1,0 +1,206 @@
+"""Every family in the adapter table, on a tiny model built offline and loaded from disk: the lens at the last layer
+is the model's own output, each masked probe leaves no trace of its masked modality, `profile` runs end to end, and a
+batch of mixed lengths gives the one-sample results. Family read-outs and masking strategies are shown to matter."""
+
+import dataclasses
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pidcore.cli import main
+from pidcore.models.adapters import ADAPTERS
+from pidcore.models.loading import load_vlm
+from pidcore.models.tiny import BUILDERS, build_tiny_model
+from pidcore.probes.encoding import encode_sample
+from pidcore.probes.engine import _head_logits, _last_position_states, letter_token_ids, run_probes, run_probes_batch
+from pidcore.probes.hooks import MASKINGS
+from pidcore.probes.noise import seeded_noise
+from pidcore.probes.statistics import embedding_stats
+from pidcore.store import load_samples, read_atoms, read_runs
+
+QUESTION = "What colour is the shape?"
+# transformers' SmolVLM processor refuses to start without num2words (it spells out video frame counts).
+NEEDS = {"smolvlm": "num2words"}
+FAMILIES = [pytest.param(family, marks=pytest.mark.skipif(
+    family in NEEDS and importlib.util.find_spec(NEEDS[family]) is None,
+    reason=f"{family}'s processor needs {NEEDS.get(family)}")) for family in sorted(ADAPTERS)]
+
+
+def _picture(seed: int, size=(40, 40)) -> Image.Image:
+    """Random pixels: two seeds give two very different images of one size (so of one image-token count)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def built(request, tmp_path_factory):
+    """The family's tiny model folder, and the model loaded with a final norm whose weights are not all equal (so a
+    lens that skipped or doubled it would show)."""
+    folder = build_tiny_model(request.param, tmp_path_factory.mktemp(f"family-{request.param}"))
+    vlm = load_vlm(str(folder), device="cpu")
+    norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, norm.weight.numel()))
+    return request.param, folder, vlm
+
+
+def _own_last_logits(vlm, encoded) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's own last-position logits from its transformers forward, and the lens read-out of the last layer's
+    residual state captured in that same forward."""
+    with torch.no_grad(), _last_position_states(vlm) as states:
+        own = vlm.model(**encoded.inputs).logits[0, -1].float()
+        lens = _head_logits(vlm, states[-1])[0]
+    return own, lens
+
+
+def test_every_adapted_family_has_a_tiny_builder_and_a_known_masking():
+    assert sorted(BUILDERS) == sorted(ADAPTERS)
+    assert {adapter.masking for adapter in ADAPTERS.values()} <= set(MASKINGS)
+    assert {family: adapter.family for family, adapter in ADAPTERS.items()} == {family: family for family in ADAPTERS}
+
+
+def test_the_lens_at_the_last_layer_is_the_models_own_output(built):
+    family, _, vlm = built
+    encoded = encode_sample(vlm, _picture(0), QUESTION, ["red", "blue", "green"])
+    own, lens = _own_last_logits(vlm, encoded)
+    assert torch.allclose(lens, own, atol=1e-5), (family, float((lens - own).abs().max()))
+    result = run_probes(vlm, encoded, embedding_stats(vlm, [encoded]), seed=0)
+    letters = letter_token_ids(vlm.processor.tokenizer, 3)
+    assert torch.allclose(result.probs[0, -1], torch.softmax(own[letters], -1), atol=1e-5)
+    assert float(result.letter_mass[0, -1]) == pytest.approx(float(torch.softmax(own, -1)[letters].sum()), abs=1e-5)
+    assert result.probs.shape == (3, vlm.model.config.get_text_config().num_hidden_layers + 1, 3)
+
+
+def _probes_of(vlm, first, second, kept_row: int):
+    """Both samples' probes under one set of statistics and one seed; `kept_row` (1 image-only, 2 text-only) must
+    not move between them, while the full pass does (so the check is not empty)."""
+    stats = embedding_stats(vlm, [first, second])
+    a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
+    moved = (a.probs[kept_row] - b.probs[kept_row]).abs().max()
+    assert torch.allclose(a.probs[kept_row], b.probs[kept_row], atol=1e-6, rtol=0), (vlm.adapter.family, moved)
+    assert not torch.allclose(a.probs[0], b.probs[0], atol=1e-6, rtol=0)
+    return a, b
+
+
+def test_the_text_only_probe_ignores_the_image(built):
+    _, _, vlm = built
+    first = encode_sample(vlm, _picture(1), QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, _picture(2), QUESTION, ["red", "blue"])
+    assert torch.equal(first.image_mask, second.image_mask)
+    a, b = _probes_of(vlm, first, second, kept_row=2)
+    assert not torch.allclose(a.x1, b.x1) and torch.allclose(a.x2, b.x2)
+
+
+def test_the_image_only_probe_ignores_the_question(built):
+    _, _, vlm = built
+    first = encode_sample(vlm, _picture(1), QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, _picture(1), "What colour is a banana?", ["yellow", "green"])
+    assert torch.equal(first.text_mask, second.text_mask)
+    a, b = _probes_of(vlm, first, second, kept_row=1)
+    assert not torch.allclose(a.x2, b.x2) and torch.allclose(a.x1, b.x1)
+
+
+MIXED = [((40, 40), "What colour is the shape?", ["red", "blue"]),
+         ((64, 40), "Is there a circle in the image? What shape is shown?", ["yes", "no", "left", "right"]),
+         ((32, 56), "Which side?", ["left", "right", "top"])]
+
+
+def test_a_batch_of_mixed_lengths_gives_the_one_sample_results(built):
+    family, _, vlm = built
+    encoded = [encode_sample(vlm, _picture(seed, size), question, options)
+               for seed, (size, question, options) in enumerate(MIXED)]
+    assert len({item.inputs["input_ids"].shape[1] for item in encoded}) == len(MIXED)
+    stats = embedding_stats(vlm, encoded)
+    seeds = [5, 6, 7]
+    together = run_probes_batch(vlm, encoded, [seeded_noise(item, stats, seed) for item, seed in zip(encoded, seeds)])
+    for item, seed, batched in zip(encoded, seeds, together):
+        alone = run_probes(vlm, item, stats, seed=seed)
+        assert torch.allclose(alone.probs, batched.probs, atol=1e-5), family
+        assert torch.allclose(alone.letter_mass, batched.letter_mass, atol=1e-5)
+        assert torch.allclose(alone.x1, batched.x1, atol=1e-5) and torch.allclose(alone.x2, batched.x2, atol=1e-5)
+
+
+def test_the_batch_encodes_each_image_once_in_the_adapters_vision_module(built):
+    """The adapter's vision and projector modules exist, and the vision tower runs once per sample of a batch."""
+    family, _, vlm = built
+    tower = vlm.model.get_submodule(vlm.adapter.vision_module)
+    assert any(True for _ in vlm.model.get_submodule(vlm.adapter.projector_module).parameters())
+    encoded = [encode_sample(vlm, _picture(seed, size), question, options)
+               for seed, (size, question, options) in enumerate(MIXED)]
+    stats = embedding_stats(vlm, encoded)
+    calls = []
+    handle = tower.register_forward_pre_hook(lambda module, args: calls.append(module))
+    try:
+        run_probes_batch(vlm, encoded, [seeded_noise(item, stats, seed) for seed, item in enumerate(encoded)])
+    finally:
+        handle.remove()
+    assert len(calls) == len(encoded), family
+
+
+def _task(root) -> str:
+    """An 8-question two-option JSONL task with small images, as `profile --dataset jsonl:...` reads it."""
+    with open(root / "task.jsonl", "w") as handle:
+        for i in range(8):
+            Image.new("RGB", (36, 36), (255 * (i % 2), 0, 0)).save(root / f"img{i}.png")
+            handle.write(json.dumps({"id": f"q{i}", "image": f"img{i}.png", "question": "Red?",
+                                     "options": ["yes", "no"], "answer": "yes" if i % 2 else "no"}) + "\n")
+    return f"jsonl:{root / 'task.jsonl'}"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_model_then_profile_runs_end_to_end(family, tmp_path):
+    """`pidcore tiny-model --family F`, then `profile` on its folder (the default, published probes), all the way to
+    stored samples and the last layer's atoms."""
+    assert main(["tiny-model", "--family", family, "--out", str(tmp_path / "model")]) == 0
+    db = tmp_path / "results.duckdb"
+    assert main(["profile", "--model", str(tmp_path / "model"), "--dataset", _task(tmp_path), "--db", str(db),
+                 "--device", "cpu", "--layers", "last", "--bootstrap", "0"]) == 0
+    atoms = read_atoms(db)
+    assert list(atoms["layer"]) == [2] and set(atoms["family"]) == {family}
+    (run_id,) = read_runs(db)["run_id"]
+    assert sorted(row.sample_id for row in load_samples(db, run_id)) == [f"q{i}" for i in range(8)]
+
+
+def test_a_saved_processor_loads_back_as_the_class_it_names(built):
+    """Processors built without their video processors (which need torchvision) save and load as the family's own
+    class; the Qwen2-VL families save their tokenizer and image processor alone."""
+    family, folder, vlm = built
+    saved = folder / "processor_config.json"
+    if not saved.is_file():
+        pytest.skip(f"{family}'s tiny model has no processor config")
+    assert json.loads(saved.read_text())["processor_class"] == type(vlm.processor).__name__
+
+
+def test_aya_visions_lens_applies_its_logit_scale(tmp_path):
+    """Aya Vision's head multiplies the logits by logit_scale; without the adapter's read-out field the lens would
+    not be the model's output."""
+    vlm = load_vlm(str(build_tiny_model("aya_vision", tmp_path / "aya")), device="cpu")
+    assert vlm.model.config.get_text_config().logit_scale != 1
+    encoded = encode_sample(vlm, _picture(0), QUESTION, ["red", "blue", "green"])
+    own, lens = _own_last_logits(vlm, encoded)
+    assert torch.allclose(lens, own, atol=1e-5)
+    vlm.adapter = dataclasses.replace(vlm.adapter, logit_scale_attr=None)
+    _, unscaled = _own_last_logits(vlm, encoded)
+    assert not torch.allclose(unscaled, own, atol=1e-3)
+
+
+def test_qwen3_vls_deepstack_must_be_masked_too(tmp_path):
+    """Replacing only the merged image rows leaves Qwen3-VL's text-only probe seeing the image through the deepstack
+    features added after its first decoder layer; the adapter's merged_rows_deepstack strategy removes them."""
+    vlm = load_vlm(str(build_tiny_model("qwen3_vl", tmp_path / "qwen3")), device="cpu")
+    assert vlm.adapter.masking == "merged_rows_deepstack"
+    first = encode_sample(vlm, _picture(1), QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, _picture(2), QUESTION, ["red", "blue"])
+    stats = embedding_stats(vlm, [first, second])
+
+    def text_only_change() -> float:
+        a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
+        return float((a.probs[2] - b.probs[2]).abs().max())
+
+    assert text_only_change() <= 1e-6
+    vlm.adapter = dataclasses.replace(vlm.adapter, masking="merged_rows")
+    assert text_only_change() > 1e-4
