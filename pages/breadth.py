@@ -10,7 +10,8 @@ from pidcore.dashboard.charts import as_shown, heatmap, regime_plot, small_multi
 from pidcore.dashboard.drilldown import samples_panel
 from pidcore.dashboard.export import ChartInfo, styled
 from pidcore.dashboard.report import report_button
-from pidcore.dashboard.rows import COMPUTED, PUBLISHED, flag_rows, load_rows, published_final_rows, regimes_of
+from pidcore.dashboard.rows import (COMPUTED, PUBLISHED, flag_rows, load_rows, missing_outputs_note,
+                                    published_final_rows, regimes_of, require)
 from pidcore.dashboard.sidebar import carried_params, sidebar
 from pidcore.dashboard.tables import family_table, regime_table
 from pidcore.dashboard.text import markdown_text
@@ -18,11 +19,16 @@ from pidcore.dashboard.widgets import chart, diagnostics, selection
 
 HEATMAP_KEY = "heatmap"  # one chart whichever atom it shows: a clicked cell stays open when the atom changes
 REPORT_COLUMNS = ["source", "model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]
+NO_OUTPUT = ("No run in this database has its output layer stored at its model's final checkpoint, so there is no "
+             "cell to show: the heatmap, the regimes and the strategies read each model's last checkpoint at its "
+             "output layer.")
 
 st.title("Breadth: which tasks and models rely on what")
 settings = sidebar()
 rows = load_rows(settings)
-final = final_rows(rows)
+if (note := missing_outputs_note(rows)) is not None:
+    st.info(note)
+final = require(final_rows(rows), NO_OUTPUT)
 groups = {rows["source"].iloc[0]: final}
 if settings.compare:
     published = published_final_rows(set(final["task"]))

@@ -158,7 +158,7 @@ results = st.session_state.setdefault("case_results", {})
 image_digest = hashlib.sha256(image_bytes).hexdigest()
 for column, (name, model_id, typed) in zip(st.columns(len(models)), models):
     with column:
-        st.header(markdown_text(name))
+        st.header(markdown_text(name), anchor=False)
         run = reference_run(settings.db, name, options, question)
         recorded = None if run is None else data.run_probe_mode(settings.db, run["run_id"])
         probes = (recorded or CLEAN) if probe_choice == AS_REFERENCE else probe_choice

@@ -4,7 +4,8 @@ trajectories (of this database, or the paper's LLaVA-1.5) overlaid on stage prog
 import pandas as pd
 import streamlit as st
 
-from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress
+from pidcore.analysis.regimes import is_output
+from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress, training_checkpoints
 from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
 from pidcore.dashboard.export import ChartInfo
@@ -14,12 +15,31 @@ from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
 
 REPORT_COLUMNS = ["checkpoint", "step", "stage", *ATOMS, "accuracy", "flags"]
+NO_TRAJECTORY = "No model in this database has two or more checkpoints with a training stage and step."
+
+
+def why_no_trajectory(rows: pd.DataFrame) -> str:
+    """The note where no model has a trajectory, naming what its checkpoints lack (not the options given already):
+    the step or stage, or, where checkpoints have both, a second checkpoint under the same model name."""
+    outputs = rows[is_output(rows)]
+    staged = training_checkpoints(outputs)
+    if staged.empty:
+        missing = [flag for flag, column in (("--checkpoint-step", "step"), ("--stage", "stage"))
+                   if outputs[column].isna().all()] or ["--checkpoint-step", "--stage"]
+        return (f"{NO_TRAJECTORY} Profile checkpoints with {' and '.join(f'`{flag}`' for flag in missing)} to see a "
+                "trajectory.")
+    models = sorted(staged["model"].unique())
+    shown = ", ".join(markdown_text(name) for name in models[:5]) + (", ..." if len(models) > 5 else "")
+    return (f"{NO_TRAJECTORY} Checkpoints with both are here, but one per model and task ({shown}): a model's "
+            "checkpoints need one model name and a checkpoint name each. Profile a checkpoint folder with "
+            "`--checkpoint-step` and no `--checkpoint` (the folder's name names the checkpoint, the folder above it "
+            "the model), or give every checkpoint `--name MODEL` and its own `--checkpoint NAME`.")
+
 
 st.title("Time: when in training the information is learned")
 settings = sidebar()
 rows = load_rows(settings)
-training = require(trajectories_of(rows), "No model in this database has two or more checkpoints with a training "
-                   "stage and step. Profile checkpoints with `--checkpoint-step` and `--stage` to see a trajectory.")
+training = require(trajectories_of(rows), why_no_trajectory(rows))
 asked = {key: asked_in_link(key) for key in ("train_model", "train_task", "train_checkpoint")}
 choose_model, choose_task = st.columns(2)
 model = choose_model.selectbox("Model", sorted(training["model"].unique()), key="train_model", bind="query-params")

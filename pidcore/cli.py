@@ -39,13 +39,14 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace) -> int:
     from pidcore.pipeline.profiling import profile
-    from pidcore.pipeline.settings import ProfileSettings
+    from pidcore.pipeline.settings import ProfileSettings, default_checkpoint
 
+    estimation = _estimation_settings(args)
+    estimation["checkpoint"] = args.checkpoint or default_checkpoint(args.model, args.checkpoint_step)
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
                                task=args.task, name=args.name, revision=args.revision, dedupe=args.dedupe,
-                               chunk=args.batch_size, probes=args.probes, image_dir=args.image_dir,
-                               **_estimation_settings(args))
+                               chunk=args.batch_size, probes=args.probes, image_dir=args.image_dir, **estimation)
     _print_atoms(profile(settings))
     return 0
 
@@ -251,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("tiny-model", help="build a random VLM offline: a tiny one of a family (for smoke "
                                                   "tests) or one shaped like a real checkpoint (a preset)")
     shape = tiny.add_mutually_exclusive_group(required=True)
-    shape.add_argument("--family", help="the config's model type: llava, qwen2_vl, qwen2_5_vl, idefics3 or paligemma")
+    shape.add_argument("--family", help="the config's model type, any of the adapter table's: llava, "
+                                        "llava_next, llava_onevision, gemma3, internvl, aya_vision, qwen2_vl, "
+                                        "qwen2_5_vl, qwen3_vl, glm4v, idefics3, smolvlm, paligemma")
     shape.add_argument("--preset", help="a real checkpoint's dimensions and image token counts, e.g. llava-1.5-7b, "
                                         "or its NAME-cpu variant narrowed for a CPU (see pidcore.models.presets)")
     tiny.add_argument("--out", required=True, help="folder to save the model and processor in")
@@ -281,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--layers", default="all", help="all, last, or a comma list (0 = embeddings)")
     run.add_argument("--dtype", default="auto")
     run.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    _estimation_options(run)
+    _estimation_options(run, "checkpoint name (default: final; with --checkpoint-step, a local folder whose name "
+                             "ends in that step's number, e.g. runs/llava-x/step-100 at 100, is named by itself, so "
+                             "the folder above, llava-x, names the model)")
     run.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code to run")
     run.add_argument("--batch-size", type=_positive_int, default=8,
                      help="samples per forward (3 rows each), padded to the longest; neighbours in length go "
@@ -289,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", default=None, help="task name shown in the dashboard (default KIND:FILENAME)")
     run.add_argument("--name", default=None,
                      help="model name shown in the dashboard; give every checkpoint of one model the same name "
-                          "(default: the folder or hub name, or the parent folder's when the folder is named like "
-                          "--checkpoint)")
+                          "(default: a local folder's name, the folder above's when the folder is named like "
+                          "--checkpoint, as a folder holding the --checkpoint-step's number is by default; a hub id "
+                          "whole, e.g. org/name); a rerun under another name renames the stored run and says so")
     run.add_argument("--revision", default=None, help="hub revision to load: a branch, tag or commit")
     run.add_argument("--dedupe", default="error", choices=DEDUPE_POLICIES,
                      help="a sample id that appears twice: error (default: the run stops and names the ids) or "
@@ -311,17 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a stage-2 folder holding train/<model>.json and val/<model>.json (every model in both is "
                             "fitted on train and evaluated on val), or single JSON files, one model on one task each")
     paper.add_argument("--db", required=True, help="results database (.duckdb), created if missing")
-    paper.add_argument("--model", default=None, help="model name of a single file (default: its `model`, else its "
-                                                     "name; a folder's models are named by their files)")
+    paper.add_argument("--model", default=None, help="model name of a single file, kept whole (default: its `model`, "
+                                                     "else its name; a folder's models are named by their files)")
     paper.add_argument("--task", default=None, help="task name (default: a file's `task`, else its name; a folder's "
                                                     "name)")
-    paper.add_argument("--family", default=None, help="model family shown in the dashboard (default: a file's "
-                                                      "`family`, else imported)")
-    paper.add_argument("--n-layers", type=int, default=1, help="the model's decoder depth; the import is its output")
+    paper.add_argument("--family", default=None,
+                       help="model family shown in the dashboard (default: a file's `family`, else imported; a run "
+                            "imported again with another takes it, and says so)")
+    paper.add_argument("--n-layers", type=int, default=1,
+                       help="the model's decoder depth; the import is its output (a run imported before with another "
+                            "depth is refused)")
     paper.add_argument("--widen-uniform", action="store_true",
                        help="as the paper's MMBench stage 3: a probe uniform over n options, n below the padded "
                             "width, becomes uniform over the whole width")
-    _estimation_options(paper)
+    _estimation_options(paper, "checkpoint name (default: final)")
     paper.set_defaults(run=_import_paper)
     export = commands.add_parser("export-paper", help="write a stored run as the paper pipeline's stage-2 output",
                                  description="Write DIR/train/MODEL.json (the fitting split) and DIR/val/MODEL.json "
@@ -380,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _estimation_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `profile` and `import-paper`: estimator and its conventions, seed, device, checkpoint."""
+def _estimation_options(parser: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """Options shared by `profile` and `import-paper`: estimator and its conventions, seed, device, checkpoint (its
+    default told by `checkpoint_help`)."""
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--estimator", "--estimator-mode", dest="estimator_mode", default="published",
@@ -396,7 +406,7 @@ def _estimation_options(parser: argparse.ArgumentParser) -> None:
                         help="refit on this many seeded fit/evaluation splits and report the spread of the atoms")
     parser.add_argument("--bootstrap", type=int, default=None,
                         help="resamples behind each atom's 95%% interval (default 100; 0: no interval, faster)")
-    parser.add_argument("--checkpoint", default="final", help="checkpoint name")
+    parser.add_argument("--checkpoint", default=None, help=checkpoint_help)
     parser.add_argument("--checkpoint-step", type=int, default=None, help="training step of the checkpoint")
     parser.add_argument("--stage", default=None, help="training stage of the checkpoint")
 
@@ -409,7 +419,7 @@ def _estimation_settings(args: argparse.Namespace) -> dict:
         raise ValueError(f"--bootstrap must not be negative, got {args.bootstrap}")
     return {"device": args.device, "seed": args.seed, "estimator_mode": args.estimator_mode,
             "letter_mass_fallback": args.fallback, "repeats": args.repeats, "bootstrap": args.bootstrap,
-            "checkpoint": args.checkpoint, "step": args.checkpoint_step, "stage": args.stage}
+            "checkpoint": args.checkpoint or "final", "step": args.checkpoint_step, "stage": args.stage}
 
 
 def main(argv: list[str] | None = None) -> int:

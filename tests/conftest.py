@@ -1,8 +1,11 @@
-"""Shared test setup: quiet, deterministic torch on shared 2-core machines."""
+"""Shared test setup: quiet, deterministic torch on shared 2-core machines, and a weights digest cache of the
+session's own (never the user's)."""
 
 import os
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("PIDCORE_CACHE_DIR", tempfile.mkdtemp(prefix="pidcore-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

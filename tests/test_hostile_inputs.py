@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from pidcore.cli import main
+from pidcore.models.identity import model_identity
 from pidcore.models.loading import ModelLoadError, load_vlm
 from pidcore.models.tiny import build_tiny_model
 from pidcore.store import ensure_schema, load_samples, read_atoms, read_runs, table_sizes
@@ -752,3 +753,220 @@ def test_a_database_written_before_the_interval_columns_prints_its_atoms_without
     row = next(line for line in out.splitlines() if line.startswith("    1 "))
     assert row.count("[no interval]") == 4 and "nan" not in row and "None" not in row
     assert read_atoms(db)["r_lo"].isna().all() and len(read_atoms(db)) == 1
+
+
+# ---- issue 26: the weights are what they say (N9, N10, N12) ------------------------------------------------------
+
+DROPPED = "language_model.model.layers.1.mlp.down_proj.weight"
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A healthy tiny LLaVA, copied by each test that damages it."""
+    return build_tiny_model("llava", tmp_path_factory.mktemp("weights") / "llava")
+
+
+def copied(model: Path, folder: Path) -> Path:
+    """A copy of the model folder `model` in `folder`."""
+    return Path(shutil.copytree(model, folder / model.name))
+
+
+def drop_tensor(folder: Path, name: str) -> None:
+    """Delete tensor `name` from the folder's model.safetensors, as a partial download or an edit would."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    del tensors[name]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def edit_text_config(folder: Path, change: Callable[[dict], None]) -> None:
+    """Apply `change` to the text config in the folder's config.json."""
+    config = json.loads((folder / "config.json").read_text())
+    change(config["text_config"])
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def tensor_span(path: Path, name: str) -> tuple[int, int]:
+    """The byte range of tensor `name` in the safetensors file `path`, from its header."""
+    with path.open("rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        offsets = json.loads(handle.read(header_length))[name]["data_offsets"]
+    return 8 + header_length + offsets[0], 8 + header_length + offsets[1]
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
+def test_tied_embeddings_load_and_a_dropped_embedding_is_refused_in_every_family(tmp_path: Path, family: str) -> None:
+    """N9: a healthy tiny model whose lm_head is tied to its embeddings (stored once) loads in every family, the
+    tied lm_head not taken for missing; without its stored embeddings it is refused, both parameters named."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    folder = build_tiny_model(family, tmp_path / family)
+    config = AutoConfig.from_pretrained(folder)
+    config.tie_word_embeddings = config.get_text_config().tie_word_embeddings = True
+    AutoModelForImageTextToText.from_config(config).save_pretrained(folder)
+    vlm = load_vlm(str(folder), device="cpu")
+    assert vlm.model.get_output_embeddings().weight is vlm.model.get_input_embeddings().weight
+    drop_tensor(folder, next(name for name in load_file(folder / "model.safetensors") if "embed_tokens" in name))
+    with pytest.raises(ModelLoadError, match=r"2 parameter\(s\) missing from the checkpoint \(they would be randomly "
+                                             r"initialised\): lm_head\.weight, model\.\w+\.embed_tokens\.weight\."):
+        load_vlm(str(folder), device="cpu")
+
+
+def test_a_checkpoint_short_of_a_tensor_or_of_layers_is_refused_naming_them(tiny_llava: Path, tmp_path: Path) -> None:
+    """N9: a checkpoint without one tensor, or a config of 4 layers over 2 layers of weights, was loaded with those
+    parameters randomly initialised; it is refused, naming the first five and counting the rest."""
+    partial = copied(tiny_llava, tmp_path / "partial")
+    drop_tensor(partial, DROPPED)
+    with pytest.raises(ModelLoadError) as refused:
+        load_vlm(str(partial), device="cpu")
+    assert str(refused.value) == (
+        f"cannot load the weights of model {str(partial)!r}: they do not match its config: 1 parameter(s) missing "
+        "from the checkpoint (they would be randomly initialised): model.language_model.layers.1.mlp.down_proj.weight. "
+        "The checkpoint is partly downloaded or was edited, or config.json describes another model: download it "
+        "again, or save it again with save_pretrained")
+    deeper = copied(tiny_llava, tmp_path / "deeper")
+    edit_text_config(deeper, lambda text: text.update(num_hidden_layers=4))
+    with pytest.raises(ModelLoadError, match=r"18 parameter\(s\) missing from the checkpoint \(they would be randomly "
+                                             r"initialised\): model\.language_model\.layers\.2\.input_layernorm\.weight"
+                                             r"(, model\.language_model\.layers\.2\.[\w.]+){4} and 13 more\. "):
+        load_vlm(str(deeper), device="cpu")
+
+
+def test_profile_refuses_partial_weights_in_one_line_and_stores_nothing(tiny_llava: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """N9: `pidcore profile` on a checkpoint short of a tensor exits 2 with the refusal on stderr, no traceback,
+    instead of profiling a partly random model and exiting 0."""
+    partial = copied(tiny_llava, tmp_path / "partial")
+    drop_tensor(partial, DROPPED)
+    db = tmp_path / "r.duckdb"
+    code = main(["profile", "--model", str(partial), "--dataset", "shapes:synergy", "--limit", "8", "--bootstrap", "0",
+                 "--db", str(db), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert (f"error: cannot load the weights of model {str(partial)!r}: they do not match its config: 1 parameter(s) "
+            "missing from the checkpoint") in err and "model.language_model.layers.1.mlp.down_proj.weight" in err
+    assert not db.exists() or read_runs(db).empty
+
+
+def more_vocabulary(folder: Path) -> None:
+    """config.json says 16 more tokens than the weights hold."""
+    edit_text_config(folder, lambda text: text.update(vocab_size=text["vocab_size"] + 16))
+
+
+def cut_short(folder: Path) -> None:
+    """model.safetensors loses its second half, as a failed download or copy leaves it."""
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (more_vocabulary, r"2 parameter\(s\) of another shape in the checkpoint than the config gives: "
+                      r"lm_head\.weight \(checkpoint \((\d+), 32\), config \((\d+), 32\)\), "
+                      r"model\.language_model\.embed_tokens\.weight \(checkpoint \(\1, 32\), config \(\2, 32\)\)\. "
+                      r"The checkpoint is partly downloaded"),
+    (cut_short, r"model\.safetensors is not a whole safetensors file \(Error while deserializing header: incomplete "
+                r"metadata, file not fully covered\); it is likely cut short by a failed download or copy: download "
+                r"it again")], ids=["N10-vocab-size", "N10-truncated"])
+def test_weights_of_other_shapes_or_cut_short_are_a_model_load_error(tiny_llava: Path, tmp_path: Path,
+                                                                     damage: Callable[[Path], None],
+                                                                     message: str) -> None:
+    """N10: a config.json vocab_size 16 over the weights' (a RuntimeError before) and a truncated model.safetensors
+    (a SafetensorError before) are each a ModelLoadError naming the model and the reason, shapes included."""
+    folder = copied(tiny_llava, tmp_path / "damaged")
+    damage(folder)
+    with pytest.raises(ModelLoadError, match=rf"^cannot load the weights of model {re.escape(repr(str(folder)))}: "
+                                             rf".*{message}") as refused:
+        load_vlm(str(folder), device="cpu")
+    if damage is more_vocabulary:
+        stored, configured = map(int, re.search(message, str(refused.value)).groups())
+        assert configured == stored + 16
+
+
+@pytest.fixture(scope="module")
+def wide_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LLaVA of hidden size 256 (11 MB of weights): its first projector layer and the middle of its tensor
+    data lie between the 16 chunks of 64 KiB that fingerprints used to read."""
+    return build_tiny_model("llava", tmp_path_factory.mktemp("wide") / "llava", hidden=256)
+
+
+def test_weights_edited_in_place_anywhere_are_another_model(wide_llava: Path, tmp_path: Path) -> None:
+    """N12: the first projector layer multiplied by -50 in place (same size, same header), or one byte flipped in
+    the middle of the tensor data, changes the model's identity, so earlier results are not reused for it."""
+    folder = copied(wide_llava, tmp_path / "edited")
+    weights = folder / "model.safetensors"
+    before = model_identity(str(folder))
+    with weights.open("r+b") as handle:
+        for name in ("multi_modal_projector.linear_1.weight", "multi_modal_projector.linear_1.bias"):
+            start, end = tensor_span(weights, name)
+            handle.seek(start)
+            scaled = np.frombuffer(handle.read(end - start), dtype="<f4") * -50
+            handle.seek(start)
+            handle.write(scaled.astype("<f4").tobytes())
+    projector_edited = model_identity(str(folder))
+    assert weights.stat().st_size == (wide_llava / "model.safetensors").stat().st_size
+    assert projector_edited["path"] == before["path"] and projector_edited["weights"] != before["weights"]
+    middle = weights.stat().st_size // 2  # in the tensor data: the header is 10 kB of the 11 MB
+    with weights.open("r+b") as handle:
+        handle.seek(middle)
+        flipped = bytes([handle.read(1)[0] ^ 0x01])
+        handle.seek(middle)
+        handle.write(flipped)
+    assert model_identity(str(folder))["weights"] not in (before["weights"], projector_edited["weights"])
+
+
+def test_a_weights_digest_is_cached_until_the_file_changes(tiny_llava: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """N12: each safetensors file is hashed whole once: a second fingerprint of an unchanged file reads the cache
+    in $PIDCORE_CACHE_DIR, a file changed too recently for its stamp to be trusted is not cached, a changed mtime
+    hashes it again, and a cache that cannot be written only costs the hashing."""
+    from pidcore.models import identity
+
+    monkeypatch.setenv("PIDCORE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = copied(tiny_llava, tmp_path / "cached")
+    weights = folder / "model.safetensors"
+    hashed, hash_file = [], identity.hash_file
+    monkeypatch.setattr(identity, "hash_file", lambda path: hashed.append(path.name) or hash_file(path))
+    monkeypatch.setattr(identity, "SETTLED_NS", 10**18)
+    first = model_identity(str(folder))
+    assert model_identity(str(folder)) == first and hashed == ["model.safetensors"] * 2
+    monkeypatch.setattr(identity, "SETTLED_NS", 0)
+    hashed.clear()
+    assert model_identity(str(folder)) == first == model_identity(str(folder)) and hashed == ["model.safetensors"]
+    assert str(weights.resolve()) in json.loads((tmp_path / "cache" / "weights-digests.json").read_text())
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns - 10**9))
+    assert model_identity(str(folder)) == first and hashed == ["model.safetensors"] * 2
+    monkeypatch.setenv("PIDCORE_CACHE_DIR", str(weights))  # a file: no cache can be read or written under it
+    assert model_identity(str(folder)) == first and hashed == ["model.safetensors"] * 3
+
+
+# ---- issue 26: an image the processor refuses skips its sample, not the run (N13) --------------------------------
+
+
+@pytest.mark.parametrize("probes", ["clean", "published"])
+def test_an_image_the_processor_refuses_skips_that_sample_named_and_the_run_goes_on(tmp_path: Path, probes: str,
+                                                                                   caplog) -> None:
+    """N13: one 5000x1 image in a Qwen2-VL task used to abort the whole run, on every rerun. Now that sample is
+    skipped with the processor's reason, named in a warning and counted; the other samples are probed and the
+    atoms estimated; a rerun resumes to the same rows and skips it again, aloud."""
+    model = build_tiny_model("qwen2_vl", tmp_path / "qwen")
+    with open(tmp_path / "task.jsonl", "w") as handle:
+        for i in range(10):
+            size = (5000, 1) if i == 3 else (36, 36)
+            Image.new("RGB", size, (255 * (i % 2), 0, 0)).save(tmp_path / f"img{i}.png")
+            handle.write(json.dumps({"id": f"q{i}", "image": f"img{i}.png", "question": "Red?",
+                                     "options": ["yes", "no"], "answer": "yes" if i % 2 else "no"}) + "\n")
+    db = tmp_path / "r.duckdb"
+    command = ["profile", "--model", str(model), "--dataset", f"jsonl:{tmp_path / 'task.jsonl'}", "--db", str(db),
+               "--device", "cpu", "--layers", "last", "--bootstrap", "0", "--probes", probes]
+    for attempt in range(2):
+        caplog.clear()
+        assert main(command) == 0
+        warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+        assert any(re.search(r"skipped sample q3: the processor refuses the image \(5000x1\)", text)
+                   for text in warnings), warnings
+        assert any("1 sample(s) skipped because the processor refuses their images: q3" in text for text in warnings)
+        run_id = read_runs(db)["run_id"].item()
+        stored = load_samples(db, run_id)
+        assert [row.sample_id for row in stored] == [f"q{i}" for i in range(10) if i != 3]

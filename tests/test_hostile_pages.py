@@ -23,6 +23,7 @@ from pidcore.atoms import BOUND_COLUMNS, Atoms
 from pidcore.dashboard import rows as dashboard_rows
 from pidcore.dashboard.data import NOT_AVAILABLE
 from pidcore.dashboard.sidebar import HOW_TO_FILL
+from pidcore.dashboard.text import WORD_JOINER
 from pidcore.store import SampleRow, register_run, write_layer, write_samples
 from pidcore.store.schema import LAYER_ATOMS
 from tests.app_pages import open_page
@@ -152,8 +153,8 @@ _open = open_page
 
 
 def _shown(markdown: str) -> str:
-    """What a reader sees of Markdown text whose punctuation is backslash-escaped."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """What a reader sees of Markdown text whose punctuation is backslash-escaped and autolinks broken up."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(WORD_JOINER, "")
 
 
 def _messages(app: AppTest) -> list[str]:
@@ -419,3 +420,143 @@ def test_a_link_naming_a_file_longer_than_a_file_name_may_be_gets_the_one_messag
             app = _open(page, results_folder / name)
             if page != "pages/case_study.py":
                 assert _messages(app) == [f"{NOT_AVAILABLE}. {HOW_TO_FILL}"]
+
+
+# ---- issue 26: a slow or hostile database (N28, N29) ----
+# A read has a time and a memory limit (set small here), and a view that reaches DuckDB's own state (settings,
+# catalog, the database's path) is refused by DuckDB's plan of it, whatever its spelling.
+TOO_LONG, TOO_MUCH_MEMORY, SYSTEM_CALLS = "took too long to read", "needed too much memory", "system functions"
+
+
+@pytest.fixture
+def small_read_limits(monkeypatch):
+    """Reads give up after 0.3 s and past 100 MB, so a runaway database fails fast."""
+    from pidcore.store.read import READ_ONLY_CONFIG
+
+    monkeypatch.setitem(READ_ONLY_CONFIG, "max_execution_time", 300)
+    monkeypatch.setitem(READ_ONLY_CONFIG, "memory_limit", "100MB")
+
+
+def _numbers(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """A stored table of the numbers 0 to 99,999 (stored: a view over range() would be refused for calling it)."""
+    connection.table_function("range", [100_000]).create("numbers")
+    return connection.table("numbers")
+
+
+def runaway(folder: Path) -> Path:
+    """A database whose `atoms` view sums over 10^10 rows (the numbers joined with themselves): as endless, for a
+    page, as the issue's recursive query up to 10^10."""
+    db = folder / "runaway.duckdb"
+    with duckdb.connect(str(db)) as connection:
+        numbers = _numbers(connection)
+        numbers.set_alias("a").cross(numbers.set_alias("b")).aggregate("sum(a.range * b.range) AS layer") \
+            .create_view("atoms")
+    return db
+
+
+def memory_hog(folder: Path) -> Path:
+    """A database whose `atoms` view joins 10 kB of text per number into one model name of 1 GB."""
+    db = folder / "memory_hog.duckdb"
+    with duckdb.connect(str(db)) as connection:
+        _numbers(connection).project("repeat('x', 10000) AS s").aggregate("string_agg(s, '') AS model") \
+            .create_view("atoms")
+    return db
+
+
+def test_a_runaway_database_ends_in_a_message_on_every_page_within_the_limits(results_folder, small_read_limits):
+    import time
+
+    for make, message in ((runaway, TOO_LONG), (memory_hog, TOO_MUCH_MEMORY)):
+        db = make(results_folder)
+        for page in PAGES:
+            start = time.monotonic()
+            app = _open(page, db)
+            assert time.monotonic() - start < 45, (page, make.__name__)
+            assert any(message in shown for shown in _messages(app)), (page, _messages(app))
+
+
+# The `atoms` view of a real results database replaced by one over DuckDB's own state, spelt in several ways.
+F, K = duckdb.FunctionExpression, duckdb.ConstantExpression
+SYSTEM_VIEWS: dict[str, Callable[[duckdb.DuckDBPyConnection], duckdb.DuckDBPyRelation]] = {
+    "settings": lambda c: c.table_function("duckdb_settings").project("name AS model, value AS task"),
+    "pg_settings": lambda c: c.table("pg_catalog.pg_settings").project("name AS model, setting AS task"),
+    "databases": lambda c: c.table_function("duckdb_databases").project("path AS model, database_name AS task"),
+    "databases_view": lambda c: c.view("duckdb_databases").project("path AS model, database_name AS task"),
+    "databases_system_qualified": lambda c: c.table("system.main.duckdb_databases").project("path AS model"),
+    "databases_upper_case": lambda c: c.table('"DUCKDB_DATABASES"').project("path AS model"),
+    "pragma_database_list": lambda c: c.table("pragma_database_list").project("file AS model"),
+    "current_setting": lambda c: c.table("runs").project(F("current_setting", K("secret_directory")).alias("model"),
+                                                         F("CURRENT_SETTING", K("temp_directory")).alias("task")),
+}
+
+
+def system_view(folder: Path, name: str) -> Path:
+    """A real results database whose `atoms` view is SYSTEM_VIEWS[name]."""
+    db = folder / f"{name}.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    with duckdb.connect(str(db)) as connection:
+        SYSTEM_VIEWS[name](connection).create_view("atoms", replace=True)
+    return db
+
+
+def _leaks(app: AppTest, db: Path) -> list[str]:
+    """What of the server's paths a page shows: DuckDB's home folder (its secrets, its extensions), the temporary
+    folder beside the database, or the database's own path anywhere but in a message (which names it)."""
+    shown = beyond_messages = _everything(app)
+    for element in (element for kind in MESSAGES for element in app.get(kind)):
+        beyond_messages = beyond_messages.replace(str(element.value), "")
+    return [leak for leak, text in ((str(Path.home() / ".duckdb"), shown), (f"{db}.tmp", shown),
+                                    (str(db), beyond_messages)) if leak in text]
+
+
+@pytest.mark.parametrize("name", list(SYSTEM_VIEWS))
+def test_a_view_over_duckdbs_own_state_is_refused_on_every_page(name, results_folder):
+    db = system_view(results_folder, name)
+    for page in PAGES:
+        app = _open(page, db)
+        assert any(SYSTEM_CALLS in message for message in _messages(app)), (page, _messages(app))
+        assert not _leaks(app, db), page
+
+
+def test_a_setting_the_binder_computes_in_advance_shows_no_real_path(results_folder):
+    """map_from_entries computes its constant argument when the view is planned, so the call leaves no trace in the
+    plan; the reader's neutral home folder leaves it nothing real to show."""
+    db = results_folder / "computed_setting.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    entries = F("list_value", F("row", K("k"), F("current_setting", K("secret_directory"))))
+    with duckdb.connect(str(db)) as connection:
+        connection.view("atoms").create("atom_rows")
+        columns = [F("map_from_entries", entries).cast(duckdb.sqltypes.VARCHAR).alias("model"),
+                   *(duckdb.ColumnExpression(name) for name in ("task", "checkpoint", "layer", "n_layers",
+                                                                "estimator", "r", "u1", "u2", "s"))]
+        connection.table("atom_rows").select(*columns).create_view("atoms", replace=True)
+    for page in PAGES:
+        app = _open(page, db)
+        assert not _leaks(app, db), page
+        if page != "pages/timeline.py":  # the only run has no training checkpoints to show there
+            assert "/nonexistent/.duckdb/stored_secrets" in _everything(app), page
+
+
+def test_a_view_nested_deeper_than_can_be_checked_ends_in_a_message(results_folder):
+    db = results_folder / "deep.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    with duckdb.connect(str(db)) as connection:
+        connection.view("atoms").create("atom_rows")
+        rows = connection.table("atom_rows")
+        for depth in range(900):
+            rows = rows.filter(f"n_layers > {-depth}").limit(1_000_000)
+        rows.create_view("atoms", replace=True)
+    app = _open("pages/overview.py", db)
+    assert any("nested too deeply to check" in message for message in _messages(app)), _messages(app)
+
+
+def test_a_healthy_database_reads_as_before_under_the_limits(results_folder):
+    db = results_folder / "healthy.duckdb"
+    write_run(db, "llava-a", "synergy", list(range(5)))
+    for step, stage in ((10, "1"), (20, "2")):
+        write_run(db, "llava-a", "synergy", [4], checkpoint=f"stage{stage}-step{step}", step=step, stage=stage)
+    for page in PAGES:
+        app = _open(page, db, model="llava-a", task="synergy")
+        assert not [message for message in _messages(app)
+                    if any(fragment in message for fragment in (TOO_LONG, TOO_MUCH_MEMORY, SYSTEM_CALLS))], page
+        assert "llava-a" in _everything(app), page

@@ -2,6 +2,7 @@
 that already holds results keeps exactly the rows it had."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from PIL import Image
 
 from pidcore.cli import main
 from pidcore.models.tiny import build_tiny_model
-from pidcore.store import read_atoms, table_sizes
+from pidcore.store import read_atoms, read_runs, table_sizes
 
 FAST = ["--device", "cpu", "--layers", "last", "--bootstrap", "0"]
 
@@ -201,3 +202,70 @@ def test_a_dataset_kind_in_capitals_is_the_same_task_and_the_same_run(world, cap
                     for kind in ("JSONL", "jsonl"))
     assert upper.task_name == lower.task_name == "jsonl:a.jsonl"
     assert upper.run_id() == lower.run_id() == "d57020f49c4d2ebd"  # the id lower-case specs had before
+
+
+def test_a_hub_id_is_named_whole_and_a_local_folder_as_before(world, tmp_path):
+    """N5: hub ids teamA/vlm-7b and teamB/vlm-7b are two models named by their whole ids, not both "vlm-7b"; a
+    local folder is named by its folder (the one above when it is named like the checkpoint), as before."""
+    from pidcore.models.loading import load_vlm
+    from pidcore.pipeline.profiling import profile
+    from pidcore.pipeline.settings import ProfileSettings
+
+    root, model, _ = world
+    vlm = load_vlm(str(model), "cpu")
+    db = tmp_path / "hub.duckdb"
+    for hub_id in ("teamA/vlm-7b", "teamB/vlm-7b"):
+        profile(ProfileSettings(model=hub_id, dataset=f"jsonl:{root / 'good.jsonl'}", db=str(db), device="cpu",
+                                layers="last", bootstrap=0, progress=False), vlm)
+    assert sorted(read_atoms(db)["model"]) == ["teamA/vlm-7b", "teamB/vlm-7b"]
+    assert ProfileSettings(model=f"{model}/", dataset="x", db="x").model_name == "tiny-llava"
+    assert ProfileSettings(model=str(model), dataset="x", db="x", checkpoint="tiny-llava").model_name == root.name
+
+
+def test_a_rerun_under_another_name_renames_the_stored_run_and_says_so(world, tmp_path):
+    """N3: the same run profiled again with another --name resumes it (one run, one id) and takes the new name,
+    with a warning naming the old and the new one; a rerun under the same name says nothing of names."""
+    from tests.cli_run import run_cli
+
+    root, model, _ = world
+    db = tmp_path / "named.duckdb"
+    command = ["profile", "--model", str(model), "--dataset", f"jsonl:{root / 'good.jsonl'}", "--db", str(db), *FAST]
+    assert run_cli(*command).returncode == 0
+    (run_id,) = read_runs(db)["run_id"]
+    renamed = run_cli(*command, "--name", "my-llava")
+    assert renamed.returncode == 0, renamed.stderr[-2000:]
+    assert "model 'tiny-llava' -> 'my-llava'" in renamed.stderr
+    assert list(read_runs(db)["run_id"]) == [run_id] and list(read_atoms(db)["model"]) == ["my-llava"]
+    again = run_cli(*command, "--name", "my-llava")
+    assert again.returncode == 0 and "->" not in again.stderr
+
+
+def test_checkpoint_folders_given_steps_without_checkpoint_names_are_one_model_on_the_timeline(world, tmp_path,
+                                                                                               monkeypatch):
+    """N8: runs/llava-x/step-100 and step-5000 profiled with --checkpoint-step and --stage but no --checkpoint are
+    checkpoints step-100 and step-5000 of one model, llava-x; a run without a step, or of a folder whose name lacks
+    the step's number, stays checkpoint final (its id kept). Where checkpoints with a stage and step are one per
+    model, the time page names what is missing (one --name, a --checkpoint each), not the options given."""
+    from pidcore.dashboard.text import markdown_text
+    from tests.app_pages import open_page
+
+    root, model, kept = world
+    db, apart = tmp_path / "steps.duckdb", tmp_path / "apart.duckdb"
+    monkeypatch.setenv("PIDCORE_RESULTS_DIRS", str(tmp_path))
+    for step in (100, 5000):
+        folder = tmp_path / "runs" / "llava-x" / f"step-{step}"
+        shutil.copytree(model, folder)
+        steps = ["--dataset", f"jsonl:{root / 'good.jsonl'}", *FAST, "--checkpoint-step", str(step), "--stage", "2"]
+        assert main(["profile", "--model", str(folder), "--db", str(db), *steps]) == 0
+        assert main(["profile", "--model", str(folder), "--db", str(apart), "--checkpoint", "final", *steps]) == 0
+    shown = read_atoms(db).sort_values("step")
+    assert shown["model"].tolist() == ["llava-x", "llava-x"] and shown["checkpoint"].tolist() == ["step-100",
+                                                                                                  "step-5000"]
+    from pidcore.pipeline.settings import default_checkpoint
+
+    assert default_checkpoint(str(model), None) == "final" and list(read_runs(kept)["checkpoint"]) == ["final"]
+    assert default_checkpoint(str(tmp_path / "runs" / "llava-x"), 100) == "final", "a folder without the step's number"
+    assert open_page("pages/timeline.py", db).selectbox(key="train_model").value == "llava-x"
+    notes = " ".join(info.value for info in open_page("pages/timeline.py", apart).info)
+    named = ", ".join(markdown_text(f"step-{step}") for step in (100, 5000))
+    assert f"one per model and task ({named})" in notes and "`--name MODEL`" in notes

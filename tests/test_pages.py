@@ -125,3 +125,33 @@ def test_a_file_that_is_not_a_results_database_is_explained(tmp_path):
     duckdb.connect(str(db)).close()
     app = _open("pages/breadth.py", db=db)
     assert any(markdown_text("has no `atoms` view; is it a results database?") in info.value for info in app.info)
+
+
+def _stored_layers(db, model, layers, n_layers=4):
+    """A run of `model` on synergy registered with `n_layers` and atoms at `layers` only, as a `profile` still
+    estimating it leaves it (it writes the output layer, n_layers, last)."""
+    from pidcore.atoms import Atoms
+    from pidcore.store import register_run, write_layer
+
+    register_run(db, run_id=model, model=model, family="llava", task="synergy", checkpoint="final", step=None,
+                 stage=None, n_layers=n_layers, settings={})
+    for layer in layers:
+        write_layer(db, run_id=model, layer=layer, estimator="batch-published", atoms=Atoms(0.1, 0.02, 0.2, 0.05),
+                    n_samples=60, accuracy=0.5, diagnostics={}, fitted=None, pointwise={}, sample_ids=[])
+
+
+def test_the_breadth_page_says_which_runs_still_wait_for_their_output_layer(results_folder):
+    import json
+
+    db = results_folder / "running.duckdb"
+    _stored_layers(db, "llava-b", [0, 1])
+    alone = _open("pages/breadth.py", db)
+    assert not alone.get("plotly_chart") and not alone.dataframe
+    (waiting, nothing) = [info.value for info in alone.info]
+    assert markdown_text("llava-b") in waiting and "layers 0-1 stored, not yet its output layer 4" in waiting
+    assert nothing.startswith("No run in this database has its output layer stored")
+    _stored_layers(db, "llava-a", range(5))
+    beside = _open("pages/breadth.py", db)
+    assert [info.value for info in beside.info] == [waiting]
+    heatmap = json.loads(beside.get("plotly_chart")[0].proto.spec)
+    assert heatmap["data"][0]["y"] == ["llava-a"]

@@ -230,3 +230,35 @@ def test_odd_records_first_or_later_are_skipped_by_name_and_the_common_width_kep
     assert reasons["r7"] == "its probabilities differ in length (vl_prob 4, v_prob 4, l_prob 3)"
     by_id = {record["id"]: record["conversations"][1]["label"] for record in records}
     assert ["ABCD"[gold] for gold in found.gold] == [by_id[row_id] for row_id in found.ids]
+
+
+def test_two_organisations_models_of_one_name_stay_two_models(tmp_path):
+    """N5: teamA/vlm-7b and teamB/vlm-7b are names, not paths: both are stored and shown under their whole ids."""
+    db = tmp_path / "r.duckdb"
+    for team, seed in (("teamA", 0), ("teamB", 1)):
+        path = tmp_path / f"{team}.json"
+        path.write_text(json.dumps({"model": f"{team}/vlm-7b", "task": "MMBench",
+                                    "samples": _vision_unique_records(n=40, seed=seed)}))
+        assert _run(str(path), "--db", str(db), "--bootstrap", "0").returncode == 0
+    assert _run(str(tmp_path / "teamA.json"), "--db", str(db), "--model", "org/final", "--bootstrap", "0",
+                "--task", "other").returncode == 0
+    assert sorted(read_atoms(db)["model"]) == ["org/final", "teamA/vlm-7b", "teamB/vlm-7b"]
+
+
+def test_importing_again_with_another_family_says_so_and_another_depth_is_refused_by_name(tmp_path):
+    """N4: the same file imported again with another --family takes it and names the old and new family; with
+    another --n-layers it is refused, naming the stored depth's flag and leaving every stored row as it was."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"model": "m", "task": "MMBench", "samples": _vision_unique_records(n=40)}))
+    db = tmp_path / "r.duckdb"
+    assert _run(str(path), "--db", str(db), "--n-layers", "32", "--family", "llava", "--bootstrap", "0").returncode == 0
+    again = _run(str(path), "--db", str(db), "--n-layers", "32", "--family", "qwen", "--bootstrap", "0")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "family 'llava' -> 'qwen'" in again.stderr
+    assert list(read_runs(db)["family"]) == ["qwen"] and list(read_atoms(db)["family"]) == ["qwen"]
+    before = read_atoms(db)
+    deeper = _run(str(path), "--db", str(db), "--n-layers", "40", "--family", "qwen", "--bootstrap", "0")
+    assert deeper.returncode == 2
+    assert "stored with depth 32, not 40" in deeper.stderr and "--n-layers 32" in deeper.stderr
+    assert "Traceback" not in deeper.stderr
+    assert read_atoms(db).equals(before) and list(read_runs(db)["n_layers"]) == [32]

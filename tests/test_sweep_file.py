@@ -57,14 +57,15 @@ def test_units_cross_every_model_and_checkpoint_with_every_dataset(tmp_path):
     assert sweep.db == tmp_path / "out" / "results.duckdb"
     assert sweep.shards == tmp_path / "out" / "results.duckdb.shards"
     assert [unit.label for unit in sweep.units] == [
-        "model-a / final / synergy", "model-a / final / questions", "hub-model / final / synergy",
-        "hub-model / final / questions", "hub-model / stage1-step10 / synergy", "hub-model / stage1-step10 / questions"]
+        "model-a / final / synergy", "model-a / final / questions", "org/hub-model / final / synergy",
+        "org/hub-model / final / questions", "org/hub-model / stage1-step10 / synergy",
+        "org/hub-model / stage1-step10 / questions"]
     first, _, hub, _, checkpoint, questions = sweep.units
     assert first.settings.model == str(tmp_path / "models" / "a") and first.settings.family == "Tiny-LLaVA"
     assert first.gpus == 2 and first.settings.spread and not hub.settings.spread and hub.gpus is None
     assert hub.settings.model == "org/hub-model" and hub.settings.dtype == "bfloat16"  # no such folder: a hub id
     assert checkpoint.settings.model == str(tmp_path / "ckpt" / "stage1-step10")
-    assert (checkpoint.settings.step, checkpoint.settings.stage, checkpoint.settings.name) == (10, "1", "hub-model")
+    assert (checkpoint.settings.step, checkpoint.settings.stage, checkpoint.settings.name) == (10, "1", "org/hub-model")
     assert questions.settings.dataset == f"jsonl:{tmp_path / 'data' / 'questions.jsonl'}"
     assert first.settings.dataset == "shapes:synergy" and first.settings.limit == 12 and questions.settings.limit is None
     settings = first.settings

@@ -21,7 +21,7 @@ def samples_panel(row: pd.Series, db: str, estimator: str) -> None:
     selected sample opens in the case study where its image is stored."""
     layer = int(row["layer"])
     st.subheader(f"Samples behind {markdown_text(row['model'])} on {markdown_text(row['task'])} "
-                 f"({markdown_text(row['checkpoint'])}, layer {layer})")
+                 f"({markdown_text(row['checkpoint'])}, layer {layer})", anchor=False)
     try:
         table = data.samples_at_layer(db, row, estimator)
     except StoreError as error:

@@ -108,6 +108,26 @@ def partial_run_note(curve: pd.DataFrame) -> str | None:
             "`profile` may still be estimating the others (reload the page to see the layers written meanwhile).")
 
 
+def missing_outputs_note(rows: pd.DataFrame) -> str | None:
+    """What to say about the runs at their model's final checkpoint that have no output-layer row (layer =
+    n_layers), so no cell on the breadth page: `profile` writes the output last and may still be estimating them;
+    None where there are none."""
+    # each row's layer set to its run's depth: final_rows then keeps every layer of each model's final checkpoint
+    every_layer = rows.loc[final_rows(rows.assign(layer=rows["n_layers"])).index]
+    waiting = []
+    for (model, task, checkpoint), run in every_layer.groupby(["model", "task", "checkpoint"]):
+        layers = run["layer"].dropna()
+        if run["n_layers"].notna().any() and not is_output(run).any():
+            waiting.append(f"- {markdown_text(model)} on {markdown_text(task)} ({markdown_text(checkpoint)}): "
+                           f"layer{'s' if layers.nunique() > 1 else ''} {layer_spans(layers)} stored, not yet its "
+                           f"output layer {int(run['n_layers'].max())}")
+    if not waiting:
+        return None
+    return ("These runs have no cell yet: their output layer is not stored, and a `profile` may still be estimating "
+            "it (it writes the output layer last; reload the page to see it once written). The depth page draws "
+            "the layers stored so far, from two on.\n\n" + "\n".join(waiting))
+
+
 def layer_spans(layers: pd.Series) -> str:
     """Layer numbers as runs of consecutive ones, e.g. "0-2, 4"."""
     numbers, spans = sorted({int(layer) for layer in layers}), []

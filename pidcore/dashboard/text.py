@@ -9,12 +9,16 @@ import re
 # CommonMark lets a backslash escape every ASCII punctuation mark, which then shows as itself; Streamlit's own
 # Markdown extensions (:colour[...], :material/icon:, $math$) all start with one.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GitHub's autolinks (https://host.tld, www.host.tld, name@host.tld) are found in the text once its escapes are
+# resolved, so an invisible word joiner breaks each up: after "://" and "@", and between "www" and its dot.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?<=://)|(?<=@)|(?<=www)(?=\.)", re.IGNORECASE)
 
 
 def markdown_text(value: object) -> str:
     """`value` for a Streamlit string rendered as Markdown (st.markdown, st.info, captions, widget labels): every
-    punctuation mark escaped and line breaks made spaces, so it shows literally inside the surrounding text."""
-    return _PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+    punctuation mark escaped, no autolink, line breaks made spaces, so it shows literally inside the text around."""
+    return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, " ".join(str(value).split())))
 
 
 def plotly_text(value: object) -> str:

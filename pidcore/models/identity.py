@@ -6,15 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
+import os
+import tempfile
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# Bytes read from each weights file, evenly spread over its tensor data, besides its header: enough to tell two
-# checkpoints of one architecture apart (their headers are the same) without reading gigabytes.
-SAMPLED_CHUNKS, CHUNK_BYTES = 16, 1 << 16
 _INDEX_FILES = ("config.json", "model.safetensors.index.json")
+# Where whole-file digests of weights are kept between runs (else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore).
+CACHE_DIR_ENV = "PIDCORE_CACHE_DIR"
+DIGEST_CACHE = "weights-digests.json"
+# Weights files from this size on are announced before they are hashed, so a long first wait is explained.
+ANNOUNCED_BYTES = 1 << 30
+# A file changed less than this long ago is hashed but not cached: an edit of the same size within a filesystem's
+# timestamp resolution would leave its size, mtime and ctime as cached.
+SETTLED_NS = 2 * 10**9
 
 
 def model_identity(model: str, revision: str | None = None) -> dict[str, str]:
@@ -43,34 +50,93 @@ def _cached_snapshot(model: str, revision: str | None) -> Path | None:
 
 
 def weights_fingerprint(folder: Path) -> str:
-    """A digest of a model folder's config, weights index and, per safetensors file, its size, header and sampled
-    tensor bytes."""
+    """A digest of a model folder's config, weights index and every byte of its safetensors files, so weights
+    edited anywhere are another model; each file's digest is cached, so only the first run reads the weights."""
     digest = hashlib.blake2b(digest_size=16)
     for name in _INDEX_FILES:
         if (folder / name).is_file():
             digest.update(name.encode() + (folder / name).read_bytes())
+    cache_file = _cache_file()
+    cached = _read_cache(cache_file) if cache_file is not None else {}
+    fresh: dict[str, dict] = {}
     for weights in sorted(folder.glob("*.safetensors")):
-        digest.update(weights.name.encode())
-        _add_safetensors(digest, weights)
+        digest.update(weights.name.encode() + _cached_digest(weights, cached, fresh).encode())
+    if fresh and cache_file is not None:
+        _write_cache(cache_file, fresh)
     return digest.hexdigest()
 
 
-def _add_safetensors(digest: "hashlib.blake2b", path: Path) -> None:
-    """Feed a safetensors file's size, header and SAMPLED_CHUNKS chunks of its tensor data to `digest`."""
-    size = path.stat().st_size
-    digest.update(str(size).encode())
+def hash_file(path: Path) -> str:
+    """The blake2b digest of every byte of a file, read in blocks so a large file never sits in memory."""
     with path.open("rb") as handle:
-        length_bytes = handle.read(8)
-        if len(length_bytes) < 8:
-            return
-        (header_length,) = struct.unpack("<Q", length_bytes)
-        header_length = min(header_length, max(size - 8, 0))
-        digest.update(handle.read(header_length))
-        start = 8 + header_length
-        span = max(size - start - CHUNK_BYTES, 0)
-        for index in range(SAMPLED_CHUNKS):
-            handle.seek(start + span * index // max(SAMPLED_CHUNKS - 1, 1))
-            digest.update(handle.read(CHUNK_BYTES))
+        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def _stamp(path: Path) -> list[int]:
+    """What changes when a file's bytes do: its size, mtime and ctime (which, unlike mtime, no tool can set back)."""
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+
+
+def _cached_digest(path: Path, cached: dict, fresh: dict[str, dict]) -> str:
+    """A weights file's digest from the cache when its stamp is unchanged; else hashed now and added to `fresh`
+    (unless the file changed while it was read, or so recently that a change to come could keep its stamp)."""
+    key, stamp = str(path.resolve()), _stamp(path)
+    entry = cached.get(key)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("digest"), str):
+        return entry["digest"]
+    if stamp[0] >= ANNOUNCED_BYTES:
+        logger.info("hashing %s (%.1f GiB) once; cached for later runs", path, stamp[0] / (1 << 30))
+    file_digest = hash_file(path)
+    if _stamp(path) == stamp and time.time_ns() - max(stamp[1:]) > SETTLED_NS:
+        fresh[key] = {"stamp": stamp, "digest": file_digest}
+    return file_digest
+
+
+def _cache_file() -> Path | None:
+    """The digest cache's path: in $PIDCORE_CACHE_DIR, else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore (None
+    where no home folder can be found)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser() / DIGEST_CACHE
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    except RuntimeError as error:
+        logger.debug("no folder for the weights digest cache (%s); weights are hashed on every run", error)
+        return None
+    return base / "pidcore" / DIGEST_CACHE
+
+
+def _read_cache(path: Path) -> dict:
+    """The cached digests by resolved path; empty where the cache is absent or unreadable (then files are hashed)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            cached = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        logger.debug("cannot read the weights digest cache %s (%s); hashing the weights again", path, error)
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def _write_cache(path: Path, fresh: dict[str, dict]) -> None:
+    """Add `fresh` to the cache as it is now (other processes may have added to it), drop the files that are gone,
+    and replace it atomically; a cache that cannot be written only means hashing again next time."""
+    cached = {key: entry for key, entry in _read_cache(path).items() if os.path.exists(key)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{DIGEST_CACHE}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump({**cached, **fresh}, out)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as error:
+        logger.debug("cannot write the weights digest cache %s (%s); the next run hashes the weights again", path,
+                     error)
 
 
 def identity_key(identity: dict[str, str]) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from pidcore.devices import resolve_device
@@ -14,10 +15,13 @@ from pidcore.models.adapters import Adapter, adapter_for
 # Weights files that unpickle (and so may run code) when loaded: named in the error, never loaded.
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
+# Parameters named per kind when a checkpoint does not match its config (the rest are counted).
+NAMED_PARAMETERS = 5
+REDO_CHECKPOINT = "download it again, or save it again with save_pretrained"
 
 
 class ModelLoadError(ValueError):
-    """A model cannot be loaded: no config, no safetensors weights, or weights that do not load."""
+    """A model cannot be loaded: no config, no safetensors weights, or weights that do not load or do not match it."""
 
 
 @dataclass
@@ -57,11 +61,16 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     placement = {"device_map": "auto"} if spread else {}
     try:
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=resolved_dtype, use_safetensors=True,
-                                                            trust_remote_code=trust_remote_code, revision=revision,
-                                                            **placement)
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=resolved_dtype, use_safetensors=True, trust_remote_code=trust_remote_code,
+            revision=revision, output_loading_info=True, ignore_mismatched_sizes=True, **placement)
     except OSError as error:
         raise ModelLoadError(f"cannot load the weights of model {model_id!r} (safetensors only): {error}") from error
+    except SafetensorError as error:
+        raise ModelLoadError(f"cannot load the weights of model {model_id!r}: {_damaged_file(model_id)} is not a "
+                             f"whole safetensors file ({error}); it is likely cut short by a failed download or copy: "
+                             f"{REDO_CHECKPOINT}") from error
+    check_loading_info(model_id, info)
     if adapter.load_processor is not None:
         processor = adapter.load_processor(model_id, trust_remote_code, revision)
     else:
@@ -69,6 +78,48 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     if spread:
         return LoadedVLM(model.eval(), processor, adapter, model.get_input_embeddings().weight.device, resolved_dtype)
     return LoadedVLM(model.to(resolved_device).eval(), processor, adapter, resolved_device, resolved_dtype)
+
+
+def check_loading_info(model_id: str, info: dict) -> None:
+    """Refuse weights that do not match the model's config (parameters missing, so randomly initialised; unexpected,
+    so skipped; or of another shape), naming the first few of each kind, instead of profiling a model it is not."""
+    problems = []
+    for kind, meaning in (("missing_keys", "missing from the checkpoint (they would be randomly initialised)"),
+                          ("unexpected_keys", "in the checkpoint but not in the model (they would be skipped)")):
+        names = sorted(info.get(kind) or ())
+        if names:
+            problems.append(f"{len(names)} parameter(s) {meaning}: {_first_few(names)}")
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        shapes = [f"{name} (checkpoint {tuple(stored)}, config {tuple(expected)})"
+                  for name, stored, expected in mismatched]
+        problems.append(f"{len(mismatched)} parameter(s) of another shape in the checkpoint than the config gives: "
+                        f"{_first_few(shapes)}")
+    if info.get("error_msgs"):
+        problems.append(f"loading errors: {_first_few(list(info['error_msgs']))}")
+    if problems:
+        raise ModelLoadError(f"cannot load the weights of model {model_id!r}: they do not match its config: "
+                             f"{'; '.join(problems)}. The checkpoint is partly downloaded or was edited, or "
+                             f"config.json describes another model: {REDO_CHECKPOINT}")
+
+
+def _first_few(items: list[str]) -> str:
+    """The first NAMED_PARAMETERS items, comma-separated, and how many more there are."""
+    more = len(items) - NAMED_PARAMETERS
+    return ", ".join(items[:NAMED_PARAMETERS]) + (f" and {more} more" if more > 0 else "")
+
+
+def _damaged_file(model_id: str) -> str:
+    """The name of the first safetensors file in a local model folder whose header does not match the file (the
+    error transformers passes on does not name it), or "a weights file" where none is found."""
+    folder = Path(model_id).expanduser()
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return path.name
+    return "a weights file"
 
 
 def check_safetensors(model_id: str) -> None:

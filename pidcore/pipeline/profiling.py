@@ -19,7 +19,7 @@ from pidcore.pipeline.attach import gold_index, sample_text
 from pidcore.pipeline.layers import check_layers, check_sample_count, estimate_layers
 from pidcore.pipeline.settings import ProfileSettings, check_model_path
 from pidcore.probes.conventions import CLEAN, PAPER_NOISE_SEED, ProbeConventions, conventions_for, parse_mode
-from pidcore.probes.encoding import Encoded, encode_sample
+from pidcore.probes.encoding import Encoded, ImageRefused, encode_sample
 from pidcore.probes.engine import ProbeResult, length_groups, run_probes, run_probes_batch
 from pidcore.probes.noise import Noise, NoiseStream, seeded_noise
 from pidcore.probes.statistics import EmbeddingStats, PaperStatistics, embedding_stats
@@ -34,6 +34,7 @@ from pidcore.store import (
     write_calibration,
     write_samples,
 )
+from pidcore.store.write import rename_run
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[
     if settings.probes != CLEAN and vlm.adapter.paper_script is None:
         logger.warning("%s has no stage-2 script in the paper; published applies the conventions of its Qwen scripts "
                        "that do not depend on the model class: %s", vlm.adapter.family, ", ".join(conventions.applied))
-    stats, encoded = _calibration(settings, vlm, dataset, run_id, conventions)
-    _probe_samples(settings, vlm, dataset, stats, run_id, encoded, conventions)
+    encoder = _Encoder(vlm, conventions)
+    stats, encoded = _calibration(settings, vlm, dataset, run_id, encoder)
+    _probe_samples(settings, vlm, dataset, stats, run_id, encoded, encoder)
+    encoder.report(settings.dataset)
     return settings, run_id
 
 
@@ -106,39 +109,52 @@ def _warn_if_superseding(settings: ProfileSettings, run_id: str) -> None:
                        settings.task_name, settings.checkpoint, ", ".join(same["run_id"]), run_id)
 
 
+def _say_renamed(run_id: str, changes: list[str]) -> None:
+    """Say when this command gave its stored run other names than it had: the pages show it under the new ones."""
+    if changes:
+        logger.warning("run %s was stored under other names; it now carries this command's: %s", run_id,
+                       "; ".join(changes))
+
+
 def _calibration(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, run_id: str,
-                 conventions: ProbeConventions) -> tuple[EmbeddingStats, dict[str, Encoded]]:
+                 encoder: _Encoder) -> tuple[EmbeddingStats, dict[str, Encoded]]:
     """Embedding statistics, computed once per run and stored with it: the paper's over the training split (the
     `statistics` convention), else ours over the first calibration samples; with the encodings made on the way by
     id (none when the statistics were stored already, or for the paper's, which may cover thousands), so probing
     reuses them."""
     stored = load_calibration(settings.db, run_id)
     if stored is not None:
+        _say_renamed(run_id, rename_run(settings.db, run_id, model=settings.model_name,
+                                        family=settings.family or vlm.adapter.family))
         return EmbeddingStats(*(torch.from_numpy(array) for array in stored)), {}
+    conventions = encoder.conventions
     if conventions.statistics:
-        stats, encoded = _paper_statistics(settings, vlm, dataset, conventions), {}
+        stats, encoded = _paper_statistics(settings, vlm, dataset, encoder), {}
     else:
         samples = dataset.samples[: settings.calibration_samples]
-        encoded = {sample.id: _encode(vlm, sample, conventions) for sample in samples}
+        encoded = {sample.id: item for sample in samples if (item := encoder(sample)) is not None}
         stats = embedding_stats(vlm, list(encoded.values()))
-    first = next(iter(encoded.values()), None) or _encode(vlm, dataset.samples[0], conventions)
+    first = next(iter(encoded.values()), None) or encoder.first(dataset.samples)
     depth = run_probes(vlm, first, stats, seed=settings.seed).probs.shape[1] - 1
     _warn_if_superseding(settings, run_id)
-    register_run(settings.db, run_id=run_id, model=settings.model_name, family=settings.family or vlm.adapter.family,
-                 task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
-                 n_layers=depth, settings=_recorded_settings(settings, vlm, conventions))
+    _say_renamed(run_id, register_run(
+        settings.db, run_id=run_id, model=settings.model_name, family=settings.family or vlm.adapter.family,
+        task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage,
+        n_layers=depth, settings=_recorded_settings(settings, vlm, conventions)))
     write_calibration(settings.db, run_id,
                       np.stack([stats.image_mean, stats.image_std, stats.text_mean, stats.text_std]))
     return stats, encoded
 
 
 def _paper_statistics(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset,
-                      conventions: ProbeConventions) -> EmbeddingStats:
+                      encoder: _Encoder) -> EmbeddingStats:
     """The paper's stage 1 over the training split (every sample when the dataset has no split)."""
     training = [sample for sample in dataset.samples if sample.split in (None, FIT)]
     statistics = PaperStatistics()
     for sample in tqdm(training, desc="statistics", unit="sample", disable=not settings.progress):
-        statistics.add(vlm, _encode(vlm, sample, conventions))
+        encoded = encoder(sample)
+        if encoded is not None:
+            statistics.add(vlm, encoded)
     return statistics.result()
 
 
@@ -154,6 +170,44 @@ def _encode(vlm: LoadedVLM, sample: Sample, conventions: ProbeConventions) -> En
     image = sample.on_white if conventions.images and sample.on_white is not None else sample.image
     return encode_sample(vlm, image, sample.question, sample.options, sample.hint, prompt=sample.prompt,
                          conventions=conventions)
+
+
+class _Encoder:
+    """Each sample's encoding, or None for a sample whose image the processor refuses: that sample is skipped,
+    named in a warning once, and counted in the run's closing report."""
+
+    def __init__(self, vlm: LoadedVLM, conventions: ProbeConventions) -> None:
+        self.vlm, self.conventions = vlm, conventions
+        self.refused: dict[str, str] = {}
+
+    def __call__(self, sample: Sample) -> Encoded | None:
+        if sample.id in self.refused:
+            return None
+        try:
+            return _encode(self.vlm, sample, self.conventions)
+        except ImageRefused as error:
+            self.refused[sample.id] = str(error)
+            logger.warning("skipped sample %s: %s", sample.id, error)
+            return None
+
+    def first(self, samples: list[Sample]) -> Encoded:
+        """The first sample that encodes (to measure the model's depth); an error naming the reason when none does."""
+        for sample in samples:
+            encoded = self(sample)
+            if encoded is not None:
+                return encoded
+        raise ValueError(f"the processor refuses the image of every sample ({len(self.refused)}); the first: "
+                         f"{next(iter(self.refused.values()), 'none given')}")
+
+    def report(self, dataset: str) -> None:
+        """Count and name the samples skipped for their images, and what that means for the paper's noise stream."""
+        if not self.refused:
+            return
+        logger.warning("%s: %d sample(s) skipped because the processor refuses their images: %s", dataset,
+                       len(self.refused), ", ".join(self.refused))
+        if self.conventions.draws:
+            logger.warning("the paper's noise stream skips no sample, so every sample after a skipped one draws "
+                           "other noise than in the paper's scripts")
 
 
 class _Noises:
@@ -182,21 +236,26 @@ class _Noises:
 
 
 def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDataset, stats: EmbeddingStats,
-                   run_id: str, encoded_already: dict[str, Encoded], conventions: ProbeConventions) -> None:
+                   run_id: str, encoded_already: dict[str, Encoded], encoder: _Encoder) -> None:
     """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded and
     sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done.
-    The paper's noise stream is walked past stored samples too, so a resumed run draws what a whole one would."""
+    The paper's noise stream is walked past stored samples too, so a resumed run draws what a whole one would. A
+    sample whose image the processor refuses is skipped (`encoder` names it)."""
     done = stored_sample_ids(settings.db, run_id)
     if len(done) == len(dataset.samples):
         return
+    conventions = encoder.conventions
     noises = _Noises(settings, vlm, stats, conventions)
     window = settings.chunk * LENGTH_WINDOW
     samples = list(enumerate(dataset.samples))
     with tqdm(desc="probing", unit="sample", initial=len(done), total=len(samples),
               disable=not settings.progress) as bar:
         for start in range(0, len(samples), window):
-            walked = [(i, s) for i, s in samples[start:start + window] if noises.draws or s.id not in done]
-            encoded = [encoded_already.get(sample.id) or _encode(vlm, sample, conventions) for _, sample in walked]
+            candidates = [(i, s) for i, s in samples[start:start + window] if noises.draws or s.id not in done]
+            encodings = [encoded_already.get(sample.id) or encoder(sample) for _, sample in candidates]
+            walked = [pair for pair, item in zip(candidates, encodings) if item is not None]
+            encoded = [item for item in encodings if item is not None]
+            bar.update(sum(item is None for item in encodings))  # skipped samples are done with too
             for (_, sample), item in zip(walked, encoded):
                 noises.walk(sample, item)
             part = [index for index, (_, sample) in enumerate(walked) if sample.id not in done]

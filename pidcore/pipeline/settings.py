@@ -62,6 +62,8 @@ RUN_KEYS = ("dtype", "limit", "seed", "checkpoint", "step", "stage", "calibratio
 STEP_RANGE = (-(2**63), 2**63 - 1)
 # The KIND of a KIND:PATH spec, as the dataset loader reads it: case does not matter.
 _KIND = re.compile(r"[A-Za-z0-9_-]+")
+# How a model spelt as a path starts; a hub id never does.
+PATH_STARTS = ("/", ".", "~")
 
 
 def check_step(step: int | None) -> None:
@@ -81,10 +83,23 @@ def normalised_spec(spec: str) -> str:
 def check_model_path(model: str) -> None:
     """Refuse, before any dataset is read, a model spelt as a path (/, ., ~) that is no folder here: such a name is
     never a hub id either, so loading it can only fail."""
-    if model.startswith(("/", ".", "~")) and not _is_folder(Path(model).expanduser()):
+    if model.startswith(PATH_STARTS) and not _is_folder(Path(model).expanduser()):
         from pidcore.models.loading import ModelLoadError  # here: the dashboard imports this module, not transformers
 
         raise ModelLoadError(f"cannot load model {model!r}: it is spelt as a path, and no such folder is here")
+
+
+def default_checkpoint(model: str, step: int | None) -> str:
+    """The checkpoint name of a `profile` without --checkpoint: "final", except for a local folder whose name ends
+    in the --checkpoint-step's number (runs/llava-x/step-100 at step 100, checkpoint-500, global_step5000): its own
+    name, so the folder above names the model and a model's checkpoint folders make one trajectory (a final-weights
+    folder such as runs/llava-x, or llava-1.5-7b at step 7, stays "final")."""
+    folder = Path(model).expanduser()
+    if step is None or not _is_folder(folder):
+        return "final"
+    name = folder.resolve().name
+    ending = re.search(r"(\d+)$", name)
+    return name if ending is not None and int(ending.group(1)) == step else "final"
 
 
 def _is_folder(path: Path) -> bool:
@@ -101,8 +116,9 @@ class ProfileSettings:
     dataset's identities once resolved, task, checkpoint, step, stage and the probing settings), and the estimator
     name (`estimator`) the conventions that change its atoms.
 
-    name: the model's name on the pages (default: its folder or hub name; a folder named like the checkpoint is
-      named by its parent, so `ckpt/stage2-step5000` with --checkpoint stage2-step5000 is model "ckpt").
+    name: the model's name on the pages (default: a local folder's name, the folder above's when the folder is
+      named like the checkpoint, so `ckpt/stage2-step5000` with --checkpoint stage2-step5000 is model "ckpt"; a hub
+      id whole, so teamA/vlm-7b and teamB/vlm-7b stay apart).
     family: the family shown on the pages (default: the adapter's, the config's model type).
     revision: the hub revision (branch, tag or commit) to load.
     spread: load the model across every visible GPU (device_map="auto"), for a model too big for one.
@@ -192,12 +208,18 @@ class ProfileSettings:
 
     @property
     def model_name(self) -> str:
-        """The model as shown in the store: `name`, else the last part of its hub id or folder (the part before when
-        the last one is the checkpoint's name)."""
+        """The model as shown in the store: `name`, else a local folder's name (or one spelt as a path: the one above
+        when the last is the checkpoint's name), else the hub id or name whole, so teamA/vlm-7b and teamB/vlm-7b
+        stay two models."""
         if self.name:
             return self.name
         folder = Path(self.model).expanduser()
-        parts = (folder.resolve() if _is_folder(folder) else Path(self.model)).parts
+        if _is_folder(folder):
+            parts = folder.resolve().parts
+        elif self.model.startswith(PATH_STARTS):
+            parts = Path(self.model).parts
+        else:
+            return self.model
         if len(parts) > 1 and parts[-1] == self.checkpoint:
             return parts[-2]
         return parts[-1] if parts else self.model

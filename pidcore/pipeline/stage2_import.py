@@ -23,7 +23,7 @@ from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.settings import IMPORTED_PREFIX, ProfileSettings
 from pidcore.pipeline.stage2_records import PaperFileError, Stage2Records, read_stage2_file
 from pidcore.store import LayerResult, SampleRow, ensure_schema, read_runs, register_run, write_samples
-from pidcore.store.write import delete_runs
+from pidcore.store.write import RunConflict, delete_runs
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +51,16 @@ def import_stage2(path: str | Path, settings: ProfileSettings, n_layers: int = 1
     """Import a train/val folder (every model in both) or a single file; the runs' only layer is the output
     (layer = n_layers). `settings` gives the database, estimator, seed, device and checkpoint; an empty model,
     task or family comes from the file (its "model"/"task"/"family" fields, else its name, else "imported") or,
-    for a folder, from the file and folder names."""
+    for a folder, from the file and folder names. A model is named by that string whole, never read as a path.
+    Imported again, a run takes the new family (said in a warning); another n_layers is refused."""
     if n_layers < 1:
         raise PaperFileError(f"n_layers must be at least 1, got {n_layers}")
     path = Path(path)
     if path.is_dir():
         return _import_folder(path, settings, n_layers, widen_uniform, family or "imported")
     records = read_stage2_file(path, widen_uniform)
-    settings = replace(settings, model=settings.model or records.model, task=settings.task or records.task,
+    model = settings.model or records.model
+    settings = replace(settings, model=model, name=model, task=settings.task or records.task,
                        dataset=f"{IMPORTED_PREFIX}{path.resolve()}:{_digest(path)}:widen={widen_uniform}",
                        fallback_upstream=records.conversation_layout)
     results = _store(settings, family or records.family, n_layers, {None: records})
@@ -98,7 +100,7 @@ def _import_model(folder: Path, model: str, settings: ProfileSettings, n_layers:
     files = {split: folder / split / f"{model}.json" for split in PAPER_SPLITS}
     records = {split: read_stage2_file(file, widen_uniform) for split, file in files.items()}
     digest = ":".join(_digest(file) for file in files.values())
-    run_settings = replace(settings, model=model, task=settings.task or folder.name, fallback_upstream=True,
+    run_settings = replace(settings, model=model, name=model, task=settings.task or folder.name, fallback_upstream=True,
                            dataset=f"{IMPORTED_PREFIX}{folder.resolve()}/{model}:{digest}:widen={widen_uniform}")
     results = _store(run_settings, family, n_layers, records)
     return Imported(model, results, sum(len(found.ids) for found in records.values()),
@@ -123,9 +125,16 @@ def _store(settings: ProfileSettings, family: str, n_layers: int,
         ensure_schema(settings.db)
         if run_id not in set(read_runs(settings.db)["run_id"]):
             created.append(run_id)
-        register_run(settings.db, run_id=run_id, model=settings.model_name, family=family, task=settings.task_name,
-                     checkpoint=settings.checkpoint, step=settings.step, stage=settings.stage, n_layers=n_layers,
-                     settings=asdict(settings))
+        try:
+            changes = register_run(settings.db, run_id=run_id, model=settings.model_name, family=family,
+                                   task=settings.task_name, checkpoint=settings.checkpoint, step=settings.step,
+                                   stage=settings.stage, n_layers=n_layers, settings=asdict(settings))
+        except RunConflict as conflict:
+            raise PaperFileError(f"{conflict}; import it with --n-layers {conflict.stored_depth} as before, or into "
+                                 f"another --db to store it with depth {n_layers}") from conflict
+        if changes:
+            logger.warning("run %s (%s on %s) was imported before; its names now follow this import: %s", run_id,
+                           settings.model_name, settings.task_name, "; ".join(changes))
         rows = _sample_rows(run_id, splits)
         write_samples(settings.db, rows)
         logger.info("%s: imported %d records", settings.model_name, len(rows))

@@ -1,9 +1,9 @@
 """The results database (DuckDB): every SQL statement of the project lives in this package.
 
 schema.py names the tables, their columns and the public `atoms` view; read.py reads with short read-only
-connections that retry while a writer holds the lock, open no other file and no extension, and report DuckDB's
-errors as a StoreError; write.py writes short keyed units; merge.py merges a sweep unit's shard into the
-shared database.
+connections that retry while a writer holds the lock, open no other file and no extension, refuse views that reach
+DuckDB's own state, give up past a time and memory limit, and report DuckDB's errors as a StoreError; write.py
+writes short keyed units; merge.py merges a sweep unit's shard into the shared database.
 """
 
 from pidcore.store.blobs import image_to_png

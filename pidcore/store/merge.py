@@ -23,7 +23,7 @@ _DEFAULT_BATCH_ROWS = 20_000
 def merge_shard(shard: str | Path, target: str | Path) -> int:
     """Add every row of `shard` that `target` lacks, table by table in MERGE_ORDER; returns the rows added."""
     ensure_schema(shard)
-    source = connect_read_only(shard)
+    source = connect_read_only(shard, time_limited=False)
     added = 0
     try:
         for table in MERGE_ORDER:

@@ -1,8 +1,10 @@
 """Read access to the results database: short read-only connections that retry while a writer holds the lock, read
-results only (no other file, no extension) and turn DuckDB's errors into a StoreError that says what is wrong."""
+results only (no other file, no extension, none of DuckDB's own state), within a time and memory limit, and turn
+DuckDB's errors into a StoreError that says what is wrong."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -17,8 +19,8 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import (ATOM_COLUMN_TYPES, ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, RUNS,
-                                  SAMPLES, TABLES, TASK_PID, LayerResult, RunProgress, SampleRow, Table)
+from pidcore.store.schema import (ATOM_COLUMN_TYPES, ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, OBJECTS,
+                                  RUNS, SAMPLES, TABLES, TASK_PID, LayerResult, RunProgress, SampleRow, Table)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -32,29 +34,54 @@ NO_NAME = "(no name)"
 _NAME_COLUMNS = ["model", "family", "task", "checkpoint", "estimator"]
 SAMPLE_TABLE_COLUMNS = ["sample_id", "position", "gold", "n_options", "question", "options", "has_image", "probs"]
 # A reader opens results and nothing else: a view in a crafted file that reads another file (read_csv, ATTACH, a
-# URL) fails instead of reading it, and no extension is loaded or installed on its behalf.
+# URL) fails instead of reading it, no extension is loaded or installed on its behalf, and it cannot read this
+# process's Python objects by name. Each query gives up after max_execution_time (ms) and past memory_limit, with
+# nothing spilled to disk (no temp_directory), so a crafted view (a huge recursive query, a giant aggregate) cannot
+# hold a page or the machine; a results database reads in far less. The home directory is a neutral one, so the
+# settings a crafted view might still compute (_results_only) name no real path but the database's own.
 READ_ONLY_CONFIG = {"enable_external_access": False, "autoload_known_extensions": False,
-                    "autoinstall_known_extensions": False, "lock_configuration": True}
+                    "autoinstall_known_extensions": False, "python_enable_replacements": False,
+                    "max_execution_time": 20_000, "memory_limit": "1GB", "threads": 2, "temp_directory": "",
+                    "home_directory": "/nonexistent", "lock_configuration": True}
 # What a failed read means, by DuckDB's error; any other DuckDB error is a table or view that cannot be read.
+_CRAFTED = "so it is probably crafted, or not a results database"
 _READ_FAILURES = {
     duckdb.CatalogException: "lacks a table this needs",
     duckdb.PermissionException: "has a view that reads other files, which results may not do",
     duckdb.IOException: "is damaged (cut short, or not completely written)",
+    duckdb.InterruptException: f"took too long to read (over {{seconds:g}} s), {_CRAFTED}",
+    duckdb.OutOfMemoryException: f"needed too much memory to read (over {{memory}}), {_CRAFTED}",
 }
+# What a results table or view may do when read: scan the database's own tables (no table function, so none of
+# DuckDB's settings, catalog, secrets or files) and call functions of their arguments only (those DuckDB marks
+# CONSISTENT, less version()). It is checked on DuckDB's own plan of each (views, macros and generated columns
+# expanded, names resolved), so no spelling gets past it: case, quotes, a schema or catalog, a system view, a CTE,
+# query(). A call the binder computes in advance leaves no trace in the plan; the neutral home directory above
+# leaves it nothing to show.
+_PLAN_SQL = "SELECT json_serialize_plan(?, optimize := false)"
+_ARGUMENT_ONLY_SQL = "SELECT DISTINCT function_name FROM duckdb_functions() WHERE stability = 'CONSISTENT'"
+_TABLE_SCAN = ["seq_scan"]
+# Planning errors a read raises by itself, saying what is wrong: a missing table, a broken view, a file read.
+_READ_ANYWAY = {"catalog", "binder", "permission"}
+_SYSTEM_CALLS = "has a view that calls DuckDB's system functions, which results may not do"
 
 
 class StoreError(RuntimeError):
     """The results database is missing, locked for too long, damaged, or not a results database."""
 
 
-def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25) -> duckdb.DuckDBPyConnection:
-    """Open the database read-only for results only, retrying while another process holds its write lock."""
+def connect_read_only(path: str | Path, attempts: int = 20, wait_s: float = 0.25,
+                      time_limited: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the database read-only for results only, retrying while another process holds its write lock; one
+    whose tables or views reach DuckDB's own state is refused (_results_only). `time_limited` False: no time limit
+    per query (a sweep's merge reads a large shard of its own between its writes, for as long as they take)."""
+    config = READ_ONLY_CONFIG if time_limited else {**READ_ONLY_CONFIG, "max_execution_time": 0}
     path = Path(path)
     if not _is_file(path):
         raise StoreError(f"no results database at {path}")
     for attempt in range(attempts):
         try:
-            return duckdb.connect(str(path), read_only=True, config=READ_ONLY_CONFIG)
+            return _results_only(duckdb.connect(str(path), read_only=True, config=config), path)
         except duckdb.IOException as error:
             if not is_locked(error):
                 raise StoreError(f"{path} is not a DuckDB database, or it is damaged: {_first_line(error)}") from error
@@ -72,6 +99,67 @@ def _is_file(path: str | Path) -> bool:
         return Path(path).is_file()
     except (OSError, ValueError):
         return False
+
+
+def _results_only(connection: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyConnection:
+    """The connection, once DuckDB's plan of reading each results table and view it holds shows only scans of its
+    tables and functions of their arguments (_system_calls); else closed, with a StoreError naming the calls."""
+    try:
+        for name in sorted(OBJECTS):
+            if calls := _system_calls(_plan(connection, path, name)):
+                raise StoreError(f"{path} {_SYSTEM_CALLS}: {name} calls {', '.join(sorted(calls))}")
+    except duckdb.Error as error:
+        connection.close()
+        raise StoreError(f"{path} {_read_failure(error)}: {_first_line(error)}") from error
+    except StoreError:
+        connection.close()
+        raise
+    return connection
+
+
+def _plan(connection: duckdb.DuckDBPyConnection, path: Path, name: str) -> dict:
+    """DuckDB's plan of reading one table or view, from JSON; empty where DuckDB cannot plan it for a reason the
+    read that needs it reports itself (_READ_ANYWAY), a StoreError for any other."""
+    try:
+        plan = json.loads(connection.execute(_PLAN_SQL, [f"SELECT * FROM {name}"]).fetchone()[0])
+    except RecursionError as error:  # nested deeper than Python's stack, which no results view is
+        raise StoreError(f"{path} has a view nested too deeply to check, {_CRAFTED}") from error
+    if plan.get("error_type") in _READ_ANYWAY:
+        return {}
+    if plan.get("error"):
+        raise StoreError(f"{path} has a view DuckDB cannot plan, {_CRAFTED}: {plan.get('error_message')}")
+    return plan
+
+
+def _system_calls(plan: dict) -> set[str]:
+    """The names of the table functions and functions a serialized plan calls that _allowed does not allow."""
+    functions, found, nodes = _argument_only_functions(), set(), [plan]
+    while nodes:  # a loop, not recursion: a plan may be nested deeper than Python's stack
+        node = nodes.pop()
+        if isinstance(node, dict):
+            name = node.get("qname")
+            path = name.get("path") if isinstance(name, dict) else None
+            if path is not None and not _allowed(path, node.get("type") == "LOGICAL_GET", functions):
+                found.add(path[-1])
+            nodes.extend(node.values())
+        elif isinstance(node, list):
+            nodes.extend(node)
+    return found
+
+
+def _allowed(path: list[str], scan: bool, functions: frozenset[str]) -> bool:
+    """Whether a plan may call this (by its qualified name): as a scan, only a table's; as a function, one of
+    `functions` or one the binder makes itself (a comparison, a cast: a one-part name)."""
+    if scan:
+        return path == _TABLE_SCAN
+    return len(path) == 1 or (path[:-1] == ["system", "main"] and path[-1] in functions)
+
+
+@functools.cache
+def _argument_only_functions() -> frozenset[str]:
+    """DuckDB's functions whose result depends on their arguments alone (stability CONSISTENT), less version()."""
+    with duckdb.connect() as connection:
+        return frozenset(row[0] for row in connection.execute(_ARGUMENT_ONLY_SQL).fetchall()) - {"version"}
 
 
 def is_locked(error: duckdb.IOException) -> bool:
@@ -110,7 +198,8 @@ def _read_failure(error: duckdb.Error) -> str:
     """What a DuckDB error during a read says about the database."""
     for kind, meaning in _READ_FAILURES.items():
         if isinstance(error, kind):
-            return meaning
+            return meaning.format(seconds=READ_ONLY_CONFIG["max_execution_time"] / 1000,
+                                  memory=READ_ONLY_CONFIG["memory_limit"])
     return "has a table or view that cannot be read"
 
 

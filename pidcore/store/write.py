@@ -104,14 +104,50 @@ def insert_rows(connection: duckdb.DuckDBPyConnection, table: Table, rows: Seque
         connection.unregister("incoming_rows")
 
 
+class RunConflict(ValueError):
+    """A run is stored already with another depth; `stored_depth` is its depth, which its layer rows are numbered by."""
+
+    def __init__(self, message: str, stored_depth: int) -> None:
+        super().__init__(message)
+        self.stored_depth = stored_depth
+
+
 def register_run(path: str | Path, *, run_id: str, model: str, family: str, task: str, checkpoint: str,
-                 step: int | None, stage: str | None, n_layers: int, settings: Mapping) -> None:
-    """Insert a run's row once: its names, checkpoint, depth and full settings."""
+                 step: int | None, stage: str | None, n_layers: int, settings: Mapping) -> list[str]:
+    """Insert a run's row once: its names, checkpoint, depth and full settings. A run stored already keeps its row
+    but takes these model and family names, and what changed is returned ("model 'a' -> 'b'") for the caller to
+    say; another depth is refused (RunConflict), since the stored layer rows are numbered by the stored one."""
     row = {"run_id": run_id, "model": model, "family": family, "task": task, "checkpoint": checkpoint, "step": step,
            "stage": stage, "n_layers": n_layers, "settings": json.dumps(settings, sort_keys=True, default=str),
            "created": time.time()}
     with write_unit(path) as connection:
-        insert_rows(connection, RUNS, [row])
+        stored = connection.execute("SELECT n_layers FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if stored is None:
+            insert_rows(connection, RUNS, [row])
+            return []
+        if stored[0] is not None and stored[0] != n_layers:
+            raise RunConflict(f"run {run_id} ({model} on {task}, checkpoint {checkpoint}) is stored with depth "
+                              f"{stored[0]}, not {n_layers}: its layer rows are numbered by that depth", stored[0])
+        return _renamed(connection, run_id, model, family)
+
+
+def rename_run(path: str | Path, run_id: str, *, model: str, family: str) -> list[str]:
+    """Give a stored run these model and family names (a rerun resuming it under others said so); what changed, as
+    register_run returns it; nothing for a run not stored."""
+    with write_unit(path) as connection:
+        return _renamed(connection, run_id, model, family)
+
+
+def _renamed(connection: duckdb.DuckDBPyConnection, run_id: str, model: str, family: str) -> list[str]:
+    """Update a stored run's model and family names where they differ; the changes as "FIELD 'old' -> 'new'"."""
+    stored = connection.execute("SELECT model, family FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if stored is None:
+        return []
+    changes = [f"{field} {old!r} -> {new!r}" for field, old, new in zip(("model", "family"), stored, (model, family))
+               if old != new]
+    if changes:
+        connection.execute("UPDATE runs SET model = ?, family = ? WHERE run_id = ?", [model, family, run_id])
+    return changes
 
 
 def delete_runs(path: str | Path, run_ids: Sequence[str]) -> None:
