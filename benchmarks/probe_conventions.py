@@ -35,11 +35,11 @@ from pidcore.atoms import ATOMS, SYMBOLS  # noqa: E402
 from pidcore.models.presets import build_preset  # noqa: E402
 from pidcore.pipeline.profiling import profile  # noqa: E402
 from pidcore.pipeline.settings import ProfileSettings  # noqa: E402
-from pidcore.probes.conventions import CLEAN, CONVENTIONS, MINUS, PUBLISHED  # noqa: E402
+from pidcore.probes.conventions import CLEAN, CONVENTIONS, MINUS, PUBLISHED, QWEN_SCRIPT_CONVENTIONS  # noqa: E402
 from pidcore.shipped import MODELS  # noqa: E402
 from pidcore.store import read_atoms, read_pointwise  # noqa: E402
 
-VARIANTS = (CLEAN, *(f"{PUBLISHED}{MINUS}{name}" for name in CONVENTIONS))
+VARIANTS = (CLEAN, *(f"{PUBLISHED}{MINUS}{name}" for name in CONVENTIONS if name in QWEN_SCRIPT_CONVENTIONS))
 QWEN_REPETITION_PENALTY = 1.05
 
 

@@ -5,16 +5,19 @@ batch of mixed lengths gives the one-sample results. Family read-outs and maskin
 import dataclasses
 import importlib.util
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoConfig
 
 from pidcore.cli import main
-from pidcore.models.adapters import ADAPTERS
+from pidcore.models.adapters import ADAPTERS, UNSUPPORTED, adapter_for
 from pidcore.models.loading import load_vlm
 from pidcore.models.tiny import BUILDERS, build_tiny_model
+from pidcore.probes.conventions import CLEAN, PUBLISHED, conventions_for
 from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import _head_logits, _last_position_states, letter_token_ids, run_probes, run_probes_batch
 from pidcore.probes.hooks import MASKINGS
@@ -125,7 +128,8 @@ def test_a_batch_of_mixed_lengths_gives_the_one_sample_results(built):
 
 
 def test_the_batch_encodes_each_image_once_in_the_adapters_vision_module(built):
-    """The adapter's vision and projector modules exist, and the vision tower runs once per sample of a batch."""
+    """The adapter's vision and projector modules exist, and the vision tower runs once per sample of a batch (twice
+    where the image-only row's image features read an empty instruction: InstructBLIP's)."""
     family, _, vlm = built
     tower = vlm.model.get_submodule(vlm.adapter.vision_module)
     assert any(True for _ in vlm.model.get_submodule(vlm.adapter.projector_module).parameters())
@@ -138,7 +142,7 @@ def test_the_batch_encodes_each_image_once_in_the_adapters_vision_module(built):
         run_probes_batch(vlm, encoded, [seeded_noise(item, stats, seed) for seed, item in enumerate(encoded)])
     finally:
         handle.remove()
-    assert len(calls) == len(encoded), family
+    assert len(calls) == sum(1 + (item.blank_instruction is not None) for item in encoded), family
 
 
 def _task(root) -> str:
@@ -204,3 +208,84 @@ def test_qwen3_vls_deepstack_must_be_masked_too(tmp_path):
     assert text_only_change() <= 1e-6
     vlm.adapter = dataclasses.replace(vlm.adapter, masking="merged_rows")
     assert text_only_change() > 1e-4
+
+
+def test_mllamas_image_is_its_cross_attention_states_and_they_must_be_masked(tmp_path, monkeypatch):
+    """Llama 3.2 Vision has no image rows: the masks mark its cross-attention states after the tokens, x1 is their
+    mean, and a strategy that replaced only the token rows would leave the text-only probe seeing the image."""
+    vlm = load_vlm(str(build_tiny_model("mllama", tmp_path / "mllama")), device="cpu")
+    first = encode_sample(vlm, _picture(1), QUESTION, ["red", "blue"])
+    second = encode_sample(vlm, _picture(2), QUESTION, ["red", "blue"])
+    images = {name: first.inputs[name] for name in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")}
+    with torch.no_grad():
+        states = vlm.adapter.encode_image(vlm.model, **images).pooler_output
+    tokens = first.inputs["input_ids"].shape[1]
+    assert not first.image_mask[:tokens].any() and int(first.image_mask[tokens:].sum()) == states[..., 0].numel()
+    stats = embedding_stats(vlm, [first, second])
+    result = run_probes(vlm, first, stats, seed=3)
+    assert torch.allclose(result.x1, states.reshape(-1, states.shape[-1]).mean(0), atol=1e-5)
+
+    def text_only_change() -> float:
+        a, b = run_probes(vlm, first, stats, seed=3), run_probes(vlm, second, stats, seed=3)
+        return float((a.probs[2] - b.probs[2]).abs().max())
+
+    def tokens_only(kwargs, edit, image_masked):
+        states = kwargs["cross_attention_states"]
+        MASKINGS["cross_attention"](kwargs, edit, image_masked)
+        kwargs["cross_attention_states"] = states
+
+    assert text_only_change() <= 1e-6
+    monkeypatch.setitem(MASKINGS, "tokens_only", tokens_only)
+    vlm.adapter = dataclasses.replace(vlm.adapter, masking="tokens_only")
+    assert text_only_change() > 1e-4
+
+
+def test_instructblips_image_only_probe_is_complete_only_with_an_empty_instruction(tmp_path):
+    """InstructBLIP's Q-Former reads the prompt, so with the paper's `instruction` convention (published) the
+    image-only probe moves with the question; `clean` gives its row's Q-Former an empty instruction and it does not.
+    The text-only probe ignores the image either way."""
+    vlm = load_vlm(str(build_tiny_model("instructblip", tmp_path / "blip")), device="cpu")
+    assert vlm.adapter.instruction_inputs == ("qformer_input_ids", "qformer_attention_mask")
+    clean = conventions_for(CLEAN, vlm.adapter.paper_conventions)
+    published = conventions_for(PUBLISHED, vlm.adapter.paper_conventions)
+    assert published.instruction and not clean.instruction
+
+    def change(conventions, row: int, first: tuple, second: tuple) -> float:
+        """How far the `row` probe moves between two (picture seed, question, options) samples, at any layer."""
+        encoded = [encode_sample(vlm, _picture(seed), question, options, conventions=conventions)
+                   for seed, question, options in (first, second)]
+        stats = embedding_stats(vlm, encoded)
+        a, b = (run_probes_batch(vlm, [item], [seeded_noise(item, stats, 3)], conventions)[0] for item in encoded)
+        return float((a.probs[row] - b.probs[row]).abs().max())
+
+    questions = (1, QUESTION, ["red", "blue"]), (1, "What colour is a banana?", ["yellow", "green"])
+    pictures = (1, QUESTION, ["red", "blue"]), (2, QUESTION, ["red", "blue"])
+    assert change(clean, 1, *questions) <= 1e-6
+    assert change(published, 1, *questions) > 1e-5
+    assert change(clean, 2, *pictures) <= 1e-6 and change(published, 2, *pictures) <= 1e-6
+
+
+@pytest.mark.parametrize("probes", [PUBLISHED, CLEAN])
+def test_instructblips_incomplete_image_only_probe_is_reported_at_profile_time(probes, tmp_path, caplog):
+    """`profile` warns, naming the Q-Former's inputs, where the image-only probe carries the question (published,
+    the default), and not where its row's Q-Former reads an empty instruction (clean)."""
+    assert main(["tiny-model", "--family", "instructblip", "--out", str(tmp_path / "model")]) == 0
+    with caplog.at_level(logging.WARNING, logger="pidcore.pipeline.profiling"):
+        assert main(["profile", "--model", str(tmp_path / "model"), "--dataset", _task(tmp_path), "--db",
+                     str(tmp_path / "results.duckdb"), "--device", "cpu", "--layers", "last", "--bootstrap", "0",
+                     "--probes", probes]) == 0
+    warned = [record.getMessage() for record in caplog.records if "qformer_input_ids" in record.getMessage()]
+    assert len(warned) == (probes == PUBLISHED), warned
+
+
+@pytest.mark.parametrize("family", sorted(UNSUPPORTED))
+def test_a_known_unsupported_family_is_refused_with_its_reason(family, tmp_path):
+    """Families transformers knows but that cannot be profiled yet: loading one names the family and the reason,
+    not the generic missing-adapter message."""
+    assert family not in ADAPTERS and family not in BUILDERS
+    AutoConfig.for_model(family).save_pretrained(tmp_path)
+    with pytest.raises(ValueError) as refused:
+        load_vlm(str(tmp_path), device="cpu")
+    assert str(refused.value) == f"model type {family!r} is not supported: {UNSUPPORTED[family]}"
+    with pytest.raises(ValueError, match="has no adapter"):
+        adapter_for("not_a_family")

@@ -8,16 +8,31 @@ import torch
 from PIL import Image
 
 from pidcore.models.loading import load_vlm
-from pidcore.models.presets import CPU_SUFFIX, PRESETS, REAL_PRESETS, build_preset, count_parameters
+from pidcore.models.presets import (
+    CPU_SUFFIX,
+    PRESETS,
+    REAL_PRESETS,
+    build_preset,
+    count_parameters,
+    preset_config,
+)
+from pidcore.models.tiny import family_tokenizer
 from pidcore.probes.encoding import encode_sample
 from tests.cli_run import run_cli
 
 QUESTION = "What colour is the shape?"
 OPTIONS = ["red", "blue", "green", "yellow"]
 # Image tokens per 448 x 448 image in the real checkpoints: LLaVA-1.5 576 (24 x 24 patches of 14 px at 336 px), Qwen
-# (448 / 14)**2 / 2**2 = 256, SmolVLM 4 x 4 tiles plus the whole image of 81 each, PaliGemma-224 (224 / 14)**2.
+# (448 / 14)**2 / 2**2 = 256, SmolVLM 4 x 4 tiles plus the whole image of 81 each, PaliGemma-224 (224 / 14)**2,
+# LLaVA-OneVision 729 for the whole image plus a 2 x 2 tile grid of 54 x 54 features and a newline a row, InternVL3 one
+# 448-px tile of 256, Gemma 3 256 whatever the image, Qwen3-VL (448 / 16)**2 / 2**2.
 IMAGE_TOKENS = {"llava-1.5-7b": 576, "qwen2-vl-2b": 256, "qwen2.5-vl-7b": 256, "smolvlm-instruct": 17 * 81,
-                "paligemma-3b": 256}
+                "paligemma-3b": 256, "llava-onevision-0.5b": 729 + 54 * 55, "internvl3-2b": 256, "gemma-3-4b": 256,
+                "qwen3-vl-2b": 196, "qwen3-vl-4b": 196}
+# Per 896 x 448 image: Qwen2-VL 64 x 32 patches / 4, Qwen3-VL 56 x 28 / 4, InternVL3 two tiles and a thumbnail,
+# LLaVA-OneVision a 2 x 3 grid (768 x 1152) of 54 x 81 features unpadded to 40 rows of 81 and a newline, Gemma 3 256.
+WIDE_IMAGE_TOKENS = {"qwen2-vl-2b": 512, "qwen3-vl-2b": 392, "internvl3-2b": 3 * 256,
+                     "llava-onevision-0.5b": 729 + 40 * 82, "gemma-3-4b": 256}
 
 
 @pytest.mark.parametrize("name", [preset.name for preset in REAL_PRESETS])
@@ -29,10 +44,28 @@ def test_a_cpu_variant_loads_and_gives_the_real_image_token_count(name, tmp_path
     assert all(torch.isfinite(parameter).all() for parameter in vlm.model.parameters())
 
 
-def test_qwen_image_tokens_follow_the_image_size(tmp_path):
-    vlm = load_vlm(str(build_preset("qwen2-vl-2b-cpu", tmp_path / "model")), device="cpu")
+@pytest.mark.parametrize("name", WIDE_IMAGE_TOKENS)
+def test_image_tokens_follow_the_image_size_as_the_real_processor_counts_them(name, tmp_path):
+    vlm = load_vlm(str(build_preset(name + CPU_SUFFIX, tmp_path / "model")), device="cpu")
     encoded = encode_sample(vlm, Image.new("RGB", (896, 448), "blue"), QUESTION, OPTIONS)
-    assert int(encoded.image_mask.sum()) == 512
+    assert int(encoded.image_mask.sum()) == WIDE_IMAGE_TOKENS[name]
+
+
+@pytest.mark.parametrize("name", ["llava-onevision-0.5b", "internvl3-2b", "gemma-3-4b", "qwen3-vl-2b"])
+def test_a_cpu_variant_of_a_newer_family_runs_its_image_through_the_model(name, tmp_path):
+    vlm = load_vlm(str(build_preset(name + CPU_SUFFIX, tmp_path / "model")), device="cpu")
+    encoded = encode_sample(vlm, Image.new("RGB", (448, 448), "green"), QUESTION, OPTIONS)
+    with torch.no_grad():
+        logits = vlm.model(**encoded.inputs).logits
+    assert logits.shape[1] == encoded.image_mask.shape[-1] and bool(torch.isfinite(logits).all())
+
+
+def test_gemma3_presets_keep_five_sliding_layers_to_one_global():
+    tokenizer = family_tokenizer("gemma3")
+    real = preset_config(PRESETS["gemma-3-4b"], tokenizer).text_config.layer_types
+    small = preset_config(PRESETS["gemma-3-4b" + CPU_SUFFIX], tokenizer).text_config.layer_types
+    assert [index for index, kind in enumerate(real) if kind == "full_attention"] == [5, 11, 17, 23, 29]
+    assert small == ["sliding_attention"] * 3 + ["full_attention"]
 
 
 @pytest.mark.parametrize("preset", REAL_PRESETS, ids=lambda preset: preset.name)

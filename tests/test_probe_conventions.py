@@ -17,6 +17,7 @@ from pidcore.probes.batching import image_features, probe_rows
 from pidcore.probes.conventions import (
     CLEAN_CONVENTIONS,
     CONVENTIONS,
+    QWEN_SCRIPT_CONVENTIONS,
     SHARED_CONVENTIONS,
     ProbeConventions,
     conventions_for,
@@ -30,7 +31,7 @@ from pidcore.probes.statistics import PaperStatistics, embedding_stats
 from pidcore.shipped import MODELS
 
 QUESTION, OPTIONS = "What colour is the shape?", ["red", "green", "blue", "yellow"]
-PUBLISHED = ProbeConventions.of(set(CONVENTIONS))
+PUBLISHED = ProbeConventions.of(QWEN_SCRIPT_CONVENTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from transformers import Glm4vProcessor, InternVLProcessor, LlavaOnevisionProcessor, Qwen3VLProcessor, SmolVLMProcessor
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from pidcore.models.paper_images import PAPER_QWEN_PIXEL_BOUNDS, qwen_utils_image
 from pidcore.models.processors import load_qwen2_5_vl_processor, load_qwen2_vl_processor
-from pidcore.probes.conventions import CONVENTIONS, SHARED_CONVENTIONS
+from pidcore.probes.conventions import QWEN_SCRIPT_CONVENTIONS, SHARED_CONVENTIONS
+
+# The forward keyword by which transformers takes pre-encoded images ({"image": features}).
+MM_ENCODER_OUTPUTS = "mm_encoder_outputs"
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,14 @@ class Adapter:
     logit_scale), which the lens's read-out must apply too. masking: the strategy (pidcore.probes.hooks.MASKINGS)
     that removes the image wherever the family lets it enter the decoder: "merged_rows" where it enters only as
     rows of the decoder's input embeddings, "merged_rows_deepstack" where image features are also added to later
-    layers (Qwen3-VL).
+    layers (Qwen3-VL). instruction_inputs: the processor outputs through which the family's image features read the
+    prompt (InstructBLIP's Q-Former reads the instruction), so that its image tokens carry the question and the
+    image-only probe is complete only where those read an empty instruction in its row (not under the `instruction`
+    convention, the paper's).
+    Where the image enters the decoder not as token rows but as cross-attention states (Llama 3.2 Vision, masking
+    "cross_attention"): encode_image computes them from the processor outputs (model, **inputs; in pooler_output),
+    image_input is the forward keyword that takes them pre-encoded (else transformers' mm_encoder_outputs), and
+    image_rows counts a sample's state rows (config, processor outputs), which follow its token rows in the masks.
     """
 
     family: str
@@ -47,6 +58,10 @@ class Adapter:
     rope_positions: bool = False
     logit_scale_attr: str | None = None
     masking: str = "merged_rows"
+    instruction_inputs: tuple[str, ...] = ()
+    encode_image: Callable | None = None
+    image_input: str = MM_ENCODER_OUTPUTS
+    image_rows: Callable[[object, dict], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +94,31 @@ def _loader_without_video(processor_class: type) -> Callable[[str, bool, str | N
 def _paper_qwen(script: str) -> dict:
     """The adapter fields of a Qwen-VL family whose stage-2 script the paper published."""
     return {"paper_script": f"models_scripts/general_models/embeds/{script}",
-            "paper_conventions": frozenset(CONVENTIONS),
+            "paper_conventions": QWEN_SCRIPT_CONVENTIONS,
             "paper_image": qwen_utils_image, "paper_pixel_bounds": PAPER_QWEN_PIXEL_BOUNDS, "rope_positions": True}
+
+
+def _mllama_cross_attention_states(model, pixel_values, aspect_ratio_ids, aspect_ratio_mask,
+                                   **unused: object) -> BaseModelOutputWithPooling:
+    """Llama 3.2 Vision's image as its forward computes it (it has no get_image_features): the projected vision
+    states its cross-attention layers read, [images x tiles, patches, d] (padding tiles included)."""
+    inner = model.model
+    states = inner.vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
+                                aspect_ratio_mask=aspect_ratio_mask).last_hidden_state
+    states = inner.multi_modal_projector(states).reshape(-1, states.shape[-2], inner.hidden_size)
+    return BaseModelOutputWithPooling(pooler_output=states)
+
+
+def _mllama_image_rows(config, inputs: dict) -> int:
+    """Llama 3.2 Vision's cross-attention state rows of one sample: every tile of every image (padding tiles
+    included, which its cross_attention_mask hides), each tile's patches and class token."""
+    vision = config.vision_config
+    return inputs["pixel_values"].shape[1:3].numel() * ((vision.image_size // vision.patch_size) ** 2 + 1)
+
+
+def _janus_image_features(model, pixel_values, **unused: object) -> BaseModelOutputWithPooling:
+    """Janus's image features from its inner model (the generation model has no get_image_features)."""
+    return model.model.get_image_features(pixel_values, return_dict=True)
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -115,11 +153,40 @@ ADAPTERS: dict[str, Adapter] = {
     # prompt. Its token_type_ids (bidirectional prefix) pass through with the other processor outputs.
     "paligemma": Adapter("paligemma", image_token_attr="image_token_index", plain_prompt="{image}{text}",
                          processor_suffix_tokens=1),
+    # InstructBLIP's processor puts the query tokens before the prompt itself, and its Q-Former reads the prompt.
+    "instructblip": Adapter("instructblip", image_token_attr="image_token_id", plain_prompt="{text}",
+                            vision_module="vision_model", projector_module="language_projection",
+                            instruction_inputs=("qformer_input_ids", "qformer_attention_mask"),
+                            paper_script="models_scripts/general_models/embeds/inblip_embed.py",
+                            paper_conventions=SHARED_CONVENTIONS | {"instruction"}),
+    # Llama 3.2 Vision: the image enters only through the cross-attention layers interleaved in the decoder, as
+    # cross_attention_states; its <|image|> token is neither image nor masked text. The paper's script
+    # (llama_11b_embed.py) replaces those states by noise and takes x1 as their mean, as the strategy does.
+    "mllama": Adapter("mllama", image_token_attr="image_token_index", vision_module="model.vision_model",
+                      masking="cross_attention", encode_image=_mllama_cross_attention_states,
+                      image_input="cross_attention_states", image_rows=_mllama_image_rows),
+    # Janus (its understanding path): SigLIP tower and MLP aligner into merged rows; its image-generation VQ-VAE and
+    # head are not used.
+    "janus": Adapter("janus", image_token_attr="image_token_id", vision_module="model.vision_model",
+                     projector_module="model.aligner", encode_image=_janus_image_features),
+}
+
+# Families transformers 5.25 knows that cannot be profiled yet, and why (adapter_for names the reason).
+UNSUPPORTED: dict[str, str] = {
+    "llama4": "its only image processor (Llama4ImageProcessor) requires torchvision, so no tiny model could be built "
+              "and checked here (its image would enter as merged rows of a mixture-of-experts decoder)",
+    "mistral3": "its processor (PixtralProcessor) requires torchvision, so no tiny model could be built and checked "
+                "here (its image would enter as merged rows)",
+    "phi4_multimodal": "its image is merged inside the decoder (Phi4MultimodalModel's embed_tokens_extend), so the "
+                       "decoder-input hook never sees the image rows to mask; it loads as a causal LM, not an "
+                       "image-text-to-text model, and its image processor requires torchvision",
 }
 
 
 def adapter_for(model_type: str) -> Adapter:
     """The adapter of a family, or an error naming what is missing for an unsupported one."""
+    if model_type in UNSUPPORTED:
+        raise ValueError(f"model type {model_type!r} is not supported: {UNSUPPORTED[model_type]}")
     if model_type not in ADAPTERS:
         raise ValueError(f"model type {model_type!r} has no adapter: add an entry to pidcore.models.adapters.ADAPTERS "
                          f"saying which config field holds the image token id and where the decoder's final norm "

@@ -14,29 +14,55 @@ import torch
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3ImageProcessorPil,
+    Gemma3Processor,
+    GotOcr2ImageProcessorPil,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
     Idefics3Processor,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLProcessor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessorPil,
+    LlavaOnevisionProcessor,
     LlavaProcessor,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
     PretrainedConfig,
     PreTrainedTokenizerFast,
+    ProcessorMixin,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
     SiglipImageProcessorPil,
 )
 
 from pidcore.devices import resolve_device
-from pidcore.models.tiny import CHAT_TEMPLATE, IDEFICS3_TEMPLATE, QWEN_TOKENS, family_tokenizer
+from pidcore.models.adapters import without_video_processor
+from pidcore.models.tiny import (
+    CHAT_TEMPLATE,
+    GEMMA3_TEMPLATE,
+    GEMMA3_TOKENS,
+    IDEFICS3_TEMPLATE,
+    INTERNVL_TEMPLATE,
+    QWEN_TEMPLATE,
+    QWEN_TOKENS,
+    family_tokenizer,
+)
 
 # Safetensors shard size of saved presets: a 7B model in bfloat16 comes out as three or four files.
 SHARD_SIZE = "5GB"
@@ -48,7 +74,7 @@ CPU_VISION = {"hidden": 64, "intermediate": 128, "layers": 2, "heads": 2}
 
 @dataclass(frozen=True)
 class Decoder:
-    """The language model's dimensions."""
+    """The language model's dimensions; `sliding_window` is Gemma 3's local attention span."""
 
     hidden: int
     intermediate: int
@@ -61,11 +87,13 @@ class Decoder:
     max_positions: int
     tied_embeddings: bool
     mrope_section: tuple[int, ...] = ()
+    sliding_window: int = 0
 
 
 @dataclass(frozen=True)
 class Vision:
-    """The vision tower's dimensions; `full_attention_blocks` and `window` are Qwen2.5-VL's windowed attention."""
+    """The vision tower's dimensions; `full_attention_blocks` and `window` are Qwen2.5-VL's windowed attention,
+    `positions` and `deepstack` Qwen3-VL's learned position grid and the blocks whose features also feed the decoder."""
 
     hidden: int
     intermediate: int
@@ -75,6 +103,8 @@ class Vision:
     image_size: int = 0
     full_attention_blocks: tuple[int, ...] = ()
     window: int = 0
+    positions: int = 0
+    deepstack: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,8 +112,10 @@ class Imaging:
     """How images become tokens: the projector / merger / connector and the processor settings.
 
     feature_layer: the vision layer LLaVA projects. merge: Qwen's spatial merge (tokens = patches / merge**2).
-    scale_factor and image_seq_len: Idefics3's pixel shuffle (tokens per tile). min_pixels / max_pixels: Qwen's
-    resizing bounds. longest_edge and splitting: Idefics3's resize target and tiling into image_size tiles.
+    scale_factor: Idefics3's and InternVL's pixel shuffle (patches per token side). image_seq_len: tokens per tile
+    (Idefics3, InternVL) or per image (Gemma 3). min_pixels / max_pixels: Qwen's resizing bounds. longest_edge and
+    splitting: Idefics3's resize target and tiling into image_size tiles. grid: LLaVA-OneVision's any-resolution
+    layouts, up to grid x grid tiles of image_size. max_tiles: InternVL's most tiles of image_size an image is cut into.
     """
 
     feature_layer: int = -1
@@ -94,6 +126,8 @@ class Imaging:
     max_pixels: int = 0
     longest_edge: int = 0
     splitting: bool = False
+    grid: int = 0
+    max_tiles: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,24 +185,66 @@ REAL_PRESETS = (
     Preset("paligemma-3b", "paligemma", "google/paligemma-3b-pt-224",
            Decoder(2048, 16384, 18, 8, 1, 256, 257216, 10000.0, 8192, True),
            Vision(1152, 4304, 27, 16, 14, 224), Imaging(), published_params=2_920_000_000),
+    # llava-hf/llava-onevision-qwen2-0.5b-ov-hf config.json: Qwen2-0.5B text 896 wide, 4864, 24 layers, 14 heads, 2 kv
+    # heads, vocab 152000, rope theta 1e6, 32768 positions, tied; SigLIP 1152 / 4304 / 26 layers / 16 heads, patch 14
+    # at 384 px, no head; feature layer -1, "full" strategy, anyres_max_9 over the 6 x 6 pinpoints 384..2304. A
+    # 448 x 448 image: (384 / 14)**2 = 729 base tokens plus a 2 x 2 tile grid of 54 x 54 features with a newline per
+    # row, 729 + 54 * 55 = 3699 tokens. model.safetensors 1.79 GB in bfloat16.
+    Preset("llava-onevision-0.5b", "llava_onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+           Decoder(896, 4864, 24, 14, 2, 64, 152000, 1000000.0, 32768, True),
+           Vision(1152, 4304, 26, 16, 14, 384), Imaging(grid=6), published_params=894_000_000),
+    # OpenGVLab/InternVL3-2B-hf config.json: Qwen2.5-1.5B text 1536 wide, 8960, 28 layers, 12 heads, 2 kv heads, vocab
+    # 151674, rope theta 1e6, 32768 positions, untied (model.safetensors 4.18 GB in bfloat16); InternViT-300M
+    # 1024 / 4096 / 24 layers / 16 heads, qkv bias, patch 14 at 448 px; downsample_ratio 0.5, image_seq_length 256.
+    # preprocessor_config.json: 448 x 448 tiles, min_patches 1, max_patches 12 (InternVLProcessor crops to patches,
+    # plus a thumbnail when there is more than one): a square image is one tile, 256 tokens.
+    Preset("internvl3-2b", "internvl", "OpenGVLab/InternVL3-2B-hf",
+           Decoder(1536, 8960, 28, 12, 2, 128, 151674, 1000000.0, 32768, False),
+           Vision(1024, 4096, 24, 16, 14, 448), Imaging(scale_factor=2, image_seq_len=256, max_tiles=12),
+           published_params=2_090_000_000),
+    # google/gemma-3-4b-it config.json: text 2560 wide, 10240, 34 layers, sliding window 1024, global rope linearly
+    # scaled by 8, the rest the Gemma3TextConfig defaults (8 heads, 4 kv heads, head_dim 256, vocab 262208, rope theta
+    # 1e6 global / 1e4 local, 5 sliding layers to 1 global, 131072 positions, tied); SigLIP 1152 / 4304 / 27 layers /
+    # 16 heads, patch 14 at 896 px, no head; mm_tokens_per_image 256. preprocessor_config.json: 896 x 896, pan and
+    # scan off, image_seq_length 256.
+    Preset("gemma-3-4b", "gemma3", "google/gemma-3-4b-it",
+           Decoder(2560, 10240, 34, 8, 4, 256, 262208, 1000000.0, 131072, True, sliding_window=1024),
+           Vision(1152, 4304, 27, 16, 14, 896), Imaging(image_seq_len=256), published_params=4_300_000_000),
+    # Qwen/Qwen3-VL-2B-Instruct config.json: text 2048 wide, 6144, 28 layers, 16 heads, 8 kv heads, head_dim 128,
+    # vocab 151936, rope theta 5e6, interleaved mrope_section [24, 20, 20], 262144 positions, tied; vision depth 24,
+    # 1024 / 4096 / 16 heads, patch 16, 2304 learned positions, deepstack blocks 5, 11, 17, merge 2, out 2048.
+    # preprocessor_config.json: shortest_edge 65536, longest_edge 16777216 pixels, patch 16, merge 2, mean/std 0.5.
+    # 448 x 448 -> (448 / 16)**2 / 2**2 = 196 tokens.
+    Preset("qwen3-vl-2b", "qwen3_vl", "Qwen/Qwen3-VL-2B-Instruct",
+           Decoder(2048, 6144, 28, 16, 8, 128, 151936, 5000000.0, 262144, True, (24, 20, 20)),
+           Vision(1024, 4096, 24, 16, 16, positions=2304, deepstack=(5, 11, 17)),
+           Imaging(merge=2, min_pixels=65536, max_pixels=16777216), published_params=2_130_000_000),
+    # Qwen/Qwen3-VL-4B-Instruct config.json: text 2560 wide, 9728, 36 layers, 32 heads, 8 kv heads, the rest and the
+    # vision tower (out 2560) and preprocessor as Qwen3-VL-2B's.
+    Preset("qwen3-vl-4b", "qwen3_vl", "Qwen/Qwen3-VL-4B-Instruct",
+           Decoder(2560, 9728, 36, 32, 8, 128, 151936, 5000000.0, 262144, True, (24, 20, 20)),
+           Vision(1024, 4096, 24, 16, 16, positions=2304, deepstack=(5, 11, 17)),
+           Imaging(merge=2, min_pixels=65536, max_pixels=16777216), published_params=4_440_000_000),
 )
 
 # Each -cpu variant divides decoder width, intermediate size and vocab by one factor, chosen so the real head_dim
 # still divides the width (Qwen2-VL's attention takes head_dim = hidden / heads), which keeps M-RoPE's sections.
 CPU_FACTORS = {"llava-1.5-7b": 16, "qwen2-vl-2b": 12, "qwen2.5-vl-7b": 28, "smolvlm-instruct": 16,
-               "paligemma-3b": 16}
+               "paligemma-3b": 16, "llava-onevision-0.5b": 7, "internvl3-2b": 6, "gemma-3-4b": 10, "qwen3-vl-2b": 8,
+               "qwen3-vl-4b": 10}
 
 
 def _cpu_variant(preset: Preset, factor: int) -> Preset:
     """The same token counts, prompt format and head_dim with the decoder narrowed by `factor` to a few layers and a
-    narrow, shallow vision tower (real patch and image size)."""
+    narrow, shallow vision tower (real patch and image size; Qwen3-VL's first block feeds the decoder)."""
     decoder = preset.decoder
     heads = max(1, decoder.hidden // factor // decoder.head_dim)
     kv_heads = max(1, heads * decoder.kv_heads // decoder.heads)
     small = replace(decoder, hidden=decoder.hidden // factor, intermediate=decoder.intermediate // factor,
                     layers=CPU_DECODER_LAYERS, heads=heads, kv_heads=kv_heads, vocab=decoder.vocab // factor)
     windowed = (CPU_VISION["layers"] - 1,) if preset.vision.full_attention_blocks else ()
-    vision = replace(preset.vision, **CPU_VISION, full_attention_blocks=windowed)
+    deepstack = (0,) if preset.vision.deepstack else ()
+    vision = replace(preset.vision, **CPU_VISION, full_attention_blocks=windowed, deepstack=deepstack)
     if preset.family == "qwen2_vl":
         vision = replace(vision, intermediate=vision.hidden * (preset.vision.intermediate // preset.vision.hidden))
     return replace(preset, name=preset.name + CPU_SUFFIX, decoder=small, vision=vision, dtype="float32",
@@ -282,11 +358,96 @@ def _paligemma_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Pal
                            tie_word_embeddings=decoder.tied_embeddings)
 
 
+def _qwen2(decoder: Decoder, tokenizer: PreTrainedTokenizerFast) -> dict:
+    """A Qwen2 decoder's config fields (LLaVA-OneVision's and InternVL's language model; head_dim = width / heads)."""
+    return {"model_type": "qwen2", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "max_position_embeddings": decoder.max_positions, "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": decoder.rope_theta},
+            "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+
+
+def _pinpoints(preset: Preset) -> list[list[int]]:
+    """LLaVA-OneVision's any-resolution layouts: every grid of up to `grid` x `grid` tiles of image_size."""
+    sides = [preset.vision.image_size * tiles for tiles in range(1, preset.imaging.grid + 1)]
+    return [[height, width] for height in sides for width in sides]
+
+
+def _llava_onevision_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    """LLaVA-OneVision: SigLIP tower without its head on any-resolution tiles, GELU projector, Qwen2 decoder."""
+    return LlavaOnevisionConfig(
+        vision_config={**_siglip(preset.vision), "model_type": "siglip_vision_model", "vision_use_head": False},
+        text_config=_qwen2(preset.decoder, tokenizer), image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"), image_grid_pinpoints=_pinpoints(preset),
+        vision_feature_layer=preset.imaging.feature_layer, vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9", tie_word_embeddings=preset.decoder.tied_embeddings)
+
+
+def _internvl_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> InternVLConfig:
+    """InternVL (-hf): InternViT with qkv bias on image_size tiles, pixel shuffle and MLP projector, Qwen2 decoder."""
+    vision, imaging = preset.vision, preset.imaging
+    tower = {"model_type": "internvl_vision", "hidden_size": vision.hidden, "intermediate_size": vision.intermediate,
+             "num_hidden_layers": vision.layers, "num_attention_heads": vision.heads, "attention_bias": True,
+             "image_size": [vision.image_size] * 2, "patch_size": [vision.patch] * 2}
+    return InternVLConfig(vision_config=tower, text_config=_qwen2(preset.decoder, tokenizer),
+                          image_seq_length=imaging.image_seq_len, downsample_ratio=1 / imaging.scale_factor,
+                          image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                          tie_word_embeddings=preset.decoder.tied_embeddings)
+
+
+def _gemma3_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Gemma3Config:
+    """Gemma 3: SigLIP tower pooled to image_seq_len soft tokens, Gemma 3 decoder with five sliding-window layers to
+    one global (gemma-3-4b-it: global rope theta 1e6 scaled linearly by 8, local 1e4); a -cpu variant too shallow for
+    a global layer makes its last one global."""
+    decoder = preset.decoder
+    layer_types = ["sliding_attention" if (index + 1) % 6 else "full_attention" for index in range(decoder.layers)]
+    if "full_attention" not in layer_types:
+        layer_types[-1] = "full_attention"
+    rope = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": decoder.rope_theta},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+    text = {"model_type": "gemma3_text", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "head_dim": decoder.head_dim, "query_pre_attn_scalar": decoder.head_dim,
+            "max_position_embeddings": decoder.max_positions, "sliding_window": decoder.sliding_window,
+            "layer_types": layer_types, "rope_parameters": rope, "tie_word_embeddings": decoder.tied_embeddings,
+            **_token_ids(tokenizer)}
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in GEMMA3_TOKENS.items()}
+    vision = {**_siglip(preset.vision), "model_type": "siglip_vision_model", "vision_use_head": False}
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=preset.imaging.image_seq_len,
+                        boi_token_index=ids["boi_token"], eoi_token_index=ids["eoi_token"],
+                        image_token_index=ids["image_token"], tie_word_embeddings=decoder.tied_embeddings)
+
+
+def _qwen3_vl_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Qwen3VLConfig:
+    """Qwen3-VL: ViT with interpolated learned positions, patch merging and deepstack features into the first decoder
+    layers, Qwen3 decoder with interleaved M-RoPE."""
+    decoder, vision = preset.decoder, preset.vision
+    rope = {"rope_type": "default", "rope_theta": decoder.rope_theta, "mrope_interleaved": True,
+            "mrope_section": list(decoder.mrope_section)}
+    text = {"model_type": "qwen3_vl_text", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "num_key_value_heads": decoder.kv_heads,
+            "head_dim": decoder.head_dim, "max_position_embeddings": decoder.max_positions, "rms_norm_eps": 1e-6,
+            "rope_parameters": rope, "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+    tower = {"depth": vision.layers, "hidden_size": vision.hidden, "intermediate_size": vision.intermediate,
+             "num_heads": vision.heads, "out_hidden_size": decoder.hidden, "patch_size": vision.patch,
+             "spatial_merge_size": preset.imaging.merge, "temporal_patch_size": 2, "in_channels": 3,
+             "num_position_embeddings": vision.positions, "deepstack_visual_indexes": list(vision.deepstack)}
+    return Qwen3VLConfig(text_config=text, vision_config=tower, tie_word_embeddings=decoder.tied_embeddings,
+                         **_qwen_token_ids(tokenizer))
+
+
 CONFIGS = {"llava": _llava_config, "qwen2_vl": _qwen2_vl_config, "qwen2_5_vl": _qwen2_5_vl_config,
-           "idefics3": _idefics3_config, "paligemma": _paligemma_config}
+           "idefics3": _idefics3_config, "paligemma": _paligemma_config, "llava_onevision": _llava_onevision_config,
+           "internvl": _internvl_config, "gemma3": _gemma3_config, "qwen3_vl": _qwen3_vl_config}
 MODEL_CLASSES = {"llava": LlavaForConditionalGeneration, "qwen2_vl": Qwen2VLForConditionalGeneration,
                  "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration, "idefics3": Idefics3ForConditionalGeneration,
-                 "paligemma": PaliGemmaForConditionalGeneration}
+                 "paligemma": PaliGemmaForConditionalGeneration,
+                 "llava_onevision": LlavaOnevisionForConditionalGeneration,
+                 "internvl": InternVLForConditionalGeneration, "gemma3": Gemma3ForConditionalGeneration,
+                 "qwen3_vl": Qwen3VLForConditionalGeneration}
 
 
 def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> PretrainedConfig:
@@ -307,25 +468,49 @@ def _save_processor(preset: Preset, tokenizer: PreTrainedTokenizerFast, out_dir:
                                  patch_size=vision.patch, merge_size=imaging.merge,
                                  temporal_patch_size=2).save_pretrained(out_dir)
         return
+    _processor(preset, tokenizer).save_pretrained(out_dir)
+
+
+def _processor(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> ProcessorMixin:
+    """The checkpoint's processor (the Qwen-VL and LLaVA-OneVision ones without their torchvision video processor)."""
+    vision, imaging = preset.vision, preset.imaging
+    side = {"height": vision.image_size, "width": vision.image_size}
     if preset.family == "llava":
-        side = vision.image_size
-        images = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-        processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=vision.patch,
-                                   num_additional_image_tokens=1, vision_feature_select_strategy="default",
-                                   chat_template=CHAT_TEMPLATE)
-    elif preset.family == "idefics3":
+        images = CLIPImageProcessorPil(size={"shortest_edge": vision.image_size}, crop_size=side)
+        return LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=vision.patch,
+                              num_additional_image_tokens=1, vision_feature_select_strategy="default",
+                              chat_template=CHAT_TEMPLATE)
+    if preset.family == "idefics3":
         images = Idefics3ImageProcessorPil(do_image_splitting=imaging.splitting,
                                            size={"longest_edge": imaging.longest_edge},
                                            max_image_size={"longest_edge": vision.image_size})
-        processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer,
-                                      image_seq_len=imaging.image_seq_len, chat_template=IDEFICS3_TEMPLATE)
-    else:
-        tokens = (vision.image_size // vision.patch) ** 2
-        images = SiglipImageProcessorPil(size={"height": vision.image_size, "width": vision.image_size},
-                                         image_seq_length=tokens)
-        images.image_seq_length = tokens
-        processor = PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
-    processor.save_pretrained(out_dir)
+        return Idefics3Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=imaging.image_seq_len,
+                                 chat_template=IDEFICS3_TEMPLATE)
+    if preset.family == "llava_onevision":
+        images = LlavaOnevisionImageProcessorPil(size=side, image_grid_pinpoints=_pinpoints(preset))
+        return without_video_processor(LlavaOnevisionProcessor)(
+            image_processor=images, tokenizer=tokenizer, num_image_tokens=(vision.image_size // vision.patch) ** 2,
+            vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9", chat_template=CHAT_TEMPLATE)
+    if preset.family == "internvl":
+        images = GotOcr2ImageProcessorPil(size=side, crop_to_patches=True, min_patches=1,
+                                          max_patches=imaging.max_tiles)
+        return without_video_processor(InternVLProcessor)(image_processor=images, tokenizer=tokenizer,
+                                                          image_seq_length=imaging.image_seq_len,
+                                                          chat_template=INTERNVL_TEMPLATE)
+    if preset.family == "gemma3":
+        images = Gemma3ImageProcessorPil(size=side, do_pan_and_scan=False)
+        return Gemma3Processor(image_processor=images, tokenizer=tokenizer, image_seq_length=imaging.image_seq_len,
+                               chat_template=GEMMA3_TEMPLATE)
+    if preset.family == "qwen3_vl":
+        images = Qwen2VLImageProcessorPil(min_pixels=imaging.min_pixels, max_pixels=imaging.max_pixels,
+                                          patch_size=vision.patch, merge_size=imaging.merge, temporal_patch_size=2,
+                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        return without_video_processor(Qwen3VLProcessor)(image_processor=images, tokenizer=tokenizer,
+                                                         chat_template=QWEN_TEMPLATE)
+    tokens = (vision.image_size // vision.patch) ** 2
+    images = SiglipImageProcessorPil(size=side, image_seq_length=tokens)
+    images.image_seq_length = tokens
+    return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
 
 
 def count_parameters(name: str) -> int:

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, processors
 from transformers import (
     AyaVisionConfig,
     AyaVisionForConditionalGeneration,
     AyaVisionProcessor,
+    BlipImageProcessorPil,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     Gemma3Config,
@@ -25,9 +27,16 @@ from transformers import (
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
     Idefics3Processor,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
     InternVLConfig,
     InternVLForConditionalGeneration,
     InternVLProcessor,
+    JanusConfig,
+    JanusForConditionalGeneration,
+    JanusImageProcessorPil,
+    JanusProcessor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -40,6 +49,10 @@ from transformers import (
     LlavaOnevisionImageProcessorPil,
     LlavaOnevisionProcessor,
     LlavaProcessor,
+    MllamaConfig,
+    MllamaForConditionalGeneration,
+    MllamaImageProcessorPil,
+    MllamaProcessor,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
@@ -91,6 +104,7 @@ GEMMA3_TEMPLATE = (
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<end_of_turn>\n{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
+JANUS_TOKENS = {"boi_token": "<begin_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_placeholder>"}
 INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
                    "video_token": "<video>"}
 INTERNVL_TEMPLATE = (
@@ -112,6 +126,13 @@ GLM4V_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n{% for item in message['content'] %}"
     "{% if item['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>{% elif item['type'] == 'text' %}"
     "{{ item['text'] }}{% endif %}{% endfor %}{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+MLLAMA_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|python_tag|>"]
+MLLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|image|>{% elif item['type'] == 'text' %}"
+    "{{ item['text'] }}{% endif %}{% endfor %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
 
 
@@ -138,6 +159,10 @@ VOCABULARIES = {
     "glm4v": _Vocabulary(tuple(GLM4V_TOKENS), "<|image|>", {"video_token": "<|video|>"}, GLM4V_TEMPLATE),
     "idefics3": _Vocabulary(tuple(IDEFICS3_TOKENS), template=IDEFICS3_TEMPLATE),
     "smolvlm": _Vocabulary((*IDEFICS3_TOKENS, "<|im_start|>"), template="<|im_start|>" + IDEFICS3_TEMPLATE),
+    "instructblip": _Vocabulary(template=None),
+    "janus": _Vocabulary((), JANUS_TOKENS["image_token"], JANUS_TOKENS,
+                         CHAT_TEMPLATE.replace("<image>", JANUS_TOKENS["image_token"])),
+    "mllama": _Vocabulary(tuple(MLLAMA_TOKENS), "<|image|>", template=MLLAMA_TEMPLATE),
 }
 
 
@@ -422,11 +447,79 @@ def _build_paligemma(out_dir: Path, hidden: int, layers: int) -> None:
     processor.save_pretrained(out_dir)
 
 
+def _build_instructblip(out_dir: Path, hidden: int, layers: int) -> None:
+    """InstructBLIP: BLIP vision tower, a Q-Former whose 4 query tokens read the image and the prompt, Llama decoder;
+    no chat template. Its processor puts the query tokens first and names the image token itself (its tokenizer must
+    not), and its Q-Former's tokenizer marks each prompt's start and end as BERT's does, so an empty one is 2 tokens."""
+    trained = family_tokenizer("instructblip").backend_tokenizer
+    named = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(trained.to_str()), **named)
+    marked = Tokenizer.from_str(trained.to_str())
+    marks = [(token, tokenizer.convert_tokens_to_ids(token)) for token in ("<s>", "</s>")]
+    marked.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=marks)
+    qformer_tokenizer = PreTrainedTokenizerFast(tokenizer_object=marked, **named)
+    processor = InstructBlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}),
+                                      tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer, num_query_tokens=4)
+    qformer = {"vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
+               "num_hidden_layers": 2, "num_attention_heads": 2, "encoder_hidden_size": hidden,
+               "pad_token_id": tokenizer.pad_token_id}
+    config = InstructBlipConfig(vision_config=_vision(hidden, model_type="instructblip_vision_model"),
+                                qformer_config=qformer, text_config=_text(tokenizer, hidden, layers, "llama"),
+                                num_query_tokens=4, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    model = InstructBlipForConditionalGeneration(config)
+    with torch.no_grad():  # at the 0.02 init a 32-wide image path hardly reads its image or prompt: neither would show
+        for parameter in [*model.vision_model.parameters(), *model.qformer.parameters(),
+                          model.language_projection.weight]:
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, parameter[0].numel() ** -0.5)
+    _save(model, processor, out_dir)
+
+
+def _build_janus(out_dir: Path, hidden: int, layers: int) -> None:
+    """Janus: SigLIP-style tower and MLP aligner to 16 tokens between begin- and end-of-image tokens, Llama decoder;
+    its image-generation VQ-VAE (unused by the probes) as small as its config allows."""
+    tokenizer = family_tokenizer("janus")
+    processor = JanusProcessor(image_processor=JanusImageProcessorPil(size={"height": 32, "width": 32}),
+                               tokenizer=tokenizer, num_image_tokens=16, chat_template=VOCABULARIES["janus"].template)
+    vision = _vision(hidden, projection_dim=hidden, num_image_tokens=16, mlp_ratio=2.0)
+    vq = {"embed_dim": 8, "num_embeddings": 64, "latent_channels": 32, "base_channels": 32,
+          "channel_multiplier": [1, 1], "num_res_blocks": 1, "num_patches": 4, "projection_dim": hidden,
+          "image_token_embed_dim": hidden}
+    config = JanusConfig(text_config=_text(tokenizer, hidden, layers, "llama"), vision_config=vision, vq_config=vq,
+                         image_token_id=tokenizer.convert_tokens_to_ids(JANUS_TOKENS["image_token"]))
+    _save(JanusForConditionalGeneration(config), processor, out_dir)
+
+
+def _build_mllama(out_dir: Path, hidden: int, layers: int) -> None:
+    """Llama 3.2 Vision: a tiled ViT (16-px tiles, up to 2, each 4 patches and a class token) whose projected states
+    the decoder's cross-attention layers (every other one, from the first) read; its tanh gates start at zero, so
+    they are opened here, or the image would not move the output."""
+    tokenizer = family_tokenizer("mllama")
+    processor = MllamaProcessor(image_processor=MllamaImageProcessorPil(size={"height": 16, "width": 16},
+                                                                        max_image_tiles=2),
+                                tokenizer=tokenizer, chat_template=MLLAMA_TEMPLATE)
+    vision = {"hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2, "num_global_layers": 1,
+              "attention_heads": 2, "intermediate_layers_indices": [0], "vision_output_dim": 2 * hidden,
+              "image_size": 16, "patch_size": 8, "max_num_tiles": 2,
+              "supported_aspect_ratios": [[1, 1], [1, 2], [2, 1]]}
+    text = _text(tokenizer, hidden, layers, "mllama_text_model", cross_attention_layers=list(range(0, layers, 2)))
+    config = MllamaConfig(vision_config=vision, text_config=text,
+                          image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"))
+    model = MllamaForConditionalGeneration(config)
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            if hasattr(layer, "cross_attn_attn_gate"):
+                layer.cross_attn_attn_gate.fill_(1.0)
+                layer.cross_attn_mlp_gate.fill_(1.0)
+    _save(model, processor, out_dir)
+
+
 BUILDERS = {"llava": _build_llava, "llava_next": _build_llava_next, "llava_onevision": _build_llava_onevision,
             "gemma3": _build_gemma3, "internvl": _build_internvl, "aya_vision": _build_aya_vision,
             "qwen2_vl": _build_qwen2_vl, "qwen2_5_vl": _build_qwen2_5_vl, "qwen3_vl": _build_qwen3_vl,
             "glm4v": _build_glm4v, "idefics3": _build_idefics3, "smolvlm": _build_smolvlm,
-            "paligemma": _build_paligemma}
+            "paligemma": _build_paligemma, "instructblip": _build_instructblip, "mllama": _build_mllama,
+            "janus": _build_janus}
 
 
 

@@ -75,6 +75,11 @@ def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[
     if settings.probes != CLEAN and vlm.adapter.paper_script is None:
         logger.warning("%s has no stage-2 script in the paper; published applies the conventions of its Qwen scripts "
                        "that do not depend on the model class: %s", vlm.adapter.family, ", ".join(conventions.applied))
+    if vlm.adapter.instruction_inputs and conventions.instruction:
+        logger.warning("%s's image features read the prompt (%s), so the image-only probe's image tokens carry the "
+                       "question: that probe is not complete (the paper's `instruction` convention); --probes clean "
+                       "gives them an empty instruction there", vlm.adapter.family,
+                       ", ".join(vlm.adapter.instruction_inputs))
     encoder = _Encoder(vlm, conventions)
     stats, encoded = _calibration(settings, vlm, dataset, run_id, encoder)
     _probe_samples(settings, vlm, dataset, stats, run_id, encoded, encoder)

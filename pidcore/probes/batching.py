@@ -5,18 +5,22 @@ lens reads), with an attention mask over the padding; positions are left to the 
 mask where it needs to (Qwen's M-RoPE grids) and otherwise uses rotary embeddings, which see only relative offsets
 (the paper's `positions` convention sets the masked rows' own: pidcore.probes.paper_forward).
 Each sample's image goes through the vision tower once; its features are handed to the forward for all three rows
-(`mm_encoder_outputs`), and the text-only row's copy is overwritten by noise in the decoder hook anyway.
+(`mm_encoder_outputs`), and the text-only row's copy is overwritten by noise in the decoder hook anyway. Where the
+family's image features read the prompt (InstructBLIP's Q-Former) and the encoding gives the image-only row an empty
+instruction, that row's features are encoded a second time, from it.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from pidcore.atoms import PASSES
+from pidcore.models.adapters import MM_ENCODER_OUTPUTS
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import Encoded
 
@@ -50,16 +54,38 @@ def probe_rows(vlm: LoadedVLM, batch: list[Encoded]) -> ProbeRows:
         else:
             values = _pad_trailing(values)
         inputs[name] = torch.cat([_blocks(value, len(PASSES)) for value in values])
-    inputs["mm_encoder_outputs"] = {"image": _repeated_features([image_features(vlm, encoded) for encoded in batch])}
-    return ProbeRows(inputs, _padded_masks([encoded.image_mask for encoded in batch], longest),
-                     _padded_masks([encoded.text_mask for encoded in batch], longest))
+    rows = [features for encoded in batch for features in _row_features(vlm, encoded)]
+    inputs.update(_image_input(vlm, _stacked_features(rows)))
+    inputs[PIXELS] = None  # the features stand in for the pixels (InstructBLIP's forward requires the argument)
+    return ProbeRows(inputs, _padded_masks([encoded.image_mask for encoded in batch], lengths, longest),
+                     _padded_masks([encoded.text_mask for encoded in batch], lengths, longest))
 
 
-def image_features(vlm: LoadedVLM, encoded: Encoded) -> BaseModelOutputWithPooling:
-    """The model's own image features for one sample, from the processor outputs its get_image_features takes."""
-    accepted = inspect.signature(vlm.model.get_image_features).parameters
-    wanted = {name: _on_device(value, vlm) for name, value in encoded.inputs.items() if name in accepted}
-    return vlm.model.get_image_features(**wanted, return_dict=True)
+def image_features(vlm: LoadedVLM, encoded: Encoded, replaced: dict | None = None) -> BaseModelOutputWithPooling:
+    """The model's own image features for one sample, from the processor outputs its get_image_features takes
+    (those in `replaced` instead of the sample's own), or its adapter's encode_image where the model has none."""
+    own = vlm.adapter.encode_image
+    encode = vlm.model.get_image_features if own is None else partial(own, vlm.model)
+    accepted = inspect.signature(encode).parameters
+    given = {**encoded.inputs, **(replaced or {})}
+    wanted = {name: _on_device(value, vlm) for name, value in given.items() if name in accepted}
+    return encode(**wanted, return_dict=True)
+
+
+def _image_input(vlm: LoadedVLM, features: BaseModelOutputWithPooling) -> dict:
+    """The rows' encoded images as the forward keyword the adapter names takes them: transformers'
+    mm_encoder_outputs, or the pooled features alone (Llama 3.2 Vision's cross_attention_states)."""
+    name = vlm.adapter.image_input
+    return {name: {"image": features} if name == MM_ENCODER_OUTPUTS else features.pooler_output}
+
+
+def _row_features(vlm: LoadedVLM, encoded: Encoded) -> list[BaseModelOutputWithPooling]:
+    """The image features of the sample's three rows: one encoding for all, except an image-only row given an
+    empty instruction (`blank_instruction`), whose features are encoded from that."""
+    own = image_features(vlm, encoded)
+    if encoded.blank_instruction is None:
+        return [own] * len(PASSES)
+    return [own, image_features(vlm, encoded, encoded.blank_instruction), own]
 
 
 def on_device(inputs: dict, vlm: LoadedVLM) -> dict:
@@ -74,12 +100,13 @@ def _on_device(value: torch.Tensor, vlm: LoadedVLM) -> torch.Tensor:
 
 
 def _is_sequence(batch: list[Encoded], name: str) -> bool:
-    """Whether an input runs along the token positions (ids, attention mask, token types) in every sample."""
-    return all(item.inputs[name].shape == item.inputs["input_ids"].shape for item in batch)
+    """Whether an input runs along the token positions (ids, attention mask, token types, Llama 3.2 Vision's
+    cross_attention_mask [1, T, images, tiles]) in every sample."""
+    return all(item.inputs[name].shape[:2] == item.inputs["input_ids"].shape for item in batch)
 
 
 def _pad_left(value: torch.Tensor, length: int, fill: int) -> torch.Tensor:
-    padding = value.new_full((value.shape[0], length - value.shape[1]), fill)
+    padding = value.new_full((value.shape[0], length - value.shape[1], *value.shape[2:]), fill)
     return torch.cat([padding, value], 1)
 
 
@@ -103,26 +130,29 @@ def _blocks(value: torch.Tensor, times: int) -> torch.Tensor:
     return torch.cat([value] * times)
 
 
-def _repeated_features(outputs: list[BaseModelOutputWithPooling]) -> BaseModelOutputWithPooling:
-    """One features object for all rows: each sample's pooled features three times over, in row order, and so any
-    further per-image features the family returns (Qwen3-VL's `deepstack_features`, a list of them, one per level).
+def _stacked_features(rows: list[BaseModelOutputWithPooling]) -> BaseModelOutputWithPooling:
+    """One features object for all rows, from each row's features in row order: the pooled features, and any
+    further per-image features the family returns as a list (Qwen3-VL's `deepstack_features`, one per level); the
+    nested outputs some families also return (InstructBLIP's vision and Q-Former outputs) only pass through the
+    forward to its output, and are left out.
 
     Families return the features as one tensor over the sample's images or as a tuple of per-image tensors;
     the merged object keeps that form and the family's output class.
     """
-    fields = {"pooler_output": _repeated_images([output.pooler_output for output in outputs])}
-    for name in outputs[0].keys() - BaseModelOutputWithPooling.__dataclass_fields__.keys():
-        levels = zip(*(output[name] for output in outputs))
-        fields[name] = [_repeated_images(list(level)) for level in levels]
-    return type(outputs[0])(**fields)
+    fields = {"pooler_output": _stacked_images([row.pooler_output for row in rows])}
+    for name in rows[0].keys() - BaseModelOutputWithPooling.__dataclass_fields__.keys():
+        if isinstance(rows[0][name], (list, tuple)):
+            fields[name] = [_stacked_images(list(level)) for level in zip(*(row[name] for row in rows))]
+    return type(rows[0])(**fields)
 
 
-def _repeated_images(features: list) -> torch.Tensor | tuple:
-    """The samples' image features (a tensor or a tuple of per-image tensors each) three times over, in row order."""
+def _stacked_images(features: list) -> torch.Tensor | tuple:
+    """The rows' image features (a tensor or a tuple of per-image tensors each) as one, in row order."""
     if isinstance(features[0], torch.Tensor):
-        return torch.cat([_blocks(item, len(PASSES)) for item in features])
-    return tuple(image for item in features for _ in PASSES for image in item)
+        return torch.cat(features)
+    return tuple(image for item in features for image in item)
 
 
-def _padded_masks(masks: list[torch.Tensor], length: int) -> torch.Tensor:
-    return torch.stack([torch.cat([masks[0].new_zeros(length - len(mask)), mask]) for mask in masks])
+def _padded_masks(masks: list[torch.Tensor], lengths: list[int], longest: int) -> torch.Tensor:
+    """The samples' masks left-padded as their tokens are (a mask may go on past them: cross-attention rows)."""
+    return torch.stack([torch.cat([mask.new_zeros(longest - length), mask]) for mask, length in zip(masks, lengths)])

@@ -14,18 +14,23 @@ family has one; `clean` is ours. The switches, with the paper's lines (`embeds/q
   e.g. a repetition penalty, which touches the full pass only); ours read the raw logits;
 - draws: one stream seeded like `torch.manual_seed(42)` per split, drawing per sample in dataset order the image
   noise then the text noise in the model's dtype (line 23, 415, 429); ours draw from a seed per sample.
+- instruction: where the family's image features read the prompt (InstructBLIP's Q-Former), the image-only probe's
+  image tokens are built from the question as in the full pass, so they carry it (`embeds/inblip_embed.py` 402-408,
+  499); ours give the vision path an empty instruction in that row, so the image-only probe is complete.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws")
+CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws", "instruction")
 # The conventions of the paper's Qwen scripts that do not depend on the model class, which `published` applies to a
 # family without a script of its own. Its other scripts follow them with variations: its Llama stage 1 takes the text
 # statistics from the in-context span, and its Llama, Fuyu and 78B InternVL stage-1 scripts one std over all
 # dimensions.
 SHARED_CONVENTIONS = frozenset({"span", "statistics", "draws"})
+# Those of the paper's Qwen-VL scripts: all but `instruction`, since no prompt reaches their image features.
+QWEN_SCRIPT_CONVENTIONS = frozenset(CONVENTIONS) - {"instruction"}
 PUBLISHED, CLEAN = "published", "clean"
 PROBE_MODES = (PUBLISHED, CLEAN)
 # The paper seeds its noise stream with torch.manual_seed(42); a run's seed is added to it.
@@ -42,6 +47,7 @@ class ProbeConventions:
     images: bool = False
     scores: bool = False
     draws: bool = False
+    instruction: bool = False
 
     @classmethod
     def of(cls, names: frozenset[str] | set[str]) -> ProbeConventions:

@@ -20,14 +20,16 @@ class ImageRefused(ValueError):
 
 @dataclass
 class Encoded:
-    """Model inputs (batch of one), boolean masks over its token positions, and the user's whole turn as text
-    (what the paper's statistics embed on its own)."""
+    """Model inputs (batch of one), boolean masks over its token positions, the user's whole turn as text
+    (what the paper's statistics embed on its own), and where the family's image features read the prompt, the
+    inputs that give them an empty instruction in the image-only row (`blank_instruction`; None: the prompt's)."""
 
     inputs: dict
     image_mask: torch.Tensor
     text_mask: torch.Tensor
     n_options: int
     turn: str = ""
+    blank_instruction: dict | None = None
 
 
 def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None,
@@ -60,7 +62,29 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     if not image_mask.any():
         raise ValueError("the processed prompt has no image tokens")
     inputs = {name: value for name, value in _process(vlm, image, text, processor_kwargs).items() if name != "labels"}
-    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn)
+    if vlm.adapter.image_rows is not None:
+        image_mask, text_mask = _state_rows(vlm, inputs, image_mask, text_mask & ~image_mask)
+    blank = _blank_instruction(vlm, image, processor_kwargs) if not conventions.instruction else None
+    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn, blank)
+
+
+def _state_rows(vlm: LoadedVLM, inputs: dict, image_mask: torch.Tensor,
+                text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks of a family whose image enters as cross-attention states (the adapter's image_rows), which the
+    masking strategy shows after the token rows: the image is those rows, its placeholder token neither."""
+    count = vlm.adapter.image_rows(vlm.model.config, inputs)
+    rows = torch.ones(count, dtype=torch.bool)
+    return torch.cat([torch.zeros_like(image_mask), rows]), torch.cat([text_mask, ~rows])
+
+
+def _blank_instruction(vlm: LoadedVLM, image, processor_kwargs: dict) -> dict | None:
+    """The processor's outputs for an empty prompt that the family's image features read (its adapter's
+    `instruction_inputs`), so the image-only row's image tokens do not depend on the question; None for a family
+    whose image features do not read the prompt."""
+    if not vlm.adapter.instruction_inputs:
+        return None
+    empty = _process(vlm, image, "", processor_kwargs)
+    return {name: empty[name] for name in vlm.adapter.instruction_inputs}
 
 
 def _paper_image(vlm: LoadedVLM, image) -> tuple[object, dict]:

@@ -67,7 +67,9 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
     captured = []
 
     def mask(embeds):
-        captured.append(embeds[:: len(PASSES)].float().cpu())
+        # x1 is the image as the image-only row sees it (where image features read the prompt, from an empty one
+        # under clean: Encoded.blank_instruction), x2 the text as the full row sees it; else the rows are the same.
+        captured.append((embeds[1:: len(PASSES)].float().cpu(), embeds[:: len(PASSES)].float().cpu()))
         embeds = embeds.clone()
         for index, (image_noise, text_noise) in enumerate(noises):
             row = len(PASSES) * index
@@ -83,8 +85,8 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     prompts = [encoded.inputs["input_ids"][0] for encoded in batch] if conventions.scores else None
     lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids, prompts)
-    embeds = captured[0]
-    return [ProbeResult(embeds[i][rows.image_masks[i]].mean(0), embeds[i][rows.text_masks[i]].mean(0), *lenses[i])
+    images, texts = captured[0]
+    return [ProbeResult(images[i][rows.image_masks[i]].mean(0), texts[i][rows.text_masks[i]].mean(0), *lenses[i])
             for i in range(len(batch))]
 
 

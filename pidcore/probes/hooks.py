@@ -17,10 +17,14 @@ Edit = Callable[[torch.Tensor], torch.Tensor]
 def decoder_input_hook(vlm: LoadedVLM, edit: Edit, image_masked: torch.Tensor | None = None) -> Iterator[None]:
     """Let `edit(inputs_embeds)` see and replace the decoder's input embeddings for one forward; with `image_masked`
     ([rows, T], the positions whose image rows `edit` replaces by noise), the family's masking strategy (its
-    adapter's `masking`) also removes the image from whatever else of the decoder's inputs carries it."""
-    strategy = MASKINGS[vlm.adapter.masking] if image_masked is not None else merged_rows
+    adapter's `masking`) also removes the image from whatever else of the decoder's inputs carries it. A decoder
+    given token ids (Llama 3.2 Vision's) gets their embeddings instead, so that `edit` sees them too."""
+    strategy = MASKINGS[vlm.adapter.masking]
 
     def hook(module, args, kwargs):
+        if kwargs.get("inputs_embeds") is None:
+            kwargs["inputs_embeds"] = module.get_input_embeddings()(kwargs["input_ids"])
+            kwargs["input_ids"] = None
         strategy(kwargs, edit, image_masked)
         return args, kwargs
 
@@ -47,6 +51,17 @@ def merged_rows_deepstack(kwargs: dict, edit: Edit, image_masked: torch.Tensor |
     kwargs["deepstack_visual_embeds"] = [layer.masked_fill(masked.to(layer.device), 0) for layer in deepstack]
 
 
+def cross_attention(kwargs: dict, edit: Edit, image_masked: torch.Tensor | None) -> None:
+    """Llama 3.2 Vision: the image enters only as the cross-attention states its cross-attention layers read, so
+    `edit` sees each row's states after its token rows (where Encoded.image_mask marks them) and replaces them
+    with the rest: noise in the text-only row, and the image is gone."""
+    embeds, states = kwargs["inputs_embeds"], kwargs["cross_attention_states"]
+    rows, length = embeds.shape[:2]
+    joined = edit(torch.cat([embeds, states.reshape(rows, -1, states.shape[-1]).to(embeds.dtype)], 1))
+    kwargs["inputs_embeds"] = joined[:, :length]
+    kwargs["cross_attention_states"] = joined[:, length:].reshape(states.shape).to(states.dtype)
+
+
 # The adapter's `masking` names one of these.
 MASKINGS: dict[str, Callable[[dict, Edit, torch.Tensor | None], None]] = {
-    "merged_rows": merged_rows, "merged_rows_deepstack": merged_rows_deepstack}
+    "merged_rows": merged_rows, "merged_rows_deepstack": merged_rows_deepstack, "cross_attention": cross_attention}
