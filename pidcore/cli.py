@@ -52,14 +52,15 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    """Plan a sweep file's units; with --dry-run print the plan, else run the missing units and report failures."""
+    """Plan a sweep file's units; with --dry-run print the plan (a dataset not there yet listed, not an error) and
+    which models can be profiled here, else run the missing units and report failures."""
     from pidcore.pipeline.sweep import run_sweep
     from pidcore.pipeline.sweep_file import read_sweep
-    from pidcore.pipeline.sweep_plan import describe, plan
+    from pidcore.pipeline.sweep_plan import check_models, describe, plan
 
     sweep = read_sweep(args.file)
     if args.dry_run:
-        print(describe(sweep, plan(sweep)))
+        print(describe(sweep, plan(sweep, unreadable_ok=True), check_models(sweep)))
         return 0
     result = run_sweep(sweep, ray_address=args.ray)
     print(f"{sweep.db}: {len(result.done)} of {len(result.done) + len(result.failed)} units done, "
@@ -310,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the units as Ray tasks: local starts a cluster on this machine, auto joins the one "
                             "`ray start` runs here, ADDRESS a remote one (default: one after another in this process)")
     sweep.add_argument("--dry-run", action="store_true",
-                       help="print the plan: each unit, what the database and its shard hold, and the work left")
+                       help="print the plan: each dataset (or why it cannot be read), each unit, what the database "
+                            "and its shard hold, the work left, and which models can be profiled here and why not")
     sweep.set_defaults(run=_sweep)
     paper = commands.add_parser("import-paper", help="store the paper pipeline's stage-2 output as runs")
     paper.add_argument("paths", nargs="+", metavar="PATH",

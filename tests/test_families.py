@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoConfig
 
 from pidcore.cli import main
 from pidcore.models.adapters import ADAPTERS, UNSUPPORTED, adapter_for
@@ -22,7 +21,7 @@ from pidcore.probes.encoding import encode_sample
 from pidcore.probes.engine import _head_logits, _last_position_states, letter_token_ids, run_probes, run_probes_batch
 from pidcore.probes.hooks import MASKINGS
 from pidcore.probes.noise import seeded_noise
-from pidcore.probes.statistics import embedding_stats
+from pidcore.probes.statistics import PaperStatistics, embedding_stats
 from pidcore.store import load_samples, read_atoms, read_runs
 
 QUESTION = "What colour is the shape?"
@@ -283,9 +282,56 @@ def test_a_known_unsupported_family_is_refused_with_its_reason(family, tmp_path)
     """Families transformers knows but that cannot be profiled yet: loading one names the family and the reason,
     not the generic missing-adapter message."""
     assert family not in ADAPTERS and family not in BUILDERS
-    AutoConfig.for_model(family).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": family}))  # as its own config declares it
     with pytest.raises(ValueError) as refused:
         load_vlm(str(tmp_path), device="cpu")
     assert str(refused.value) == f"model type {family!r} is not supported: {UNSUPPORTED[family]}"
     with pytest.raises(ValueError, match="has no adapter"):
         adapter_for("not_a_family")
+
+
+def _unfolded(image: torch.Tensor, size: int) -> torch.Tensor:
+    """An image [C, H, W] as patches [patches, size x size x C] in the order of torch's unfold, as Fuyu's own
+    (torchvision) image processor gives them."""
+    channels = image.shape[0]
+    patches = image.unfold(1, size, size).unfold(2, size, size).reshape(channels, -1, size, size)
+    return patches.permute(1, 2, 3, 0).reshape(-1, size * size * channels)
+
+
+def test_fuyus_processor_patchifies_its_own_tensors_into_rows_of_image_tokens(tmp_path):
+    """Fuyu's loaded processor gives pixel_values (the adapter's processor_kwargs; without them the legacy
+    image_patches) in torch's unfold order, one |SPEAKER| a patch in rows each ended by an unmasked |NEWLINE|, then
+    <s> (none of the placeholders lost to the tokenizer); saved again, it names transformers' image processor."""
+    folder = build_tiny_model("fuyu", tmp_path / "fuyu")
+    vlm = load_vlm(str(folder), device="cpu")
+    picture = _picture(1, (64, 40))  # fitted into 32 px: 32 x 20, so 3 rows of 4 patches of 8 px
+    encoded = encode_sample(vlm, picture, QUESTION, ["red", "blue"])
+    ids, pixels = encoded.inputs["input_ids"][0], encoded.inputs["pixel_values"]
+    padded = vlm.processor.image_processor([picture], return_tensors="pt")["images"][0, 0]
+    assert torch.equal(pixels, _unfolded(padded[:, :24], 8))
+    tokenizer = vlm.processor.tokenizer
+    speaker, newline = tokenizer.convert_tokens_to_ids(["|SPEAKER|", "|NEWLINE|"])
+    assert ids[:16].tolist() == ([speaker] * 4 + [newline]) * 3 + [tokenizer.bos_token_id]
+    assert int(encoded.image_mask.sum()) == pixels.shape[0] == 12
+    assert not (encoded.image_mask | encoded.text_mask)[ids == newline].any()
+    vlm.processor.save_pretrained(tmp_path / "saved")
+    saved, built = (json.loads((path / "processor_config.json").read_text())["image_processor"]
+                    for path in (tmp_path / "saved", folder))
+    assert saved["image_processor_type"] == built["image_processor_type"] == "FuyuImageProcessor"
+    vlm.adapter = dataclasses.replace(vlm.adapter, processor_kwargs={})
+    legacy = encode_sample(vlm, picture, QUESTION, ["red", "blue"]).inputs
+    assert "pixel_values" not in legacy and "image_patches" in legacy
+
+
+def test_fuyus_image_statistics_are_its_projected_patches(tmp_path):
+    """Fuyu's image features are in last_hidden_state (the adapter's features_attr): the paper's statistics take
+    their moments, the vision_embed_tokens projection of the sample's patches."""
+    vlm = load_vlm(str(build_tiny_model("fuyu", tmp_path / "fuyu")), device="cpu")
+    encoded = encode_sample(vlm, _picture(1, (64, 40)), QUESTION, ["red", "blue"])
+    statistics = PaperStatistics()
+    statistics.add(vlm, encoded)
+    with torch.no_grad():
+        projected = vlm.model.model.vision_embed_tokens(encoded.inputs["pixel_values"])
+    result = statistics.result()
+    assert torch.allclose(result.image_mean, projected.mean(0), atol=1e-6)
+    assert torch.allclose(result.image_std, projected.std(0, unbiased=False), atol=1e-5)

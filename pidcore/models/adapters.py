@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transformers import Glm4vProcessor, InternVLProcessor, LlavaOnevisionProcessor, Qwen3VLProcessor, SmolVLMProcessor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from pidcore.models.paper_images import PAPER_QWEN_PIXEL_BOUNDS, qwen_utils_image
-from pidcore.models.processors import load_qwen2_5_vl_processor, load_qwen2_vl_processor
+from pidcore.models.processors import load_fuyu_processor, load_qwen2_5_vl_processor, load_qwen2_vl_processor
 from pidcore.probes.conventions import QWEN_SCRIPT_CONVENTIONS, SHARED_CONVENTIONS
 
 # The forward keyword by which transformers takes pre-encoded images ({"image": features}).
@@ -40,6 +40,10 @@ class Adapter:
     "cross_attention"): encode_image computes them from the processor outputs (model, **inputs; in pooler_output),
     image_input is the forward keyword that takes them pre-encoded (else transformers' mm_encoder_outputs), and
     image_rows counts a sample's state rows (config, processor outputs), which follow its token rows in the masks.
+    processor_kwargs: further arguments of every processor call (Fuyu's return_legacy_image_output=False, without
+    which it returns its patches as image_patches, not pixel_values). features_attr: the field of the image
+    features output (get_image_features, encode_image) that holds the features the forward takes (Fuyu's
+    last_hidden_state).
     """
 
     family: str
@@ -62,6 +66,8 @@ class Adapter:
     encode_image: Callable | None = None
     image_input: str = MM_ENCODER_OUTPUTS
     image_rows: Callable[[object, dict], int] | None = None
+    processor_kwargs: dict[str, object] = field(default_factory=dict)
+    features_attr: str = "pooler_output"
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,9 @@ def _mllama_image_rows(config, inputs: dict) -> int:
     return inputs["pixel_values"].shape[1:3].numel() * ((vision.image_size // vision.patch_size) ** 2 + 1)
 
 
-def _janus_image_features(model, pixel_values, **unused: object) -> BaseModelOutputWithPooling:
-    """Janus's image features from its inner model (the generation model has no get_image_features)."""
+def _inner_image_features(model, pixel_values, **unused: object) -> BaseModelOutputWithPooling:
+    """The image features from the inner model, for families whose outer model has no get_image_features (Janus's
+    generation model, FuyuForCausalLM)."""
     return model.model.get_image_features(pixel_values, return_dict=True)
 
 
@@ -168,7 +175,16 @@ ADAPTERS: dict[str, Adapter] = {
     # Janus (its understanding path): SigLIP tower and MLP aligner into merged rows; its image-generation VQ-VAE and
     # head are not used.
     "janus": Adapter("janus", image_token_attr="image_token_id", vision_module="model.vision_model",
-                     projector_module="model.aligner", encode_image=_janus_image_features),
+                     projector_module="model.aligner", encode_image=_inner_image_features),
+    # Fuyu: image patches linearly projected (vision_embed_tokens) into merged rows of a Persimmon decoder; no chat
+    # template, its processor puts the image rows (each row of patches ended by a |NEWLINE| token, which is text
+    # and stays unmasked, as in the paper) and <s> before the prompt, and the answer token <0x04> after it. The
+    # paper reads Fuyu's letters at the second generated token, not the first; that is not followed here.
+    "fuyu": Adapter("fuyu", image_token_attr="image_token_id", final_norm_attr="final_layernorm",
+                    load_processor=load_fuyu_processor, plain_prompt="{text}", processor_suffix_tokens=1,
+                    vision_module="model.vision_embed_tokens", projector_module="model.vision_embed_tokens",
+                    encode_image=_inner_image_features, processor_kwargs={"return_legacy_image_output": False},
+                    features_attr="last_hidden_state"),
 }
 
 # Families transformers 5.25 knows that cannot be profiled yet, and why (adapter_for names the reason).
@@ -180,6 +196,16 @@ UNSUPPORTED: dict[str, str] = {
     "phi4_multimodal": "its image is merged inside the decoder (Phi4MultimodalModel's embed_tokens_extend), so the "
                        "decoder-input hook never sees the image rows to mask; it loads as a causal LM, not an "
                        "image-text-to-text model, and its image processor requires torchvision",
+    # Not transformers families, named so that a sweep file may declare them (the paper's InternVL2.5 and Cambrian-1).
+    "internvl_chat": "InternVL2.5's remote code (InternVLChatModel) is not an image-text-to-text model in "
+                     "transformers; the native `internvl` family (InternVL3's -hf checkpoints) is supported: convert "
+                     "a 2.5 checkpoint to a native folder with transformers' models/internvl/"
+                     "convert_internvl_weights_to_hf.py (its LM_TYPE_CORRESPONDENCE names the 2.5 -MPO ids; add "
+                     "yours) and profile that folder",
+    "cambrian_llama": "Cambrian-1 is not a transformers model: its config class and modelling code (several vision "
+                      "towers joined by its spatial vision aggregator) live only in its own repository "
+                      "(github.com/cambrian-mllm/cambrian), so transformers can load neither its config nor its "
+                      "weights",
 }
 
 

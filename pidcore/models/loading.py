@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PretrainedConfig
 
 from pidcore.devices import resolve_device
 from pidcore.models.adapters import Adapter, adapter_for
@@ -50,6 +50,9 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     """Load model and processor (a hub id at `revision`, default its main branch); remote code runs only when
     trust_remote_code is passed explicitly. `spread` places the layers over every visible GPU (device_map="auto",
     which needs accelerate) instead of moving the whole model to `device`."""
+    declared = declared_model_type(model_id, revision, local_files_only=False)
+    if declared is not None:
+        adapter_for(declared)  # a family that cannot be profiled is named with its reason before its config loads
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as error:
@@ -78,6 +81,16 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     if spread:
         return LoadedVLM(model.eval(), processor, adapter, model.get_input_embeddings().weight.device, resolved_dtype)
     return LoadedVLM(model.to(resolved_device).eval(), processor, adapter, resolved_device, resolved_dtype)
+
+
+def declared_model_type(model_id: str, revision: str | None, local_files_only: bool = True) -> str | None:
+    """The model type a model's config.json declares, read as a file (no remote code runs, so a family transformers
+    lacks is named too); None where there is no config to read (by default only a local copy is looked at)."""
+    try:
+        config, _ = PretrainedConfig.get_config_dict(model_id, revision=revision, local_files_only=local_files_only)
+    except (OSError, ValueError):
+        return None
+    return config.get("model_type")
 
 
 def check_loading_info(model_id: str, info: dict) -> None:

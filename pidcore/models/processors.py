@@ -1,4 +1,5 @@
-"""Processors that work without torchvision: the stock Qwen-VL processors insist on a video processor."""
+"""Processors that work without torchvision: the stock Qwen-VL processors insist on a video processor, and Fuyu's
+PIL image processor cannot patchify the torch tensors its processor hands it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import json
 from functools import partial
 from pathlib import Path
 
-from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil, Qwen2VLProcessor
+import torch
+from transformers import (
+    AutoTokenizer,
+    FuyuImageProcessorPil,
+    FuyuProcessor,
+    Qwen2_5_VLProcessor,
+    Qwen2VLImageProcessorPil,
+    Qwen2VLProcessor,
+)
+from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
 
@@ -54,3 +64,25 @@ def _saved_chat_template(model_id: str, revision: str | None = None) -> str | No
 
 load_qwen2_vl_processor = partial(load_image_only_processor, ImageOnlyQwen2VLProcessor)
 load_qwen2_5_vl_processor = partial(load_image_only_processor, ImageOnlyQwen2_5_VLProcessor)
+
+
+class _TensorPatchesFuyuImageProcessor(FuyuImageProcessorPil):
+    """Fuyu's PIL image processor, its patchify_image taking the torch tensors FuyuProcessor hands it (transformers
+    5.25's transposes them numpy-style and fails)."""
+
+    def patchify_image(self, image: torch.Tensor, patch_size: SizeDict | None = None) -> torch.Tensor:
+        """The image's patches [..., patches, channels x patch height x patch width], as Fuyu's own (torchvision)
+        image processor returns them: the numpy patchify on the tensor's values."""
+        patches = super().patchify_image(image.numpy(), patch_size)
+        return torch.from_numpy(patches).reshape(*image.shape[:-3], -1, patches.shape[-1])
+
+
+# Saved under transformers' class name, so that a processor saved from it loads without pidcore.
+_TensorPatchesFuyuImageProcessor.__name__ = FuyuImageProcessorPil.__name__
+
+
+def load_fuyu_processor(model_id: str, trust_remote_code: bool = False, revision: str | None = None) -> FuyuProcessor:
+    """Fuyu's processor of a checkpoint, its image processor one that patchifies its own tensors."""
+    images = _TensorPatchesFuyuImageProcessor.from_pretrained(model_id, revision=revision)
+    return FuyuProcessor.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision,
+                                         image_processor=images)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, processors
+from tokenizers import AddedToken, Regex, Tokenizer, normalizers, processors
 from transformers import (
     AyaVisionConfig,
     AyaVisionForConditionalGeneration,
@@ -14,6 +14,10 @@ from transformers import (
     BlipImageProcessorPil,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
+    FuyuConfig,
+    FuyuForCausalLM,
+    FuyuImageProcessorPil,
+    FuyuProcessor,
     Gemma3Config,
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
@@ -134,6 +138,8 @@ MLLAMA_TEMPLATE = (
     "{{ item['text'] }}{% endif %}{% endfor %}<|eot_id|>{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
+# Fuyu's processor names its image placeholder and row end itself; <0x04> is the answer token it appends.
+FUYU_IMAGE_TOKENS = ("|SPEAKER|", "|NEWLINE|")
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ VOCABULARIES = {
     "janus": _Vocabulary((), JANUS_TOKENS["image_token"], JANUS_TOKENS,
                          CHAT_TEMPLATE.replace("<image>", JANUS_TOKENS["image_token"])),
     "mllama": _Vocabulary(tuple(MLLAMA_TOKENS), "<|image|>", template=MLLAMA_TEMPLATE),
+    "fuyu": _Vocabulary((FUYU_IMAGE_TOKENS[1], "<0x04>"), FUYU_IMAGE_TOKENS[0], template=None),
 }
 
 
@@ -514,12 +521,39 @@ def _build_mllama(out_dir: Path, hidden: int, layers: int) -> None:
     _save(model, processor, out_dir)
 
 
+def _fuyu_tokenizer() -> PreTrainedTokenizerFast:
+    """Fuyu's tokenizer: its processor drops the first token of the image placeholders (the real tokenizer's
+    leading SentencePiece space), so here a leading |SPEAKER| gets a space token before it, the placeholders
+    being matched after that normalisation."""
+    trained = Tokenizer.from_str(family_tokenizer("fuyu").backend_tokenizer.to_str())
+    trained.normalizer = normalizers.Replace(Regex(r"^\|SPEAKER\|(?=\|)"), " |SPEAKER|")
+    trained.add_special_tokens([AddedToken(token, normalized=True, special=True) for token in FUYU_IMAGE_TOKENS])
+    return PreTrainedTokenizerFast(tokenizer_object=trained, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+
+
+def _build_fuyu(out_dir: Path, hidden: int, layers: int) -> None:
+    """Fuyu: 8-px patches of an image fitted into 32 px, linearly projected into the input rows of a Persimmon
+    decoder, each row of patches ended by |NEWLINE|; no chat template."""
+    tokenizer = _fuyu_tokenizer()
+    image_processor = FuyuImageProcessorPil(size={"height": 32, "width": 32}, patch_size={"height": 8, "width": 8})
+    processor = FuyuProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    text = {"model_type": "persimmon", "vocab_size": len(tokenizer), "hidden_size": hidden,
+            "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
+            "max_position_embeddings": 512, "qk_layernorm": True, "partial_rotary_factor": 0.5,
+            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
+    config = FuyuConfig(text_config=text, image_size=32, patch_size=8, num_channels=3,
+                        image_token_id=tokenizer.convert_tokens_to_ids(FUYU_IMAGE_TOKENS[0]))
+    _save(FuyuForCausalLM(config), processor, out_dir)
+
+
 BUILDERS = {"llava": _build_llava, "llava_next": _build_llava_next, "llava_onevision": _build_llava_onevision,
             "gemma3": _build_gemma3, "internvl": _build_internvl, "aya_vision": _build_aya_vision,
             "qwen2_vl": _build_qwen2_vl, "qwen2_5_vl": _build_qwen2_5_vl, "qwen3_vl": _build_qwen3_vl,
             "glm4v": _build_glm4v, "idefics3": _build_idefics3, "smolvlm": _build_smolvlm,
             "paligemma": _build_paligemma, "instructblip": _build_instructblip, "mllama": _build_mllama,
-            "janus": _build_janus}
+            "janus": _build_janus, "fuyu": _build_fuyu}
 
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from difflib import get_close_matches
 from pathlib import Path
+
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from pidcore.atoms import DEDUPE_POLICIES
 from pidcore.datasets.registry import GENERATED, parse_spec
+from pidcore.models.adapters import ADAPTERS, UNSUPPORTED
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.probes.conventions import PROBE_MODES, PUBLISHED
 
@@ -27,7 +31,7 @@ _SETTING_TYPES = {"layers": str, "seed": int, "batch_size": int, "bootstrap": in
                   "trust_remote_code": bool, "probes": str}
 _TOP_KEYS = {"db": str, "shards": str, "models": list, "datasets": list, "settings": dict}
 _MODEL_KEYS = {"path": str, "name": str, "family": str, "dtype": str, "gpus": int, "revision": str,
-               "trust_remote_code": bool, "checkpoints": list}
+               "trust_remote_code": bool, "model_type": str, "checkpoints": list}
 _CHECKPOINT_KEYS = {"path": str, "name": str, "step": int, "stage": str}
 _DATASET_KEYS = {"spec": str, "task": str, "limit": int, "image_dir": str}
 
@@ -39,11 +43,13 @@ class SweepFileError(ValueError):
 @dataclass(frozen=True)
 class Unit:
     """One (model or checkpoint, dataset) of a sweep: the profile settings that run it (their `db` is the sweep's
-    database), the estimator modes fitted on its probe outputs, and the GPUs it asks for (None: the sweep decides)."""
+    database), the estimator modes fitted on its probe outputs, the GPUs it asks for (None: the sweep decides), and
+    the model type its [[models]] entry declares (None: not declared), which a dry run uses where no config is here."""
 
     settings: ProfileSettings
     modes: tuple[str, ...]
     gpus: int | None
+    model_type: str | None = None
 
     @property
     def label(self) -> str:
@@ -91,7 +97,8 @@ def read_sweep(path: str | Path) -> Sweep:
     units = []
     for index, entry in enumerate(_entries(document["models"], f"{where} models")):
         for model in _model_and_checkpoints(entry, folder, base, f"{where} [[models]] #{index + 1}"):
-            units += [Unit(replace(model, **dataset), modes, entry.get("gpus")) for dataset in datasets]
+            units += [Unit(replace(model, **dataset), modes, entry.get("gpus"), entry.get("model_type"))
+                      for dataset in datasets]
     _check_unique(units, where)
     return Sweep(path, db, shards, units)
 
@@ -166,6 +173,8 @@ def _model_and_checkpoints(entry: dict, folder: Path, base: ProfileSettings, whe
     _check_keys(entry, _MODEL_KEYS, where, required=("path",))
     if entry.get("gpus", 0) < 0:
         raise SweepFileError(f"{where}: gpus must not be negative, got {entry['gpus']}")
+    if "model_type" in entry:
+        _check_model_type(entry["model_type"], where)
     model = replace(base, model=_model_path(folder, entry["path"]), family=entry.get("family"),
                     revision=entry.get("revision"), dtype=entry.get("dtype", base.dtype),
                     trust_remote_code=entry.get("trust_remote_code", base.trust_remote_code),
@@ -174,6 +183,17 @@ def _model_and_checkpoints(entry: dict, folder: Path, base: ProfileSettings, whe
     checkpoints = _entries(entry["checkpoints"], f"{where} checkpoints") if "checkpoints" in entry else []
     return [model, *(_checkpoint(model, checkpoint, folder, f"{where} checkpoints #{index + 1}")
                      for index, checkpoint in enumerate(checkpoints))]
+
+
+def _check_model_type(value: str, where: str) -> None:
+    """A declared model type must be one transformers knows or pidcore.models.adapters names, so a typo is not
+    reported later as an unsupported family."""
+    known = set(CONFIG_MAPPING_NAMES) | set(ADAPTERS) | set(UNSUPPORTED)
+    if value not in known:
+        close = get_close_matches(value, sorted(known), n=3)
+        raise SweepFileError(f"{where}: model_type {value!r} is neither a transformers model type nor one "
+                             f"pidcore.models.adapters names (its config's \"model_type\")"
+                             + (f"; did you mean {' or '.join(close)}?" if close else ""))
 
 
 def _checkpoint(model: ProfileSettings, entry: dict, folder: Path, where: str) -> ProfileSettings:

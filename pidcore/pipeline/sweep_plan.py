@@ -1,8 +1,10 @@
-"""A sweep's plan: each unit's run id, what the database and the unit's shard already hold, and the work left.
+"""A sweep's plan: each unit's run id, what the database and the unit's shard already hold, and the work left;
+for a dry run also which models can be profiled here.
 
 The plan resolves every model's and dataset's identity once, on the driver, before any model loads, so the run id
 of each unit (and so its shard's name, and whether the database holds it already) is known up front; workers check
-that they see the same files.
+that they see the same files. A dry run also lists the units of a dataset that cannot be read (a run id needs the
+dataset's content), so one missing download does not hide the rest of the plan.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from pathlib import Path
 
 from pidcore.datasets import load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
+from pidcore.datasets.registry import parse_spec
+from pidcore.datasets.sample import DatasetError
+from pidcore.models.adapters import adapter_for
 from pidcore.models.identity import identity_key, model_identity
+from pidcore.models.loading import declared_model_type
 from pidcore.pipeline.layers import selected_layers
 from pidcore.pipeline.sweep_file import Sweep, Unit
 from pidcore.pipeline.sweep_unit import UnitJob
@@ -22,28 +28,46 @@ from pidcore.store import RunProgress, read_progress
 
 logger = logging.getLogger(__name__)
 
-# What a unit needs, in the order the plan lists them.
+# What a unit needs, in the order the plan lists them; a dry run's units whose dataset cannot be read are NO_DATASET.
 DONE, MERGE, RESUME, RUN = "done", "merge", "resume", "run"
 STATUSES = (DONE, MERGE, RESUME, RUN)
+NO_DATASET = "no dataset"
+# A model whose type neither a local copy of its config nor its sweep file's model_type gives.
+UNKNOWN_TYPE = "unknown until its config is fetched"
 
 
 @dataclass(frozen=True)
 class PlannedUnit:
-    """A unit with its run id, what it needs (one of STATUSES), its dataset's size, the samples its shard holds,
-    its depth where known, and the layer fits (layer x estimator) left."""
+    """A unit with its run id, what it needs (one of STATUSES, or NO_DATASET), its dataset's size, the samples its
+    shard holds, its depth where known, and the layer fits (layer x estimator) left. A NO_DATASET unit has no run
+    id and no size (both need the dataset's content) and carries the loader's message in dataset_error."""
 
     unit: Unit
-    run_id: str
+    run_id: str | None
     status: str
-    n_samples: int
+    n_samples: int | None
     probed: int
     n_layers: int | None
     fits_left: int | None
+    dataset_error: str | None = None
 
     def job(self, shards: Path) -> UnitJob:
         """What a worker needs to run this unit into its shard."""
+        if self.run_id is None:
+            raise ValueError(f"{self.unit.label} cannot run: {self.dataset_error}")
         return UnitJob(replace(self.unit.settings, db=str(shard_path(shards, self.run_id))), self.unit.modes,
                        self.run_id)
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """Whether one model of a sweep can be profiled here: its model type (None: unknown), where that came from, and
+    why not (None: it can)."""
+
+    name: str
+    model_type: str | None
+    source: str
+    reason: str | None
 
 
 def shard_path(shards: Path, run_id: str) -> Path:
@@ -51,17 +75,23 @@ def shard_path(shards: Path, run_id: str) -> Path:
     return shards / f"{run_id}.duckdb"
 
 
-def plan(sweep: Sweep) -> list[PlannedUnit]:
-    """Every unit of the sweep with its run id and what it needs, from the database and the shards."""
-    identified = _identified(sweep.units)
+def plan(sweep: Sweep, unreadable_ok: bool = False) -> list[PlannedUnit]:
+    """Every unit of the sweep with its run id and what it needs, from the database and the shards. A dataset that
+    cannot be read is an error (a sweep never runs on half a plan), unless `unreadable_ok` (a dry run): then its
+    units are NO_DATASET, with the loader's message."""
+    datasets = _read_datasets(sweep.units, unreadable_ok)
+    identified = _identified([unit for unit in sweep.units if not isinstance(datasets[_data_key(unit)], str)],
+                             datasets)
     run_ids = [unit.settings.run_id() for unit, _ in identified]
     _check_distinct_runs([unit for unit, _ in identified], run_ids)
     merged = read_progress(sweep.db, run_ids)
-    planned = []
+    planned = {}
     for (unit, n_samples), run_id in zip(identified, run_ids):
         shard = read_progress(shard_path(sweep.shards, run_id), [run_id]).get(run_id)
-        planned.append(_planned(unit, run_id, n_samples, merged.get(run_id), shard))
-    return planned
+        planned[unit.label] = _planned(unit, run_id, n_samples, merged.get(run_id), shard)
+    return [planned.get(unit.label) or PlannedUnit(unit, None, NO_DATASET, None, 0, None, None,
+                                                   dataset_error=datasets[_data_key(unit)])
+            for unit in sweep.units]
 
 
 def _check_distinct_runs(units: list[Unit], run_ids: list[str]) -> None:
@@ -75,23 +105,43 @@ def _check_distinct_runs(units: list[Unit], run_ids: list[str]) -> None:
         first[run_id] = unit
 
 
-def _identified(units: list[Unit]) -> list[tuple[Unit, int]]:
-    """Each unit with its model's and dataset's identities filled in, and its dataset's sample count; each model and
-    each dataset is read once."""
+def _data_key(unit: Unit) -> tuple:
+    """What makes a unit's samples: the dataset spec, limit, duplicate policy, image folder and probe inputs."""
+    settings = unit.settings
+    return settings.dataset, settings.limit, settings.dedupe, settings.image_dir, settings.probes != CLEAN
+
+
+def _read_datasets(units: list[Unit], unreadable_ok: bool) -> dict[tuple, tuple[str, int] | str]:
+    """Each dataset of the units read once: its content fingerprint and sample count, or where it cannot be read
+    and `unreadable_ok`, the loader's message (else that error is raised)."""
+    datasets: dict[tuple, tuple[str, int] | str] = {}
+    for unit in units:
+        key = _data_key(unit)
+        if key in datasets:
+            continue
+        spec, limit, dedupe, image_dir, paper_inputs = key
+        try:
+            dataset = load_dataset(spec, limit=limit, image_root=image_dir, dedupe=dedupe)
+        except DatasetError as error:
+            if not unreadable_ok:
+                raise
+            datasets[key] = str(error)
+            continue
+        datasets[key] = (dataset_fingerprint(dataset, paper_inputs=paper_inputs), len(dataset.samples))
+    return datasets
+
+
+def _identified(units: list[Unit], datasets: dict[tuple, tuple[str, int] | str]) -> list[tuple[Unit, int]]:
+    """Each unit with its model's and dataset's identities filled in, and its dataset's sample count; each model is
+    identified once."""
     models: dict[tuple, str] = {}
-    datasets: dict[tuple, tuple[str, int]] = {}
     found = []
     for unit in units:
         settings = unit.settings
         model_key = (settings.model, settings.revision)
         if model_key not in models:
             models[model_key] = identity_key(model_identity(*model_key))
-        data_key = (settings.dataset, settings.limit, settings.dedupe, settings.image_dir, settings.probes != CLEAN)
-        if data_key not in datasets:
-            dataset = load_dataset(settings.dataset, limit=settings.limit, image_root=settings.image_dir,
-                                   dedupe=settings.dedupe)
-            datasets[data_key] = (dataset_fingerprint(dataset, paper_inputs=data_key[-1]), len(dataset.samples))
-        content, n_samples = datasets[data_key]
+        content, n_samples = datasets[_data_key(unit)]
         settings = replace(settings, model_identity=models[model_key], dataset_identity=content)
         found.append((replace(unit, settings=settings), n_samples))
     return found
@@ -134,23 +184,101 @@ def _fits_left(unit: Unit, progress: RunProgress, n_samples: int) -> int:
     return sum(len(set(wanted) - progress.layers.get(estimator, set())) for estimator in unit.estimators)
 
 
-def describe(sweep: Sweep, planned: list[PlannedUnit]) -> str:
-    """The plan as text: one line per unit with what it needs, then the totals and the work left."""
+def check_models(sweep: Sweep) -> list[ModelCheck]:
+    """Each model of the sweep (by its final weights; its checkpoints are of its family) and whether it can be
+    profiled here: its type from a local copy of its config, else its sweep file's model_type, judged by
+    pidcore.models.adapters.adapter_for; with neither, UNKNOWN_TYPE."""
+    checks: dict[str, ModelCheck] = {}
+    for unit in sweep.units:
+        name = unit.settings.model_name
+        if name not in checks:
+            checks[name] = _check_model(name, unit)
+    return list(checks.values())
+
+
+def _check_model(name: str, unit: Unit) -> ModelCheck:
+    """One model's check (see check_models)."""
+    model_type = declared_model_type(unit.settings.model, unit.settings.revision)
+    if model_type is not None:
+        declared = unit.model_type
+        source = "its config" + ("" if declared in (None, model_type) else f"; the sweep file says {declared!r}")
+    elif unit.model_type is not None:
+        model_type, source = unit.model_type, "the sweep file's model_type"
+    else:
+        return ModelCheck(name, None, "no local config, no model_type in the sweep file", UNKNOWN_TYPE)
+    try:
+        adapter_for(model_type)
+    except ValueError as error:
+        return ModelCheck(name, model_type, source, str(error))
+    return ModelCheck(name, model_type, source, None)
+
+
+def describe(sweep: Sweep, planned: list[PlannedUnit], models: list[ModelCheck]) -> str:
+    """The plan as text: each dataset (read, or why not), one line per unit with what it needs, the totals and the
+    work left, then each model with whether it can be profiled here and the count."""
     width = max(len(item.unit.label) for item in planned)
-    lines = [f"sweep {sweep.path}: {len(planned)} units into {sweep.db} (shards in {sweep.shards})",
-             f"{'status':8s} {'model / checkpoint / task':{width}s} {'samples probed':>15s} {'layer fits left':>16s}"
+    lines = [f"sweep {sweep.path}: {len(planned)} units into {sweep.db} (shards in {sweep.shards})", "datasets:",
+             *_dataset_lines(planned),
+             f"{'status':10s} {'model / checkpoint / task':{width}s} {'samples probed':>15s} {'layer fits left':>16s}"
              f"  run id"]
     for item in planned:
         fits = "?" if item.fits_left is None else str(item.fits_left)
-        lines.append(f"{item.status:8s} {item.unit.label:{width}s} {f'{item.probed}/{item.n_samples}':>15s} "
-                     f"{fits:>16s}  {item.run_id}")
-    counts = {status: sum(item.status == status for item in planned) for status in STATUSES}
+        probed = "?" if item.n_samples is None else f"{item.probed}/{item.n_samples}"
+        run_id = item.run_id or "none yet (a run id needs the dataset's content)"
+        lines.append(f"{item.status:10s} {item.unit.label:{width}s} {probed:>15s} {fits:>16s}  {run_id}")
+    lines.append(_totals(planned))
+    return "\n".join(lines + _model_lines(models))
+
+
+def _dataset_lines(planned: list[PlannedUnit]) -> list[str]:
+    """One line per dataset (task): its sample count, or missing / unreadable with its spec and the loader's
+    message."""
+    lines: dict[str, str] = {}
+    for item in planned:
+        settings = item.unit.settings
+        if settings.task_name in lines:
+            continue
+        if item.dataset_error is None:
+            lines[settings.task_name] = f"  {'read':10s} {settings.task_name}: {item.n_samples} samples"
+            continue
+        missing = not parse_spec(settings.dataset)[1].exists()
+        lines[settings.task_name] = (f"  {'missing' if missing else 'unreadable':10s} {settings.task_name} "
+                                     f"({settings.dataset}): {item.dataset_error}")
+    return list(lines.values())
+
+
+def _totals(planned: list[PlannedUnit]) -> str:
+    """The totals line: units by status and the work left."""
+    counts = {status: sum(item.status == status for item in planned) for status in (*STATUSES, NO_DATASET)}
     missing = len(planned) - counts[DONE]
-    to_probe = sum(item.n_samples - item.probed for item in planned)
-    fits = [item.fits_left for item in planned if item.status != DONE]
+    to_probe = sum(item.n_samples - item.probed for item in planned if item.n_samples is not None)
+    fits = [item.fits_left for item in planned if item.status not in (DONE, NO_DATASET)]
     fit_text = f"{sum(f for f in fits if f is not None)} layer fits" + (
         f" (plus the layers of {sum(f is None for f in fits)} units whose depth is known once their model loads)"
         if None in fits else "")
-    lines.append(f"{counts[DONE]} done, {missing} missing: {counts[MERGE]} to merge, {counts[RESUME]} to resume, "
-                 f"{counts[RUN]} to run; work left: {to_probe} samples to probe (3 rows each), {fit_text}")
-    return "\n".join(lines)
+    waiting = f", {counts[NO_DATASET]} without their dataset" if counts[NO_DATASET] else ""
+    unknown = (f", and all the work of the {counts[NO_DATASET]} units without their dataset (their run ids, samples "
+               "and state are known once it is read)") if counts[NO_DATASET] else ""
+    return (f"{counts[DONE]} done, {missing} missing: {counts[MERGE]} to merge, {counts[RESUME]} to resume, "
+            f"{counts[RUN]} to run{waiting}; work left: {to_probe} samples to probe (3 rows each), {fit_text}{unknown}")
+
+
+def _model_lines(models: list[ModelCheck]) -> list[str]:
+    """The models section: one line per model (can it be profiled here, its type and where it came from, why not),
+    then how many can, naming the others by type."""
+    width = max(len(check.name) for check in models)
+    lines = ["models (type from a local copy of the config, else the sweep file's model_type):"]
+    for check in models:
+        verdict = "unknown" if check.model_type is None else "no" if check.reason else "yes"
+        what = check.model_type or "type unknown"
+        lines.append(f"  {verdict:8s} {check.name:{width}s} {what} ({check.source})"
+                     + (f": {check.reason}" if check.reason else ""))
+    others: dict[str, list[str]] = {}
+    for check in models:
+        if check.reason:
+            others.setdefault(check.model_type or "type unknown", []).append(check.name)
+    runnable = len(models) - sum(len(names) for names in others.values())
+    count = f"{runnable} of {len(models)} models can be profiled here"
+    if others:
+        count += "; the others: " + "; ".join(f"{', '.join(names)} ({kind})" for kind, names in others.items())
+    return [*lines, count]

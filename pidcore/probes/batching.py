@@ -55,7 +55,7 @@ def probe_rows(vlm: LoadedVLM, batch: list[Encoded]) -> ProbeRows:
             values = _pad_trailing(values)
         inputs[name] = torch.cat([_blocks(value, len(PASSES)) for value in values])
     rows = [features for encoded in batch for features in _row_features(vlm, encoded)]
-    inputs.update(_image_input(vlm, _stacked_features(rows)))
+    inputs.update(_image_input(vlm, _stacked_features(rows, vlm.adapter.features_attr)))
     inputs[PIXELS] = None  # the features stand in for the pixels (InstructBLIP's forward requires the argument)
     return ProbeRows(inputs, _padded_masks([encoded.image_mask for encoded in batch], lengths, longest),
                      _padded_masks([encoded.text_mask for encoded in batch], lengths, longest))
@@ -74,9 +74,9 @@ def image_features(vlm: LoadedVLM, encoded: Encoded, replaced: dict | None = Non
 
 def _image_input(vlm: LoadedVLM, features: BaseModelOutputWithPooling) -> dict:
     """The rows' encoded images as the forward keyword the adapter names takes them: transformers'
-    mm_encoder_outputs, or the pooled features alone (Llama 3.2 Vision's cross_attention_states)."""
+    mm_encoder_outputs, or the features alone (Llama 3.2 Vision's cross_attention_states)."""
     name = vlm.adapter.image_input
-    return {name: {"image": features} if name == MM_ENCODER_OUTPUTS else features.pooler_output}
+    return {name: {"image": features} if name == MM_ENCODER_OUTPUTS else features[vlm.adapter.features_attr]}
 
 
 def _row_features(vlm: LoadedVLM, encoded: Encoded) -> list[BaseModelOutputWithPooling]:
@@ -130,16 +130,17 @@ def _blocks(value: torch.Tensor, times: int) -> torch.Tensor:
     return torch.cat([value] * times)
 
 
-def _stacked_features(rows: list[BaseModelOutputWithPooling]) -> BaseModelOutputWithPooling:
-    """One features object for all rows, from each row's features in row order: the pooled features, and any
-    further per-image features the family returns as a list (Qwen3-VL's `deepstack_features`, one per level); the
-    nested outputs some families also return (InstructBLIP's vision and Q-Former outputs) only pass through the
-    forward to its output, and are left out.
+def _stacked_features(rows: list[BaseModelOutputWithPooling], attr: str) -> BaseModelOutputWithPooling:
+    """One features object for all rows, from each row's features in row order: the features in the field `attr`
+    (the adapter's features_attr: the pooled features, Fuyu's last_hidden_state), and any further per-image
+    features the family returns as a list (Qwen3-VL's `deepstack_features`, one per level); the nested outputs
+    some families also return (InstructBLIP's vision and Q-Former outputs) only pass through the forward to its
+    output, and are left out.
 
     Families return the features as one tensor over the sample's images or as a tuple of per-image tensors;
     the merged object keeps that form and the family's output class.
     """
-    fields = {"pooler_output": _stacked_images([row.pooler_output for row in rows])}
+    fields = {attr: _stacked_images([row[attr] for row in rows])}
     for name in rows[0].keys() - BaseModelOutputWithPooling.__dataclass_fields__.keys():
         if isinstance(rows[0][name], (list, tuple)):
             fields[name] = [_stacked_images(list(level)) for level in zip(*(row[name] for row in rows))]

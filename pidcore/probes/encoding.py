@@ -98,7 +98,9 @@ def _paper_image(vlm: LoadedVLM, image) -> tuple[object, dict]:
 
 
 def _process(vlm: LoadedVLM, image, text: str, processor_kwargs: dict) -> dict:
-    return vlm.processor(images=[image], text=[text], return_tensors="pt", **processor_kwargs)
+    """The processor's outputs for one image and prompt, with the family's own processor arguments."""
+    arguments = {**vlm.adapter.processor_kwargs, **processor_kwargs}
+    return vlm.processor(images=[image], text=[text], return_tensors="pt", **arguments)
 
 
 def _token_ids(vlm: LoadedVLM, image, text: str, processor_kwargs: dict) -> torch.Tensor:

@@ -78,7 +78,7 @@ class PaperStatistics:
     @torch.no_grad()
     def add(self, vlm: LoadedVLM, encoded: Encoded) -> None:
         """Add one sample's image feature rows and its turn's token embeddings."""
-        features = image_features(vlm, encoded).pooler_output
+        features = image_features(vlm, encoded)[vlm.adapter.features_attr]
         rows = features if isinstance(features, torch.Tensor) else torch.cat(list(features))
         self.image.add(rows.reshape(-1, rows.shape[-1]).float().cpu())
         ids = vlm.processor.tokenizer([encoded.turn], return_tensors="pt")["input_ids"].to(vlm.device)
