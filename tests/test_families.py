@@ -157,14 +157,14 @@ def _task(root) -> str:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_model_then_profile_runs_end_to_end(family, tmp_path):
     """`pidcore tiny-model --family F`, then `profile` on its folder (the default, published probes), all the way to
-    stored samples and the last layer's atoms."""
+    stored samples and every layer's atoms, the embeddings (layer 0) to the output."""
     assert main(["tiny-model", "--family", family, "--out", str(tmp_path / "model")]) == 0
     db = tmp_path / "results.duckdb"
     assert main(["profile", "--model", str(tmp_path / "model"), "--dataset", _task(tmp_path), "--db", str(db),
-                 "--device", "cpu", "--layers", "last", "--bootstrap", "0"]) == 0
+                 "--device", "cpu", "--layers", "all", "--bootstrap", "0"]) == 0
     atoms = read_atoms(db)
-    assert list(atoms["layer"]) == [2] and set(atoms["family"]) == {family}
-    (run_id,) = read_runs(db)["run_id"]
+    (run_id,), (depth,) = read_runs(db)["run_id"], read_runs(db)["n_layers"]
+    assert sorted(atoms["layer"]) == list(range(depth + 1)) and depth >= 2 and set(atoms["family"]) == {family}
     assert sorted(row.sample_id for row in load_samples(db, run_id)) == [f"q{i}" for i in range(8)]
 
 
