@@ -25,14 +25,18 @@ OPTIONS = ["red", "blue", "green", "yellow"]
 # Image tokens per 448 x 448 image in the real checkpoints: LLaVA-1.5 576 (24 x 24 patches of 14 px at 336 px), Qwen
 # (448 / 14)**2 / 2**2 = 256, SmolVLM 4 x 4 tiles plus the whole image of 81 each, PaliGemma-224 (224 / 14)**2,
 # LLaVA-OneVision 729 for the whole image plus a 2 x 2 tile grid of 54 x 54 features and a newline a row, InternVL3 one
-# 448-px tile of 256, Gemma 3 256 whatever the image, Qwen3-VL (448 / 16)**2 / 2**2.
+# 448-px tile of 256, Gemma 3 256 whatever the image, Qwen3-VL (448 / 16)**2 / 2**2, Fuyu ceil(448 / 30)**2 patches,
+# InstructBLIP its 32 query tokens whatever the image. Llama 3.2 Vision's image is its cross-attention state rows: 4
+# tile slots (padding ones included) of (560 / 14)**2 patches and a class token.
 IMAGE_TOKENS = {"llava-1.5-7b": 576, "qwen2-vl-2b": 256, "qwen2.5-vl-7b": 256, "smolvlm-instruct": 17 * 81,
                 "paligemma-3b": 256, "llava-onevision-0.5b": 729 + 54 * 55, "internvl3-2b": 256, "gemma-3-4b": 256,
-                "qwen3-vl-2b": 196, "qwen3-vl-4b": 196}
+                "qwen3-vl-2b": 196, "qwen3-vl-4b": 196, "llama-3.2-11b-vision": 4 * (40**2 + 1), "fuyu-8b": 15 * 15,
+                "instructblip-vicuna-7b": 32}
 # Per 896 x 448 image: Qwen2-VL 64 x 32 patches / 4, Qwen3-VL 56 x 28 / 4, InternVL3 two tiles and a thumbnail,
-# LLaVA-OneVision a 2 x 3 grid (768 x 1152) of 54 x 81 features unpadded to 40 rows of 81 and a newline, Gemma 3 256.
+# LLaVA-OneVision a 2 x 3 grid (768 x 1152) of 54 x 81 features unpadded to 40 rows of 81 and a newline, Gemma 3 256,
+# Fuyu 30 x 15 patches.
 WIDE_IMAGE_TOKENS = {"qwen2-vl-2b": 512, "qwen3-vl-2b": 392, "internvl3-2b": 3 * 256,
-                     "llava-onevision-0.5b": 729 + 40 * 82, "gemma-3-4b": 256}
+                     "llava-onevision-0.5b": 729 + 40 * 82, "gemma-3-4b": 256, "fuyu-8b": 30 * 15}
 
 
 @pytest.mark.parametrize("name", [preset.name for preset in REAL_PRESETS])
@@ -51,13 +55,33 @@ def test_image_tokens_follow_the_image_size_as_the_real_processor_counts_them(na
     assert int(encoded.image_mask.sum()) == WIDE_IMAGE_TOKENS[name]
 
 
-@pytest.mark.parametrize("name", ["llava-onevision-0.5b", "internvl3-2b", "gemma-3-4b", "qwen3-vl-2b"])
-def test_a_cpu_variant_of_a_newer_family_runs_its_image_through_the_model(name, tmp_path):
+@pytest.mark.parametrize("name", ["llava-onevision-0.5b", "internvl3-2b", "gemma-3-4b", "qwen3-vl-2b",
+                                  "llama-3.2-11b-vision", "fuyu-8b", "instructblip-vicuna-7b"])
+def test_a_cpu_variant_of_a_newer_or_paper_family_runs_its_image_through_the_model(name, tmp_path):
     vlm = load_vlm(str(build_preset(name + CPU_SUFFIX, tmp_path / "model")), device="cpu")
     encoded = encode_sample(vlm, Image.new("RGB", (448, 448), "green"), QUESTION, OPTIONS)
     with torch.no_grad():
         logits = vlm.model(**encoded.inputs).logits
-    assert logits.shape[1] == encoded.image_mask.shape[-1] and bool(torch.isfinite(logits).all())
+    assert logits.shape[1] == encoded.inputs["input_ids"].shape[-1] and bool(torch.isfinite(logits).all())
+
+
+def test_llama_vision_reads_every_tile_slot_and_marks_those_the_image_fills(tmp_path):
+    vlm = load_vlm(str(build_preset("llama-3.2-11b-vision" + CPU_SUFFIX, tmp_path / "model")), device="cpu")
+    for size, tiles in (((448, 448), 1), ((896, 448), 2)):  # one 560-px tile; a 1 x 2 layout
+        encoded = encode_sample(vlm, Image.new("RGB", size, "red"), QUESTION, OPTIONS)
+        assert int(encoded.image_mask.sum()) == IMAGE_TOKENS["llama-3.2-11b-vision"]
+        assert int(encoded.inputs["cross_attention_mask"][0, :, 0].amax(0).sum()) == tiles  # tiles the text attends to
+
+
+def test_llama_vision_presets_keep_the_real_cross_attention_layers_and_tile_layouts():
+    tokenizer = family_tokenizer("mllama")
+    real = preset_config(PRESETS["llama-3.2-11b-vision"], tokenizer)
+    small = preset_config(PRESETS["llama-3.2-11b-vision" + CPU_SUFFIX], tokenizer)
+    assert real.text_config.cross_attention_layers == [3, 8, 13, 18, 23, 28, 33, 38]
+    assert small.text_config.cross_attention_layers == [3]
+    layouts = [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]  # the checkpoint's, in its order
+    assert real.vision_config.supported_aspect_ratios == layouts
+    assert real.vision_config.vision_output_dim == 7680 and small.vision_config.num_global_layers == 1
 
 
 def test_gemma3_presets_keep_five_sliding_layers_to_one_global():
@@ -70,7 +94,7 @@ def test_gemma3_presets_keep_five_sliding_layers_to_one_global():
 
 @pytest.mark.parametrize("preset", REAL_PRESETS, ids=lambda preset: preset.name)
 def test_a_real_size_preset_has_the_published_parameter_count(preset):
-    assert count_parameters(preset.name) == pytest.approx(preset.published_params, rel=0.01)
+    assert count_parameters(preset.name) == pytest.approx(preset.published_params, rel=0.005)
 
 
 @pytest.mark.parametrize("preset", REAL_PRESETS, ids=lambda preset: preset.name)

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    BlipImageProcessorPil,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
+    FuyuConfig,
+    FuyuForCausalLM,
+    FuyuImageProcessorPil,
+    FuyuProcessor,
     Gemma3Config,
     Gemma3ForConditionalGeneration,
     Gemma3ImageProcessorPil,
@@ -23,6 +28,9 @@ from transformers import (
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
     Idefics3Processor,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
     InternVLConfig,
     InternVLForConditionalGeneration,
     InternVLProcessor,
@@ -34,6 +42,10 @@ from transformers import (
     LlavaOnevisionImageProcessorPil,
     LlavaOnevisionProcessor,
     LlavaProcessor,
+    MllamaConfig,
+    MllamaForConditionalGeneration,
+    MllamaImageProcessorPil,
+    MllamaProcessor,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
@@ -50,18 +62,23 @@ from transformers import (
     Qwen3VLProcessor,
     SiglipImageProcessorPil,
 )
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from pidcore.devices import resolve_device
 from pidcore.models.adapters import without_video_processor
 from pidcore.models.tiny import (
     CHAT_TEMPLATE,
+    FUYU_IMAGE_TOKENS,
     GEMMA3_TEMPLATE,
     GEMMA3_TOKENS,
     IDEFICS3_TEMPLATE,
     INTERNVL_TEMPLATE,
+    MLLAMA_TEMPLATE,
     QWEN_TEMPLATE,
     QWEN_TOKENS,
     family_tokenizer,
+    fuyu_tokenizer,
+    instructblip_tokenizers,
 )
 
 # Safetensors shard size of saved presets: a 7B model in bfloat16 comes out as three or four files.
@@ -74,7 +91,8 @@ CPU_VISION = {"hidden": 64, "intermediate": 128, "layers": 2, "heads": 2}
 
 @dataclass(frozen=True)
 class Decoder:
-    """The language model's dimensions; `sliding_window` is Gemma 3's local attention span."""
+    """The language model's dimensions; `sliding_window` is Gemma 3's local attention span, `cross_attention` the
+    layers of Llama 3.2 Vision's decoder that are cross-attention layers reading the image (counted in `layers`)."""
 
     hidden: int
     intermediate: int
@@ -88,12 +106,15 @@ class Decoder:
     tied_embeddings: bool
     mrope_section: tuple[int, ...] = ()
     sliding_window: int = 0
+    cross_attention: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class Vision:
-    """The vision tower's dimensions; `full_attention_blocks` and `window` are Qwen2.5-VL's windowed attention,
-    `positions` and `deepstack` Qwen3-VL's learned position grid and the blocks whose features also feed the decoder."""
+    """The vision tower's dimensions (Fuyu has none: all 0 but `patch` and `image_size`); `full_attention_blocks` and
+    `window` are Qwen2.5-VL's windowed attention, `positions` and `deepstack` Qwen3-VL's learned position grid and the
+    blocks whose features also feed the decoder, `global_layers` and `intermediate_layers` Llama 3.2 Vision's gated
+    layers after the `layers` local ones and the local layers whose outputs are joined to the last one's."""
 
     hidden: int
     intermediate: int
@@ -105,6 +126,8 @@ class Vision:
     window: int = 0
     positions: int = 0
     deepstack: tuple[int, ...] = ()
+    global_layers: int = 0
+    intermediate_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,7 +138,8 @@ class Imaging:
     scale_factor: Idefics3's and InternVL's pixel shuffle (patches per token side). image_seq_len: tokens per tile
     (Idefics3, InternVL) or per image (Gemma 3). min_pixels / max_pixels: Qwen's resizing bounds. longest_edge and
     splitting: Idefics3's resize target and tiling into image_size tiles. grid: LLaVA-OneVision's any-resolution
-    layouts, up to grid x grid tiles of image_size. max_tiles: InternVL's most tiles of image_size an image is cut into.
+    layouts, up to grid x grid tiles of image_size. max_tiles: InternVL's and Llama 3.2 Vision's most tiles of
+    image_size an image is cut into. canvas: the (height, width) Fuyu's processor fits an image into.
     """
 
     feature_layer: int = -1
@@ -128,13 +152,28 @@ class Imaging:
     splitting: bool = False
     grid: int = 0
     max_tiles: int = 0
+    canvas: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class QFormer:
+    """InstructBLIP's Q-Former: a BERT whose `queries` learned tokens (the decoder's image tokens) read the prompt and,
+    every `cross_every` layers, the vision tower's states."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    vocab: int
+    queries: int
+    cross_every: int
 
 
 @dataclass(frozen=True)
 class Preset:
     """A named model shape: its family (the config's model type), the checkpoint it copies and the dtype it is
     built in by default; `published_params` is the "Model size" the hub shows for the checkpoint's safetensors
-    (0 for a -cpu variant)."""
+    (0 for a -cpu variant); `qformer` InstructBLIP's connector."""
 
     name: str
     family: str
@@ -144,6 +183,7 @@ class Preset:
     imaging: Imaging
     dtype: str = "bfloat16"
     published_params: int = 0
+    qformer: QFormer | None = None
 
 
 REAL_PRESETS = (
@@ -225,30 +265,65 @@ REAL_PRESETS = (
            Decoder(2560, 9728, 36, 32, 8, 128, 151936, 5000000.0, 262144, True, (24, 20, 20)),
            Vision(1024, 4096, 24, 16, 16, positions=2304, deepstack=(5, 11, 17)),
            Imaging(merge=2, min_pixels=65536, max_pixels=16777216), published_params=4_440_000_000),
+    # meta-llama/Llama-3.2-11B-Vision-Instruct config.json: text 4096 wide, 14336, 40 layers of which 3, 8, 13, 18, 23,
+    # 28, 33, 38 cross-attend to the image, 32 heads, 8 kv heads, vocab 128256 (+ 8 embedding rows), rope theta 5e5
+    # with llama3 scaling (factor 8, low 1, high 4, original 8192), 131072 positions, untied; vision 1280 / 5120 / 32
+    # local layers + 8 global / 16 heads, patch 14 at 560 px, intermediate layers 3, 7, 15, 23, 30 (vision_output_dim
+    # 7680 = 6 x 1280), max_num_tiles 4. preprocessor_config.json: 560 x 560 tiles, max_image_tiles 4, CLIP mean/std.
+    # Every image fills 4 tile slots (padding ones included) of 40**2 patches + a class token: 6404 state rows. Hub
+    # "Model size" 10.7B, as public copies of the gated repo show it (their 5 bf16 shards total 21.35 GB).
+    Preset("llama-3.2-11b-vision", "mllama", "meta-llama/Llama-3.2-11B-Vision-Instruct",
+           Decoder(4096, 14336, 40, 32, 8, 128, 128256, 500000.0, 131072, False,
+                   cross_attention=(3, 8, 13, 18, 23, 28, 33, 38)),
+           Vision(1280, 5120, 32, 16, 14, 560, global_layers=8, intermediate_layers=(3, 7, 15, 23, 30)),
+           Imaging(max_tiles=4), published_params=10_700_000_000),
+    # adept/fuyu-8b config.json: Persimmon decoder 4096 wide, 16384 (relu2), 36 layers, 64 heads (head_dim 64, no
+    # grouped kv), qk layernorm, partial rotary 0.5, rope theta 25000, 16384 positions, vocab 262144, untied; no vision
+    # tower, 30 x 30 x 3 patches linearly projected (image_size 300 is unused). preprocessor_config.json: target 1080 x
+    # 1920, pad value 1.0. A 448 x 448 image: ceil(448 / 30)**2 = 225 patch tokens (each row's |NEWLINE| is text).
+    # Hub "Model size" 9.41B (two bf16 shards, 18.8 GB).
+    Preset("fuyu-8b", "fuyu", "adept/fuyu-8b", Decoder(4096, 16384, 36, 64, 64, 64, 262144, 25000.0, 16384, False),
+           Vision(0, 0, 0, 0, 30, 300), Imaging(canvas=(1080, 1920)), published_params=9_410_000_000),
+    # Salesforce/instructblip-vicuna-7b config.json (revision 92cb457, which added <image>): vision_config and most of
+    # qformer_config the transformers defaults (EVA ViT-g 1408 / 6144 / 39 layers / 16 heads, qkv bias, patch 14 at 224
+    # px; Q-Former BERT 768 / 3072 / 12 layers / 12 heads, cross-attention every 2nd layer), Q-Former vocab 30523,
+    # num_query_tokens 32; Vicuna-7B text 4096 wide, 11008, 32 layers, 32 heads, rms eps 1e-6, max_sequence_length
+    # 2048, vocab 32064 (<image> 32001), rope theta 1e4, untied. preprocessor_config.json: 224 x 224, CLIP mean/std:
+    # 32 image tokens whatever the image. Its four float32 shards total 31.66 GB, 7.91B parameters (the hub's "Model
+    # size" line was not seen).
+    Preset("instructblip-vicuna-7b", "instructblip", "Salesforce/instructblip-vicuna-7b",
+           Decoder(4096, 11008, 32, 32, 32, 128, 32064, 10000.0, 2048, False), Vision(1408, 6144, 39, 16, 14, 224),
+           Imaging(), published_params=7_910_000_000, qformer=QFormer(768, 3072, 12, 12, 30523, 32, 2)),
 )
 
 # Each -cpu variant divides decoder width, intermediate size and vocab by one factor, chosen so the real head_dim
 # still divides the width (Qwen2-VL's attention takes head_dim = hidden / heads), which keeps M-RoPE's sections.
 CPU_FACTORS = {"llava-1.5-7b": 16, "qwen2-vl-2b": 12, "qwen2.5-vl-7b": 28, "smolvlm-instruct": 16,
                "paligemma-3b": 16, "llava-onevision-0.5b": 7, "internvl3-2b": 6, "gemma-3-4b": 10, "qwen3-vl-2b": 8,
-               "qwen3-vl-4b": 10}
+               "qwen3-vl-4b": 10, "llama-3.2-11b-vision": 16, "fuyu-8b": 16, "instructblip-vicuna-7b": 16}
 
 
 def _cpu_variant(preset: Preset, factor: int) -> Preset:
-    """The same token counts, prompt format and head_dim with the decoder narrowed by `factor` to a few layers and a
-    narrow, shallow vision tower (real patch and image size; Qwen3-VL's first block feeds the decoder)."""
+    """The same token counts, prompt format and head_dim with the decoder narrowed by `factor` to a few layers (the
+    real cross-attention layers among them kept) and a narrow, shallow vision tower and Q-Former (real patch and image
+    size; Qwen3-VL's first block feeds the decoder, Llama 3.2 Vision's first layer joins the last and one is global)."""
     decoder = preset.decoder
     heads = max(1, decoder.hidden // factor // decoder.head_dim)
     kv_heads = max(1, heads * decoder.kv_heads // decoder.heads)
     small = replace(decoder, hidden=decoder.hidden // factor, intermediate=decoder.intermediate // factor,
-                    layers=CPU_DECODER_LAYERS, heads=heads, kv_heads=kv_heads, vocab=decoder.vocab // factor)
-    windowed = (CPU_VISION["layers"] - 1,) if preset.vision.full_attention_blocks else ()
-    deepstack = (0,) if preset.vision.deepstack else ()
-    vision = replace(preset.vision, **CPU_VISION, full_attention_blocks=windowed, deepstack=deepstack)
+                    layers=CPU_DECODER_LAYERS, heads=heads, kv_heads=kv_heads, vocab=decoder.vocab // factor,
+                    cross_attention=tuple(layer for layer in decoder.cross_attention if layer < CPU_DECODER_LAYERS))
+    vision = preset.vision
+    if vision.layers:
+        vision = replace(vision, **CPU_VISION,
+                         full_attention_blocks=(CPU_VISION["layers"] - 1,) if vision.full_attention_blocks else (),
+                         deepstack=(0,) if vision.deepstack else (), global_layers=min(1, vision.global_layers),
+                         intermediate_layers=(0,) if vision.intermediate_layers else ())
     if preset.family == "qwen2_vl":
         vision = replace(vision, intermediate=vision.hidden * (preset.vision.intermediate // preset.vision.hidden))
+    qformer = replace(preset.qformer, **CPU_VISION) if preset.qformer else None
     return replace(preset, name=preset.name + CPU_SUFFIX, decoder=small, vision=vision, dtype="float32",
-                   published_params=0)
+                   published_params=0, qformer=qformer)
 
 
 PRESETS: dict[str, Preset] = {
@@ -439,15 +514,76 @@ def _qwen3_vl_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Qwen
                          **_qwen_token_ids(tokenizer))
 
 
+def _aspect_ratios(tiles: int) -> list[list[int]]:
+    """Llama 3.2 Vision's tile layouts (rows, columns) of at most `tiles` tiles, in its image processor's order."""
+    return [[rows, columns] for rows in range(1, tiles + 1) for columns in range(1, tiles // rows + 1)]
+
+
+def _mllama_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> MllamaConfig:
+    """Llama 3.2 Vision: tiled ViT (local layers, then gated global ones; chosen local layers' outputs joined to the
+    last one's) projected into states its decoder's cross-attention layers read; rope scaled as Llama 3.1's
+    (config.json: llama3, factor 8, low / high frequency factors 1 / 4, original 8192 positions)."""
+    decoder, vision, tiles = preset.decoder, preset.vision, preset.imaging.max_tiles
+    rope = {"rope_type": "llama3", "rope_theta": decoder.rope_theta, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    text = {"vocab_size": decoder.vocab, "hidden_size": decoder.hidden, "intermediate_size": decoder.intermediate,
+            "num_hidden_layers": decoder.layers, "num_attention_heads": decoder.heads,
+            "num_key_value_heads": decoder.kv_heads, "max_position_embeddings": decoder.max_positions,
+            "rms_norm_eps": 1e-5, "rope_parameters": rope, "cross_attention_layers": list(decoder.cross_attention),
+            "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+    tower = {"hidden_size": vision.hidden, "intermediate_size": vision.intermediate, "num_hidden_layers": vision.layers,
+             "num_global_layers": vision.global_layers, "attention_heads": vision.heads,
+             "intermediate_layers_indices": list(vision.intermediate_layers),
+             "vision_output_dim": vision.hidden * (len(vision.intermediate_layers) + 1),
+             "image_size": vision.image_size, "patch_size": vision.patch, "max_num_tiles": tiles,
+             "supported_aspect_ratios": _aspect_ratios(tiles)}
+    return MllamaConfig(vision_config=tower, text_config=text,
+                        image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"))
+
+
+def _fuyu_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> FuyuConfig:
+    """Fuyu: image patches linearly projected into the rows of a Persimmon decoder (squared-ReLU MLP, query / key
+    layer norms, rotary embedding on half of each head)."""
+    decoder = preset.decoder
+    text = {"model_type": "persimmon", "vocab_size": decoder.vocab, "hidden_size": decoder.hidden,
+            "intermediate_size": decoder.intermediate, "num_hidden_layers": decoder.layers,
+            "num_attention_heads": decoder.heads, "max_position_embeddings": decoder.max_positions,
+            "hidden_act": "relu2", "qk_layernorm": True, "partial_rotary_factor": 0.5, "layer_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": decoder.rope_theta},
+            "tie_word_embeddings": decoder.tied_embeddings, **_token_ids(tokenizer)}
+    return FuyuConfig(text_config=text, image_size=preset.vision.image_size, patch_size=preset.vision.patch,
+                      num_channels=3, image_token_id=tokenizer.convert_tokens_to_ids(FUYU_IMAGE_TOKENS[0]),
+                      tie_word_embeddings=decoder.tied_embeddings)
+
+
+def _instructblip_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> InstructBlipConfig:
+    """InstructBLIP: EVA ViT (qkv bias), a Q-Former whose query tokens read the prompt and the image, their states
+    projected into a Vicuna (Llama) decoder (rms eps 1e-6)."""
+    vision, qformer = preset.vision, preset.qformer
+    tower = {"hidden_size": vision.hidden, "intermediate_size": vision.intermediate,
+             "num_hidden_layers": vision.layers, "num_attention_heads": vision.heads, "image_size": vision.image_size,
+             "patch_size": vision.patch, "qkv_bias": True}
+    bert = {"vocab_size": qformer.vocab, "hidden_size": qformer.hidden, "intermediate_size": qformer.intermediate,
+            "num_hidden_layers": qformer.layers, "num_attention_heads": qformer.heads,
+            "cross_attention_frequency": qformer.cross_every, "encoder_hidden_size": vision.hidden,
+            "pad_token_id": tokenizer.pad_token_id}
+    text = {**_llama(preset.decoder, tokenizer), "rms_norm_eps": 1e-6}
+    return InstructBlipConfig(vision_config=tower, qformer_config=bert, text_config=text,
+                              num_query_tokens=qformer.queries, tie_word_embeddings=preset.decoder.tied_embeddings,
+                              image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+
+
 CONFIGS = {"llava": _llava_config, "qwen2_vl": _qwen2_vl_config, "qwen2_5_vl": _qwen2_5_vl_config,
            "idefics3": _idefics3_config, "paligemma": _paligemma_config, "llava_onevision": _llava_onevision_config,
-           "internvl": _internvl_config, "gemma3": _gemma3_config, "qwen3_vl": _qwen3_vl_config}
+           "internvl": _internvl_config, "gemma3": _gemma3_config, "qwen3_vl": _qwen3_vl_config,
+           "mllama": _mllama_config, "fuyu": _fuyu_config, "instructblip": _instructblip_config}
 MODEL_CLASSES = {"llava": LlavaForConditionalGeneration, "qwen2_vl": Qwen2VLForConditionalGeneration,
                  "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration, "idefics3": Idefics3ForConditionalGeneration,
                  "paligemma": PaliGemmaForConditionalGeneration,
                  "llava_onevision": LlavaOnevisionForConditionalGeneration,
                  "internvl": InternVLForConditionalGeneration, "gemma3": Gemma3ForConditionalGeneration,
-                 "qwen3_vl": Qwen3VLForConditionalGeneration}
+                 "qwen3_vl": Qwen3VLForConditionalGeneration, "mllama": MllamaForConditionalGeneration,
+                 "fuyu": FuyuForCausalLM, "instructblip": InstructBlipForConditionalGeneration}
 
 
 def preset_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> PretrainedConfig:
@@ -507,6 +643,18 @@ def _processor(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> ProcessorM
                                           image_mean=[0.5] * 3, image_std=[0.5] * 3)
         return without_video_processor(Qwen3VLProcessor)(image_processor=images, tokenizer=tokenizer,
                                                          chat_template=QWEN_TEMPLATE)
+    if preset.family == "mllama":
+        images = MllamaImageProcessorPil(size=side, max_image_tiles=imaging.max_tiles, image_mean=OPENAI_CLIP_MEAN,
+                                         image_std=OPENAI_CLIP_STD)
+        return MllamaProcessor(image_processor=images, tokenizer=tokenizer, chat_template=MLLAMA_TEMPLATE)
+    if preset.family == "fuyu":
+        height, width = imaging.canvas
+        images = FuyuImageProcessorPil(size={"height": height, "width": width},
+                                       patch_size={"height": vision.patch, "width": vision.patch})
+        return FuyuProcessor(image_processor=images, tokenizer=fuyu_tokenizer())
+    if preset.family == "instructblip":
+        return InstructBlipProcessor(image_processor=BlipImageProcessorPil(size=side),
+                                     **instructblip_tokenizers(tokenizer), num_query_tokens=preset.qformer.queries)
     tokens = (vision.image_size // vision.patch) ** 2
     images = SiglipImageProcessorPil(size=side, image_seq_length=tokens)
     images.image_seq_length = tokens

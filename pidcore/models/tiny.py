@@ -454,19 +454,25 @@ def _build_paligemma(out_dir: Path, hidden: int, layers: int) -> None:
     processor.save_pretrained(out_dir)
 
 
+def instructblip_tokenizers(trained: PreTrainedTokenizerFast) -> dict[str, PreTrainedTokenizerFast]:
+    """InstructBLIP's tokenizer, which must not name the image token (its processor does), and its Q-Former's, which
+    marks each prompt's start and end as BERT's does, so an empty prompt is 2 tokens; as the processor's arguments."""
+    named = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(trained.backend_tokenizer.to_str()), **named)
+    marked = Tokenizer.from_str(trained.backend_tokenizer.to_str())
+    marks = [(token, plain.convert_tokens_to_ids(token)) for token in ("<s>", "</s>")]
+    marked.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=marks)
+    return {"tokenizer": plain, "qformer_tokenizer": PreTrainedTokenizerFast(tokenizer_object=marked, **named)}
+
+
 def _build_instructblip(out_dir: Path, hidden: int, layers: int) -> None:
     """InstructBLIP: BLIP vision tower, a Q-Former whose 4 query tokens read the image and the prompt, Llama decoder;
     no chat template. Its processor puts the query tokens first and names the image token itself (its tokenizer must
     not), and its Q-Former's tokenizer marks each prompt's start and end as BERT's does, so an empty one is 2 tokens."""
-    trained = family_tokenizer("instructblip").backend_tokenizer
-    named = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(trained.to_str()), **named)
-    marked = Tokenizer.from_str(trained.to_str())
-    marks = [(token, tokenizer.convert_tokens_to_ids(token)) for token in ("<s>", "</s>")]
-    marked.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=marks)
-    qformer_tokenizer = PreTrainedTokenizerFast(tokenizer_object=marked, **named)
+    tokenizers = instructblip_tokenizers(family_tokenizer("instructblip"))
+    tokenizer = tokenizers["tokenizer"]
     processor = InstructBlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}),
-                                      tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer, num_query_tokens=4)
+                                      **tokenizers, num_query_tokens=4)
     qformer = {"vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden,
                "num_hidden_layers": 2, "num_attention_heads": 2, "encoder_hidden_size": hidden,
                "pad_token_id": tokenizer.pad_token_id}
@@ -521,7 +527,7 @@ def _build_mllama(out_dir: Path, hidden: int, layers: int) -> None:
     _save(model, processor, out_dir)
 
 
-def _fuyu_tokenizer() -> PreTrainedTokenizerFast:
+def fuyu_tokenizer() -> PreTrainedTokenizerFast:
     """Fuyu's tokenizer: its processor drops the first token of the image placeholders (the real tokenizer's
     leading SentencePiece space), so here a leading |SPEAKER| gets a space token before it, the placeholders
     being matched after that normalisation."""
@@ -535,7 +541,7 @@ def _fuyu_tokenizer() -> PreTrainedTokenizerFast:
 def _build_fuyu(out_dir: Path, hidden: int, layers: int) -> None:
     """Fuyu: 8-px patches of an image fitted into 32 px, linearly projected into the input rows of a Persimmon
     decoder, each row of patches ended by |NEWLINE|; no chat template."""
-    tokenizer = _fuyu_tokenizer()
+    tokenizer = fuyu_tokenizer()
     image_processor = FuyuImageProcessorPil(size={"height": 32, "width": 32}, patch_size={"height": 8, "width": 8})
     processor = FuyuProcessor(image_processor=image_processor, tokenizer=tokenizer)
     text = {"model_type": "persimmon", "vocab_size": len(tokenizer), "hidden_size": hidden,
