@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -195,14 +196,19 @@ def _demo_build(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    """Start the dashboard: `streamlit run` on the shipped app.py, with any further arguments passed to Streamlit."""
+    """Start the dashboard: `streamlit run` on the shipped app.py, with any further arguments passed to Streamlit.
+    On POSIX this process becomes the server (exec), so stopping it (a signal, a process manager) stops the server
+    instead of leaving it running orphaned."""
     from pidcore.shipped import APP
 
     missing = [name for name in ("streamlit", "plotly") if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(f"the dashboard needs {' and '.join(missing)}, which the core package leaves out: "
                          "pip install 'pidcore[dashboard]'")
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args])
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    if os.name == "posix":
+        os.execv(sys.executable, command)
+    return subprocess.call(command)
 
 
 def _demo_summary(args: argparse.Namespace) -> int:

@@ -165,6 +165,16 @@ def test_the_installed_dashboard_opens_the_shipped_data_outside_the_checkout(whe
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert not _answers(port), "`pidcore dashboard` stopped, but a Streamlit server it started still answers"
+
+
+def _answers(port: int) -> bool:
+    """Whether anything answers a Streamlit health check on the port now."""
+    try:
+        with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def _healthy(port: int, server: subprocess.Popen, seconds: float = 60) -> bool:
