@@ -6,11 +6,14 @@ import pytest
 
 from pidcore.atoms import PAPER_ESTIMATOR
 from pidcore.analysis.flags import with_flags
-from pidcore.analysis.phases import detect_phases
+from pidcore.analysis.findings import curve_findings
+from pidcore.analysis.phases import Phases, detect_phases
 from pidcore.analysis.regimes import family_strategies, final_rows, steiger_p, task_regimes
 from pidcore.analysis.stages import is_stage2_rise, stage2_rise, stage_progress
 from pidcore.pipeline.layers import with_fallback
 from pidcore.pipeline.settings import applies_fallback, estimator_name
+from pidcore.shipped import PAPER_DB
+from pidcore.store import read_atoms
 
 
 def _curve(rows):
@@ -162,3 +165,52 @@ def test_estimator_names_record_the_fallback_where_it_is_not_the_modes_default()
     assert not applies_fallback("batch-published-nofallback")
     assert estimator_name("calibrated", False) == "batch-calibrated" and not applies_fallback("batch-calibrated")
     assert applies_fallback(estimator_name("calibrated", True))
+
+
+@pytest.mark.parametrize(("silent", "language", "fusion", "three"), [
+    ((0, 2), (3, 5), (6, 6), True),    # in order, each next to the next
+    ((0, 1), (3, 4), (7, 8), True),    # in order, with gaps
+    ((0, 2), (3, 6), (6, 8), False),   # language build-up and fusion share a layer
+    ((0, 3), (3, 5), (6, 8), False),   # silence and language build-up share a layer
+    ((0, 2), (7, 8), (4, 8), False),   # fusion begins before the language build-up
+    ((0, 2), None, (6, 8), False),     # a phase missing
+])
+def test_the_three_phase_pattern_needs_all_three_phases_in_order_and_apart(silent, language, fusion, three):
+    assert Phases(silent, language, fusion, 0.05).three_phase is three
+
+
+def _late_curve(language_from: int) -> pd.DataFrame:
+    """13 layers: silent 0-2, S peaking at layer 10 (fusion 10-12), U2 >= S from `language_from` to 11 but at 10."""
+    rows = [(layer, 0.0, 0.0, 0.0, 0.0) for layer in range(3)]
+    rows += [(layer, 0.3, 0.05, 0.4 if layer >= language_from else 0.0, 0.1) for layer in range(3, 10)]
+    return _curve(rows + [(10, 0.05, 0.05, 0.3, 0.9), (11, 0.05, 0.05, 0.8, 0.7), (12, 0.05, 0.05, 0.2, 0.6)])
+
+
+@pytest.mark.parametrize(("language_from", "language"), [(4, (4, 11)), (11, (11, 11))])
+def test_a_curve_whose_language_build_up_runs_into_or_after_fusion_is_not_three_phase(language_from, language):
+    phases = detect_phases(_late_curve(language_from))
+    assert phases.silent == (0, 2) and phases.language == language and phases.fusion == (10, 12)
+    assert not phases.three_phase
+
+
+def _paper_curves() -> pd.DataFrame:
+    atoms = read_atoms(PAPER_DB)
+    return atoms[(atoms["estimator"] == PAPER_ESTIMATOR) & atoms["layer"].notna()]
+
+
+def test_qwen2_5_vl_3b_is_not_three_phase_on_the_papers_data_its_fusion_begins_inside_language_build_up():
+    atoms = _paper_curves()
+    for task in ("MMBench", "PMC-VQA"):
+        phases = detect_phases(atoms[(atoms["model"] == "Qwen2.5-VL-3B") & (atoms["task"] == task)])
+        assert None not in (phases.silent, phases.language, phases.fusion)
+        assert phases.fusion[0] <= phases.language[1] and not phases.three_phase
+
+
+def test_three_of_the_papers_eight_layer_curves_are_three_phase():
+    """InternVL3-2B on PMC-VQA and LLaVA-1.5-7B on MMBench and PMC-VQA; Qwen2.5-VL-3B has all three phases out of
+    order, InternVL3-2B on MMBench no language build-up, LLaVA-1.5-13B no fusion."""
+    curves = curve_findings(_paper_curves())
+    three = [curve for curve in curves if curve["three_phase"]]
+    assert len(curves) == 8 and len(three) == 3
+    assert all(curve["phases"]["silent"][1] < curve["phases"]["language"][0] <= curve["phases"]["language"][1]
+               < curve["phases"]["fusion"][0] for curve in three)

@@ -84,6 +84,12 @@ def test_the_papers_layer_curves_start_at_layer_1_and_show_a_silent_phase():
     assert any("silent 1-20" in markdown.value for markdown in app.markdown)
 
 
+@pytest.mark.parametrize(("model", "three"), [("LLaVA-1.5-7B", "yes"), ("Qwen2.5-VL-3B", "no")])
+def test_the_depth_page_calls_a_curve_three_phase_only_with_its_phases_in_order(model, three):
+    app = _open("pages/depth.py", PAPER_DB, model=model, task="MMBench")
+    assert any(f"Three-phase pattern: **{three}**" in markdown.value for markdown in app.markdown)
+
+
 def test_units_switch_to_fractions_of_the_total():
     app = _open("pages/depth.py", model="llava-s", task="language", units="fraction")
     values = [float(metric.value) for metric in app.metric]

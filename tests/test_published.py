@@ -126,6 +126,13 @@ def test_findings_find_a_silent_phase_on_every_published_layer_curve(paper_findi
     assert all(curve["phases"]["silent"] is not None and curve["phases"]["silent"][0] == 1 for curve in curves)
 
 
+def test_findings_call_qwen2_5_vl_3b_not_three_phase_its_fusion_beginning_inside_its_language_build_up(paper_findings):
+    qwen = [curve for curve in paper_findings["curves"] if curve["model"] == "Qwen2.5-VL-3B"]
+    assert len(qwen) == 2 and not any(curve["three_phase"] for curve in qwen)
+    assert all(curve["phases"]["fusion"][0] <= curve["phases"]["language"][1] for curve in qwen)
+    assert sum(curve["three_phase"] for curve in paper_findings["curves"]) == 3
+
+
 def test_findings_find_the_stage_2_rise_of_llava_1_5_7b_on_mmbench(paper_findings):
     (row,) = [row for row in paper_findings["training"] if (row["model"], row["task"]) == ("LLaVA-1.5-7B", "MMBench")]
     assert row["rise"] is True and row["stage2_rise_s"] == pytest.approx(0.977 - 0.493)

@@ -14,7 +14,8 @@ PHASE_RULE = (
     "e of 0; it counts as a phase when it spans at least two layers. Language build-up: a layer after the silent "
     "ones and before the last where U2 >= e and U2 >= S. Synergistic fusion: S peaks (at least e) in the last "
     "quarter of the layers (the last layer at least). An atom a figure does not show (NULL) is left out of each "
-    "test."
+    "test. Three-phase pattern: all three found, in order and not overlapping (the silent phase ends before the "
+    "language build-up begins, and the language build-up ends before the fusion begins)."
 )
 
 
@@ -29,7 +30,9 @@ class Phases:
 
     @property
     def three_phase(self) -> bool:
-        return None not in (self.silent, self.language, self.fusion)
+        """Whether the paper's pattern holds: all three phases, each ending before the next begins (see PHASE_RULE)."""
+        spans = (self.silent, self.language, self.fusion)
+        return None not in spans and all(earlier[1] < later[0] for earlier, later in zip(spans, spans[1:]))
 
     def describe(self) -> str:
         """The phases found with their layers, e.g. "language build-up 1-3, synergistic fusion 4-4", or "none"."""
