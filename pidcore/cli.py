@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -195,20 +196,32 @@ def _demo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_launch(db: str | None, streamlit_args: list[str],
+                     environ: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start the dashboard: `streamlit run` on the shipped app.py with
+    `streamlit_args`, and a `--db` file checked (a ValueError saying why it cannot be opened) and handed to the app
+    in the environment, which opens on it and may read its folder."""
+    from pidcore.shipped import APP, started_env
+
+    return [sys.executable, "-m", "streamlit", "run", str(APP), *streamlit_args], {**environ, **started_env(db)}
+
+
 def _dashboard(args: argparse.Namespace) -> int:
-    """Start the dashboard: `streamlit run` on the shipped app.py, with any further arguments passed to Streamlit.
-    On POSIX this process becomes the server (exec), so stopping it (a signal, a process manager) stops the server
-    instead of leaving it running orphaned."""
-    from pidcore.shipped import APP
+    """Start the dashboard, having said on the terminal which folders it opens results from. On POSIX this process
+    becomes the server (exec), so stopping it (a signal, a process manager) stops the server instead of leaving it
+    running orphaned."""
+    from pidcore.shipped import results_dirs
 
     missing = [name for name in ("streamlit", "plotly") if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(f"the dashboard needs {' and '.join(missing)}, which the core package leaves out: "
                          "pip install 'pidcore[dashboard]'")
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    command, env = dashboard_launch(args.db, args.streamlit_args, os.environ)
+    print("The dashboard opens .duckdb results files under: " + ", ".join(map(str, results_dirs(env))),
+          file=sys.stderr, flush=True)
     if os.name == "posix":
-        os.execv(sys.executable, command)
-    return subprocess.call(command)
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
 
 
 def _demo_summary(args: argparse.Namespace) -> int:
@@ -393,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(run=_demo_summary)
     board = commands.add_parser("dashboard", help="start the dashboard on the shipped data (needs pidcore[dashboard])",
                                 epilog="Any further options go to `streamlit run`, e.g. --server.port 8502.")
+    board.add_argument("--db", default=None, metavar="PATH",
+                       help="open on this results file (a .duckdb file as `profile` writes it, in any folder); the "
+                            "dashboard may then open results from its folder too")
     board.set_defaults(run=_dashboard)
     return parser
 

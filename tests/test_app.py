@@ -1,16 +1,21 @@
 """The home page and the read-only store access it relies on, on a database written through the real schema."""
 
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pidcore import cli, shipped
 from pidcore.atoms import Atoms
+from pidcore.cli import dashboard_launch
 from pidcore.dashboard.data import NOT_AVAILABLE
-from pidcore.dashboard.sidebar import OTHER_FILE
+from pidcore.dashboard.sidebar import OTHER_FILE, STARTED, STARTED_REFUSED
 from pidcore.dashboard.text import markdown_text
+from pidcore.shipped import STARTED_DB_ENV, results_dirs
 from pidcore.store import StoreError, read_atoms, register_run, write_layer
+from tests.cli_run import run_cli
 
 pytestmark = pytest.mark.usefixtures("results_folder")
 
@@ -76,3 +81,89 @@ def test_the_sidebar_opens_on_the_published_estimator(tmp_path):
     estimator = app.sidebar.selectbox(key="estimator")
     assert estimator.options == ["batch-published", "batch-calibrated"]
     assert estimator.value == "batch-published"
+
+
+# ---- issue 28, item 5: open results written into another folder ----
+
+
+class Started(Exception):
+    """Raised instead of starting a server, so a test of `pidcore dashboard` stops where it would exec."""
+
+
+def _no_server(monkeypatch) -> list[tuple]:
+    """Replace starting Streamlit (exec on POSIX, a subprocess elsewhere) by recording the call and raising Started."""
+    calls = []
+
+    def start(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise Started
+
+    monkeypatch.setattr(cli.os, "execve", start)
+    monkeypatch.setattr(cli.subprocess, "call", start)
+    return calls
+
+
+def test_the_launch_passes_a_checked_db_to_the_app_and_other_options_to_streamlit(tmp_path_factory):
+    db = tmp_path_factory.mktemp("elsewhere") / "mine.duckdb"
+    write_one_run(db)
+    command, env = dashboard_launch(str(db), ["--server.port", "8502"], {"KEEP": "1"})
+    assert command[1:] == ["-m", "streamlit", "run", str(shipped.APP), "--server.port", "8502"]
+    assert env == {"KEEP": "1", STARTED_DB_ENV: str(db.resolve())}
+    assert db.parent.resolve() in results_dirs(env)
+    assert dashboard_launch(None, [], {"KEEP": "1"})[1] == {"KEEP": "1"}
+
+
+def test_pidcore_dashboard_db_starts_streamlit_on_that_file_and_says_which_folders_it_reads(tmp_path_factory,
+                                                                                           monkeypatch, capsys):
+    db = tmp_path_factory.mktemp("elsewhere") / "mine.duckdb"
+    write_one_run(db)
+    calls = _no_server(monkeypatch)
+    with pytest.raises(Started):
+        cli.main(["dashboard", "--db", str(db), "--server.headless", "true"])
+    (args, kwargs), = calls
+    command, env = (args[1], args[2]) if args[0] == sys.executable else (args[0], kwargs["env"])
+    assert command[-3:] == [str(shipped.APP), "--server.headless", "true"]
+    assert env[STARTED_DB_ENV] == str(db.resolve())
+    told = capsys.readouterr().err
+    assert "opens .duckdb results files under" in told and str(db.parent.resolve()) in told
+
+
+def test_pidcore_dashboard_refuses_a_db_that_is_no_results_file_without_starting_streamlit(tmp_path, monkeypatch):
+    calls = _no_server(monkeypatch)
+    (tmp_path / "notes.txt").write_text("x")
+    for path, why in ((tmp_path / "missing.duckdb", "no such file"), (tmp_path, "not a file"),
+                      (tmp_path / "notes.txt", ".duckdb files only")):
+        done = run_cli("dashboard", "--db", str(path))
+        assert done.returncode == 2 and why in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert calls == []
+
+
+def test_a_file_in_another_folder_opens_when_the_dashboard_is_started_on_it(tmp_path_factory, monkeypatch):
+    db = tmp_path_factory.mktemp("elsewhere") / "mine.duckdb"
+    write_one_run(db)
+    write_one_run(db, model="tiny-qwen", s=0.25)
+    monkeypatch.setenv(STARTED_DB_ENV, dashboard_launch(str(db), [], {})[1][STARTED_DB_ENV])
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception
+    assert app.sidebar.selectbox(key="source").value == STARTED
+    assert [metric.value for metric in app.metric] == ["2", "1", "2"]
+
+
+def test_streamlit_run_app_py_with_db_opens_that_file_and_reports_a_bad_one(tmp_path_factory, monkeypatch):
+    db = tmp_path_factory.mktemp("elsewhere") / "mine.duckdb"
+    write_one_run(db)
+    monkeypatch.setenv(STARTED_DB_ENV, "")  # the app sets it; the test's end restores it
+    monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db)])
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception and not app.error
+    assert app.sidebar.selectbox(key="source").value == STARTED
+    assert [metric.value for metric in app.metric] == ["1", "1", "1"]
+    monkeypatch.setenv(STARTED_DB_ENV, "")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--db", str(db.parent / "missing.duckdb")])
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    assert not app.exception
+    assert [error.value for error in app.error] == [STARTED_REFUSED]
+    assert STARTED not in app.sidebar.selectbox(key="source").options

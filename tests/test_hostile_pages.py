@@ -560,3 +560,27 @@ def test_a_healthy_database_reads_as_before_under_the_limits(results_folder):
         assert not [message for message in _messages(app)
                     if any(fragment in message for fragment in (TOO_LONG, TOO_MUCH_MEMORY, SYSTEM_CALLS))], page
         assert "llava-a" in _everything(app), page
+
+
+# ---- issue 28, item 5: a dashboard started on a file in another folder (`pidcore dashboard --db PATH`) ----
+
+
+def test_a_started_file_opens_its_folder_to_links_and_nothing_else(results_folder, tmp_path_factory, monkeypatch):
+    """The started file's folder joins the results folders; a link to any other path, missing or outside every
+    results folder, gets the one message, and that message names no folder of the server."""
+    from pidcore.shipped import STARTED_DB_ENV, started_env
+
+    mine, outside = tmp_path_factory.mktemp("mine"), tmp_path_factory.mktemp("outside")
+    started, sibling, elsewhere = mine / "started.duckdb", mine / "sibling.duckdb", outside / "results.duckdb"
+    write_run(started, "llava-started", "synergy", list(range(5)))
+    write_run(sibling, "llava-sibling", "synergy", list(range(5)))
+    write_run(elsewhere, "llava-outside", "synergy", list(range(5)))
+    monkeypatch.setenv(STARTED_DB_ENV, started_env(str(started))[STARTED_DB_ENV])
+    assert "llava-sibling" in _everything(_open("pages/breadth.py", sibling))
+    for page in ("pages/overview.py", "pages/breadth.py"):
+        shown = [_open(page, path) for path in (elsewhere, mine / "missing.duckdb", results_folder / "missing.duckdb",
+                                                mine / ".." / outside.name / elsewhere.name)]
+        assert {tuple(_messages(app)) for app in shown} == {(f"{NOT_AVAILABLE}. {HOW_TO_FILL}",)}
+        assert not any("llava-outside" in _everything(app) for app in shown)
+        for folder in (mine, outside, results_folder, Path.cwd()):
+            assert not any(str(folder) in message for app in shown for message in _messages(app))

@@ -7,7 +7,8 @@ only for the runs a view shows.
 
 Only results are opened: a shipped database, or a readable .duckdb file under one of the folders of
 pidcore.shipped.results_dirs (a ?db= link names any path); every other path, missing or not, gets the one
-NOT_AVAILABLE message, so a link cannot tell whether a file exists.
+NOT_AVAILABLE message, so a link cannot tell whether a file exists. The message names the results folders by role,
+not by path, so it tells a link nothing about the server's folders either.
 
 The cache hands every session the same objects (st.cache_resource: no copy per rerun, which st.cache_data would
 make by pickling), so what these functions return is read-only: pages filter and copy, never assign into them.
@@ -30,9 +31,15 @@ from pidcore.probes.conventions import CLEAN
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
 
 CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
+# Where the dashboard opens results from and how to add a folder, said by role, never by path: every visitor of a
+# shared link reads the same words, and learns no folder name of the server (`pidcore dashboard` prints the folders
+# themselves on the terminal of whoever started it).
+RESULTS_FOLDERS = (f"the folders listed in {RESULTS_DIRS_ENV} (separated by {os.pathsep!r}; by default the shipped "
+                   "data/ folder and the folder the dashboard was started in), and the folder of a file it was "
+                   "started on with --db")
 NOT_AVAILABLE = ("This results database is not available. Choose a shipped one under Results, or a .duckdb file in "
-                 f"a folder the dashboard opens results from ({RESULTS_DIRS_ENV}; by default the shipped data/ "
-                 "folder and the folder the dashboard was started in)")
+                 f"a folder the dashboard opens results from: {RESULTS_FOLDERS}. To open a file elsewhere, restart "
+                 f"the dashboard on it with pidcore dashboard --db PATH, or add its folder to {RESULTS_DIRS_ENV}")
 
 
 def results_file(db: str) -> str:

@@ -9,12 +9,17 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pidcore.dashboard import data
-from pidcore.shipped import PAPER_DB, RESULTS_DIRS_ENV, SHIPPED_DBS
+from pidcore.shipped import PAPER_DB, SHIPPED_DBS, db_argument, started_db, started_env
 from pidcore.store import StoreError
 
 HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
                "`python -m pidcore demo build`.")
 OTHER_FILE = "Another database file"
+STARTED = "File given at start (--db)"
+# Said by whoever opens a page, so it names no path: the local user who started the dashboard knows which one.
+STARTED_REFUSED = ("The file given to --db when the dashboard was started is not a readable .duckdb file; showing "
+                   "the shipped results instead. Restart it with the path of a results file written by "
+                   "`python -m pidcore profile`.")
 SIDEBAR_PARAMS = ("source", "db", "estimator", "compare", "units", "clip", "presentation")
 PRESENTATION_ROOT_PX = 22  # the page's root font size when presenting (Streamlit sizes its text in rem; 16 normally)
 
@@ -76,21 +81,32 @@ def carried_params() -> dict[str, str]:
     return {key: value for key, value in st.query_params.to_dict().items() if key in SIDEBAR_PARAMS}
 
 
+def start_arguments(argv: list[str]) -> None:
+    """Apply the script's own arguments (`streamlit run app.py -- --db PATH`) as `pidcore dashboard --db PATH` does,
+    through the environment; a PATH that is no readable .duckdb file gets an error on the page and is left out."""
+    try:
+        os.environ.update(started_env(db_argument(argv)))
+    except (OSError, ValueError):
+        st.error(STARTED_REFUSED)
+
+
 def _database() -> str:
-    """The results to show: a shipped database by name, or a .duckdb file by path (a link with ?db= names it; the
-    pages open it only where pidcore.dashboard.data.results_file allows)."""
-    names = [*SHIPPED_DBS, OTHER_FILE]
+    """The results to show: the file the dashboard was started on, a shipped database by name, or a .duckdb file by
+    path (a link with ?db= names it; the pages open it only where pidcore.dashboard.data.results_file allows)."""
+    started = started_db()
+    names = [*([STARTED] if started else []), *SHIPPED_DBS, OTHER_FILE]
     default = names.index(OTHER_FILE) if "db" in st.query_params else 0
     source = st.selectbox("Results", names, index=default, key="source", bind="query-params",
-                          help="The demo zoo computed by this tool, the paper's published results, or a .duckdb "
-                               "file written by `python -m pidcore profile`, `import-paper` or `demo build`.")
+                          help="The file the dashboard was started on (`pidcore dashboard --db PATH`), the demo zoo "
+                               "computed by this tool, the paper's published results, or a .duckdb file written by "
+                               "`python -m pidcore profile`, `import-paper` or `demo build`.")
+    if source == STARTED:
+        return str(started)
     if source != OTHER_FILE:
         return str(SHIPPED_DBS[source])
     return st.text_input("Database file", value=str(next(iter(SHIPPED_DBS.values()))), key="db",
-                         bind="query-params",
-                         help=f"A .duckdb file in a folder the dashboard opens results from: those listed in "
-                              f"`{RESULTS_DIRS_ENV}` (separated by {os.pathsep!r}), by default the shipped data/ "
-                              "folder and the folder the dashboard was started in.")
+                         bind="query-params", help=f"A .duckdb file in a folder the dashboard opens results from: "
+                                                   f"{data.RESULTS_FOLDERS}.")
 
 
 def _estimators(db: str) -> list[str]:
