@@ -7,7 +7,7 @@ import sys
 
 import streamlit as st
 
-from pidcore.dashboard.sidebar import start_arguments
+from pidcore.dashboard.arguments import start_arguments
 
 st.set_page_config(page_title="Information Spectrum Explorer", layout="wide")
 start_arguments(sys.argv[1:])

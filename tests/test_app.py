@@ -11,7 +11,8 @@ from pidcore import cli, shipped
 from pidcore.atoms import Atoms
 from pidcore.cli import dashboard_launch
 from pidcore.dashboard.data import NOT_AVAILABLE
-from pidcore.dashboard.sidebar import OTHER_FILE, STARTED, STARTED_REFUSED
+from pidcore.dashboard.arguments import STARTED_REFUSED
+from pidcore.dashboard.sidebar import OTHER_FILE, STARTED
 from pidcore.dashboard.text import markdown_text
 from pidcore.shipped import STARTED_DB_ENV, results_dirs
 from pidcore.store import StoreError, read_atoms, register_run, write_layer

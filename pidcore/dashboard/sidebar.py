@@ -3,23 +3,18 @@ compare with the paper's published results, units and chart download format, bou
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 
 from pidcore.dashboard import data
-from pidcore.shipped import PAPER_DB, SHIPPED_DBS, db_argument, started_db, started_env
+from pidcore.shipped import PAPER_DB, SHIPPED_DBS, started_db
 from pidcore.store import StoreError
 
 HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the demo with "
                "`python -m pidcore demo build`.")
 OTHER_FILE = "Another database file"
 STARTED = "File given at start (--db)"
-# Said by whoever opens a page, so it names no path: the local user who started the dashboard knows which one.
-STARTED_REFUSED = ("The file given to --db when the dashboard was started is not a readable .duckdb file; showing "
-                   "the shipped results instead. Restart it with the path of a results file written by "
-                   "`python -m pidcore profile`.")
 SIDEBAR_PARAMS = ("source", "db", "estimator", "compare", "units", "clip", "presentation")
 PRESENTATION_ROOT_PX = 22  # the page's root font size when presenting (Streamlit sizes its text in rem; 16 normally)
 
@@ -79,15 +74,6 @@ def sidebar() -> Settings:
 def carried_params() -> dict[str, str]:
     """The sidebar's choices in the current URL, for a link to another page that keeps them."""
     return {key: value for key, value in st.query_params.to_dict().items() if key in SIDEBAR_PARAMS}
-
-
-def start_arguments(argv: list[str]) -> None:
-    """Apply the script's own arguments (`streamlit run app.py -- --db PATH`) as `pidcore dashboard --db PATH` does,
-    through the environment; a PATH that is no readable .duckdb file gets an error on the page and is left out."""
-    try:
-        os.environ.update(started_env(db_argument(argv)))
-    except (OSError, ValueError):
-        st.error(STARTED_REFUSED)
 
 
 def _database() -> str:
