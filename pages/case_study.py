@@ -17,8 +17,8 @@ from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
 from pidcore.datasets import shapes
-from pidcore.pipeline.case_study import (MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, closest_task,
-                                         read_image)
+from pidcore.pipeline.case_study import (IMAGE_DEPENDENCE_NOTE, MAX_UPLOAD_BYTES, CaseInputError, analyse,
+                                         check_question, closest_task, image_dependence, read_image)
 from pidcore.probes.conventions import CLEAN, PROBE_MODES
 from pidcore.shipped import MODELS
 from pidcore.store import StoreError
@@ -26,6 +26,10 @@ from pidcore.store import StoreError
 DEFAULT_QUESTION, DEFAULT_OPTIONS = "What colour is the shape?", ("red", "green", "blue", "yellow")
 KEPT_RESULTS = 8  # results of the last runs kept for this session, so a rerun of the page does not run models
 AS_REFERENCE = "as the reference run"
+NO_RUNS = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
+TASK_HELP = ("The profiled task whose run of each model this sample is scored inside. By default the task whose "
+             "stored questions share the most words with this question, chosen again when the question or options "
+             f"change; a tie goes to the task whose answers depend most on the image: {IMAGE_DEPENDENCE_NOTE}.")
 
 
 def stored_sample(db: str, shipped: list[str]) -> bytes | None:
@@ -55,26 +59,79 @@ def stored_sample(db: str, shipped: list[str]) -> bytes | None:
     return image
 
 
-def reference_run(db: str, name: str, options: list[str], question: str) -> pd.Series | None:
-    """The profiled run of `name` to score the sample against, chosen in its column; by default the task whose
-    stored questions are closest to this one. None (and a note) where the database has no such run."""
+def model_runs(db: str, names: list[str], n_options: int) -> dict[str, pd.DataFrame]:
+    """Each model's profiled runs with `n_options` options that kept the estimator's fitted networks (NO_RUNS where
+    the database has none or cannot be read)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = data.reference_runs(db, name, n_options, settings.estimator)
+        except StoreError:
+            found[name] = NO_RUNS
+    return found
+
+
+def suggested_task(db: str, runs: pd.DataFrame, question: str) -> str:
+    """The task of `runs` whose stored questions are closest to `question`, a tie going to the task whose answers
+    depend most on the image among the runs' models."""
     try:
-        runs = data.reference_runs(db, name, len(options), settings.estimator)
         questions = data.run_questions(db, tuple(runs["run_id"]))
+        dependence = image_dependence(data.atoms(db), runs["model"].unique(), settings.estimator)
     except StoreError:
-        runs = pd.DataFrame(columns=["run_id", "task", "checkpoint", "step"])
+        questions, dependence = pd.DataFrame(columns=["run_id", "question"]), {}
+    by_task = {task: questions[questions["run_id"].isin(runs[runs["task"] == task]["run_id"])]["question"]
+               for task in runs["task"].unique()}
+    return closest_task(question, by_task, dependence)
+
+
+def chosen_task(key: str, label: str, tasks: list[str], suggested: str, basis: tuple) -> str:
+    """A reference task box set to `suggested` whenever `basis` (the question, options and tasks) changes, else
+    keeping the user's choice, also across reruns that do not show the box (Streamlit drops a widget's state then)."""
+    kept = st.session_state.get(f"{key}_kept")  # (basis, task) of the last run that showed the box
+    current = st.session_state.get(key, kept[1] if kept else None)
+    if kept is None or kept[0] != basis or current not in tasks:
+        current = suggested
+    st.session_state[key] = current
+    task = st.selectbox(label, tasks, key=key, help=TASK_HELP)
+    st.session_state[f"{key}_kept"] = (basis, task)
+    return task
+
+
+def shared_task(db: str, runs: dict[str, pd.DataFrame], question: str, options: list[str]) -> str | None:
+    """The one reference task of every column, shown in the heading and changeable once for all: among the tasks
+    every model with runs has a run of; None (and a warning) where no task is shared, so each column picks its own."""
+    with_runs = [found.assign(model=name) for name, found in runs.items() if not found.empty]
+    if not with_runs:
+        return None
+    shared = set.intersection(*(set(found["task"]) for found in with_runs))
+    if not shared:
+        st.warning(f"No reference task has a run of every chosen model with {len(options)} options, so each column "
+                   "is scored against a task of its own: their pointwise atoms are not comparable across columns.")
+        return None
+    pooled = pd.concat(with_runs)
+    pooled = pooled[pooled["task"].isin(shared)]
+    tasks = sorted(shared)
+    heading = st.empty()
+    task = chosen_task("case_task", "Reference task (every column)", tasks, suggested_task(db, pooled, question),
+                       (question, tuple(options), tuple(tasks)))
+    heading.subheader(f"Scored against the reference task {markdown_text(task)}", anchor=False)
+    return task
+
+
+def reference_run(db: str, name: str, runs: pd.DataFrame, task: str | None, question: str,
+                  options: list[str]) -> pd.Series | None:
+    """The profiled run of `name` to score the sample against: its run of the shared `task`, else (no task shared)
+    one chosen in its column. None (and a note) where the database has no such run."""
     if runs.empty:
         st.info(f"No profiled run of {markdown_text(name)} with {len(options)} options keeps the fitted networks of "
                 f"{markdown_text(settings.estimator)} in this database, so only the probe distributions are shown "
                 "(the masked probes use this sample's own embedding statistics).")
         return None
-    tasks = runs["task"].tolist()
-    by_task = {task: questions[questions["run_id"].isin(runs[runs["task"] == task]["run_id"])]["question"]
-               for task in tasks}
-    best = closest_task(question, by_task)
-    task = st.selectbox("Reference task", tasks, index=tasks.index(best), key=f"case_task_{name}",
-                        help="The profiled run this sample is scored inside. By default the task whose stored "
-                             "questions share the most words with this question.")
+    if task is None:
+        tasks = runs["task"].unique().tolist()
+        suggested = suggested_task(db, runs.assign(model=name), question)
+        task = chosen_task(f"case_task_{name}", "Reference task (this column)", tasks, suggested,
+                           (question, tuple(options), tuple(tasks)))
     return runs[runs["task"] == task].iloc[0]
 
 
@@ -88,7 +145,8 @@ def show_result(name: str, result, run: pd.Series | None, options: list[str]) ->
         return
     output_layer = max(result.atoms)
     output = result.atoms[output_layer]
-    st.markdown("**This sample's atoms (bits, output layer)**")
+    st.markdown(f"**This sample's atoms (bits, output layer), relative to the reference task "
+                f"{markdown_text(run['task'])} ({markdown_text(name)} at {markdown_text(run['checkpoint'])})**")
     for atom, text in EXPLANATIONS.items():
         st.markdown(f"**{LABELS[atom]}: {output[atom]:+.3f}** — {text}")
     st.caption(LOCAL_NOTE)
@@ -156,10 +214,12 @@ run_now = st.button("Run", type="primary", key="case_run", icon=":material/play_
                     help="Runs the three probes of every chosen model on this image and question.")
 results = st.session_state.setdefault("case_results", {})
 image_digest = hashlib.sha256(image_bytes).hexdigest()
+runs = model_runs(settings.db, [name for name, _, _ in models], len(options))
+task = shared_task(settings.db, runs, question, options)
 for column, (name, model_id, typed) in zip(st.columns(len(models)), models):
     with column:
         st.header(markdown_text(name), anchor=False)
-        run = reference_run(settings.db, name, options, question)
+        run = reference_run(settings.db, name, runs[name], task, question, options)
         recorded = None if run is None else data.run_probe_mode(settings.db, run["run_id"])
         probes = (recorded or CLEAN) if probe_choice == AS_REFERENCE else probe_choice
         if recorded is not None and probes != recorded:

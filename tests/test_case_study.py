@@ -15,10 +15,11 @@ from streamlit.testing.v1 import AppTest
 from pidcore.atoms import ATOMS, LABELS
 from pidcore.datasets import shapes
 from pidcore.models.loading import load_vlm
-from pidcore.pipeline.case_study import MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, read_image
+from pidcore.pipeline.case_study import (MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, closest_task,
+                                         image_dependence, read_image)
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR
 from pidcore.shipped import DEFAULT_DB, MODELS
-from pidcore.store import read_sample_table, reference_runs
+from pidcore.store import read_atoms, read_run_questions, read_sample_table, reference_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -55,7 +56,7 @@ def test_an_uploaded_image_gets_probes_and_atoms_from_a_shipped_model():
     runs = reference_runs(DEFAULT_DB, "idefics3-s", 4, DEFAULT_ESTIMATOR)
     reference = runs[runs["task"] == "vision"].iloc[0]  # a colour question: the task that asks it, not the first
     assert runs["task"].iloc[0] != "vision"
-    assert app.selectbox(key="case_task_idefics3-s").value == "vision"
+    assert app.selectbox(key="case_task").value == "vision"
     expected = analyse(load_vlm(str(MODELS / "idefics3-s"), device="auto"), str(DEFAULT_DB), reference["run_id"],
                        DEFAULT_ESTIMATOR, read_image(_png(image)), "What colour is the shape?",
                        ["red", "green", "blue", "yellow"])
@@ -231,3 +232,64 @@ def test_a_stored_sample_with_garbage_probabilities_is_explained(tmp_path, monke
         assert not app.exception, [error.value for error in app.exception]
         assert any("cannot be read" in info.value and "damaged" in info.value for info in app.info)
         assert any("Upload an image" in info.value for info in app.info)  # the page goes on without the sample
+
+
+THREE = ["idefics3-s", "llava-s", "qwen2vl-s"]
+
+
+def _three_models():
+    """The page with the example image and three zoo models chosen (their runs share the 4-option tasks)."""
+    app = _page()
+    app.checkbox(key="case_example").check().run()
+    app.multiselect(key="case_models").set_value(THREE).run()
+    assert not app.exception and not app.error and not app.warning
+    return app
+
+
+def _scored_against(app) -> tuple[str, list[str]]:
+    """The task the heading names, and the task each column's atoms say they are relative to."""
+    headings = [heading.value for heading in app.subheader if "reference task" in heading.value]
+    assert len(headings) == 1 and not [box for box in app.selectbox if box.key.startswith("case_task_")]
+    columns = [match[1] for markdown in app.markdown
+               if (match := re.search(r"relative to the reference task (\w+) \(", markdown.value))]
+    return headings[0].rsplit(" ", 1)[1], columns
+
+
+def test_every_column_uses_one_reference_task_chosen_again_when_the_question_changes_and_overridden_for_all():
+    app = _three_models()
+    app.button(key="case_run").click().run()
+    assert not app.exception and not app.error
+    assert app.selectbox(key="case_task").value == "vision"
+    assert _scored_against(app) == ("vision", ["vision"] * 3)
+    app.text_input(key="case_question").input("What colour is the sky?").run()  # a question of the language task
+    assert app.selectbox(key="case_task").value == "language" and _scored_against(app)[0] == "language"
+    app.selectbox(key="case_task").set_value("redundancy").run()
+    app.checkbox(key="case_example").uncheck().run()  # a rerun without the box keeps the choice made
+    app.checkbox(key="case_example").check().run()
+    assert app.selectbox(key="case_task").value == "redundancy"
+    app.button(key="case_run").click().run()
+    assert not app.exception and not app.error
+    assert _scored_against(app) == ("redundancy", ["redundancy"] * 3)
+    runs = {name: reference_runs(DEFAULT_DB, name, 4, DEFAULT_ESTIMATOR) for name in THREE}
+    used = {signature[2]: signature[6] for signature in app.session_state["case_results"]
+            if signature[4] == "What colour is the sky?"}
+    assert used == {str(MODELS / name): found[found["task"] == "redundancy"]["run_id"].iloc[0]
+                    for name, found in runs.items()}
+    app.text_input(key="case_question").input("What colour is the shape?").run()
+    assert app.selectbox(key="case_task").value == "vision"  # a new question: chosen again, for every column
+
+
+def test_a_tie_of_question_overlaps_goes_to_the_task_whose_answers_depend_most_on_the_image():
+    question = "What colour is the circle?"
+    runs = reference_runs(DEFAULT_DB, "llava-s", 4, DEFAULT_ESTIMATOR)
+    questions = read_run_questions(DEFAULT_DB, list(runs["run_id"])).merge(runs)
+    by_task = {task: questions[questions["task"] == task]["question"].tolist() for task in ("language", "vision")}
+    # a tie: without a measure each order of the two tasks gets its first
+    assert closest_task(question, by_task, {}) == "language"
+    assert closest_task(question, dict(reversed(by_task.items())), {}) == "vision"
+    dependence = image_dependence(read_atoms(DEFAULT_DB), THREE, DEFAULT_ESTIMATOR)
+    assert dependence["vision"] > dependence["synergy"] > dependence["language"]
+    assert closest_task(question, by_task, {"language": 1.0, "vision": 0.5}) == "language"  # the measure decides
+    app = _three_models()
+    app.text_input(key="case_question").input(question).run()
+    assert app.selectbox(key="case_task").value == "vision" and _scored_against(app)[0] == "vision"

@@ -7,14 +7,17 @@ fitted estimators, stored per layer), using that run's calibration statistics fo
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from pidcore.analysis.regimes import final_rows
 from pidcore.atoms import LETTER_MASS_FALLBACK, MIN_OPTIONS, Atoms
 from pidcore.estimators import BatchPIDEstimator
 from pidcore.models.loading import LoadedVLM
@@ -128,14 +131,32 @@ def _pointwise(db: str, run_id: str, estimator_name: str, result: ProbeResult) -
     return atoms
 
 
-def closest_task(question: str, questions: Mapping[str, Iterable[str]]) -> str | None:
+# How much a task's answers depend on the image, said once for the page: the measure that breaks a tie of question
+# overlaps (image_dependence).
+IMAGE_DEPENDENCE_NOTE = ("the mean vision-unique plus synergy (U1 + S, bits) of its profiled runs of the chosen models "
+                         "(final checkpoint, output layer): the information about the answer that needs the image")
+
+
+def image_dependence(atoms: pd.DataFrame, models: Iterable[str], estimator: str) -> dict[str, float]:
+    """Each task's mean U1 + S over the final output rows of `models` under `estimator` (IMAGE_DEPENDENCE_NOTE), read
+    from the stored atoms so a tie of question overlaps goes to the task whose answers depend most on the image."""
+    final = final_rows(atoms[(atoms["estimator"] == estimator) & atoms["model"].isin(list(models))])
+    return (final["u1"] + final["s"]).groupby(final["task"]).mean().dropna().to_dict()
+
+
+def closest_task(question: str, questions: Mapping[str, Iterable[str]],
+                 dependence: Mapping[str, float]) -> str | None:
     """The task (name -> its stored questions) whose questions share the most words with `question` (the largest
-    Jaccard overlap of lower-case word sets with any one of them); ties and no overlap at all go to the first task
-    in name order, None when there is none."""
+    Jaccard overlap of lower-case word sets with any one of them); a tie, no overlap at all included, goes to the
+    task with the largest `dependence` on the image (image_dependence; a task without one counts as least), not
+    to a name order (only tasks alike in both go to the first given). None when there is none."""
     asked = _words(question)
-    scores = {task: max((_overlap(asked, _words(text)) for text in texts), default=0.0)
-              for task, texts in sorted(questions.items())}
-    return max(scores, key=scores.get) if scores else None
+
+    def score(task: str) -> tuple[float, float]:
+        overlap = max((_overlap(asked, _words(text)) for text in questions[task]), default=0.0)
+        return overlap, dependence.get(task, -math.inf)
+
+    return max(questions, key=score, default=None)
 
 
 def _words(text: str) -> set[str]:
