@@ -9,7 +9,8 @@ from transformers import Glm4vProcessor, InternVLProcessor, LlavaOnevisionProces
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from pidcore.models.paper_images import PAPER_QWEN_PIXEL_BOUNDS, qwen_utils_image
-from pidcore.models.processors import load_fuyu_processor, load_qwen2_5_vl_processor, load_qwen2_vl_processor
+from pidcore.models.processors import (load_fuyu_processor, load_qwen2_5_vl_processor, load_qwen2_vl_processor,
+                                       loader_without_video)
 from pidcore.probes.conventions import QWEN_SCRIPT_CONVENTIONS, SHARED_CONVENTIONS
 
 # The forward keyword by which transformers takes pre-encoded images ({"image": features}).
@@ -70,33 +71,6 @@ class Adapter:
     features_attr: str = "pooler_output"
 
 
-@dataclass(frozen=True)
-class _NoVideoProcessor:
-    """Stands in for the missing video processor where a processor reads its defaults (SmolVLM's chat template
-    rendering reads num_frames and fps): none."""
-
-    num_frames: int | None = None
-    fps: float | None = None
-
-
-def without_video_processor(processor_class: type) -> type:
-    """`processor_class` without its video processor (which needs torchvision): a subclass of the same name, so a
-    saved processor config still names the real class. Pass it video_processor=None where the class requires one."""
-    attributes = [name for name in processor_class.get_attributes() if name != "video_processor"]
-    return type(processor_class.__name__, (processor_class,),
-                {"get_attributes": classmethod(lambda cls: attributes), "video_processor": _NoVideoProcessor(),
-                 "__module__": processor_class.__module__})
-
-
-def _loader_without_video(processor_class: type) -> Callable[[str, bool, str | None], object]:
-    """A load_processor that loads `processor_class` from a checkpoint without its video processor."""
-    def load(model_id: str, trust_remote_code: bool, revision: str | None) -> object:
-        return without_video_processor(processor_class).from_pretrained(
-            model_id, trust_remote_code=trust_remote_code, revision=revision, video_processor=None)
-
-    return load
-
-
 def _paper_qwen(script: str) -> dict:
     """The adapter fields of a Qwen-VL family whose stage-2 script the paper published."""
     return {"paper_script": f"models_scripts/general_models/embeds/{script}",
@@ -132,23 +106,23 @@ ADAPTERS: dict[str, Adapter] = {
     "llava": Adapter("llava", image_token_attr="image_token_index"),
     "llava_next": Adapter("llava_next", image_token_attr="image_token_index"),
     "llava_onevision": Adapter("llava_onevision", image_token_attr="image_token_index",
-                               load_processor=_loader_without_video(LlavaOnevisionProcessor)),
+                               load_processor=loader_without_video(LlavaOnevisionProcessor)),
     "gemma3": Adapter("gemma3", image_token_attr="image_token_index"),
     "internvl": Adapter("internvl", image_token_attr="image_token_id",
-                        load_processor=_loader_without_video(InternVLProcessor)),
+                        load_processor=loader_without_video(InternVLProcessor)),
     # Aya Vision's head multiplies its logits by the text config's logit_scale; the lens must too.
     "aya_vision": Adapter("aya_vision", image_token_attr="image_token_index", logit_scale_attr="logit_scale"),
     # Qwen3-VL adds "deepstack" image features to the image positions after early decoder layers.
     "qwen3_vl": Adapter("qwen3_vl", image_token_attr="image_token_id",
-                        load_processor=_loader_without_video(Qwen3VLProcessor), vision_module="model.visual",
+                        load_processor=loader_without_video(Qwen3VLProcessor), vision_module="model.visual",
                         projector_module="model.visual.merger", rope_positions=True, masking="merged_rows_deepstack"),
     # GLM-4.1V's M-RoPE positions need the processor's mm_token_type_ids, which pass through with its other outputs.
-    "glm4v": Adapter("glm4v", image_token_attr="image_token_id", load_processor=_loader_without_video(Glm4vProcessor),
+    "glm4v": Adapter("glm4v", image_token_attr="image_token_id", load_processor=loader_without_video(Glm4vProcessor),
                      vision_module="model.visual", projector_module="model.visual.merger", rope_positions=True),
     "idefics3": Adapter("idefics3", image_token_attr="image_token_id", vision_module="model.vision_model",
                         projector_module="model.connector"),
     "smolvlm": Adapter("smolvlm", image_token_attr="image_token_id",
-                       load_processor=_loader_without_video(SmolVLMProcessor), vision_module="model.vision_model",
+                       load_processor=loader_without_video(SmolVLMProcessor), vision_module="model.vision_model",
                        projector_module="model.connector"),
     "qwen2_vl": Adapter("qwen2_vl", image_token_attr="image_token_id", load_processor=load_qwen2_vl_processor,
                         vision_module="model.visual", projector_module="model.visual.merger",

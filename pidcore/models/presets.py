@@ -65,7 +65,7 @@ from transformers import (
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from pidcore.devices import resolve_device
-from pidcore.models.adapters import without_video_processor
+from pidcore.models.processors import without_video_processor
 from pidcore.models.tiny import (
     CHAT_TEMPLATE,
     FUYU_IMAGE_TOKENS,

@@ -1,9 +1,12 @@
-"""Processors that work without torchvision: the stock Qwen-VL processors insist on a video processor, and Fuyu's
-PIL image processor cannot patchify the torch tensors its processor hands it."""
+"""Processors that work without torchvision: the stock Qwen-VL processors insist on a video processor, others can be
+built and loaded without theirs (without_video_processor), and Fuyu's PIL image processor cannot patchify the torch
+tensors its processor hands it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +22,33 @@ from transformers import (
 from transformers.image_utils import SizeDict
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
+
+
+@dataclass(frozen=True)
+class _NoVideoProcessor:
+    """Stands in for the missing video processor where a processor reads its defaults (SmolVLM's chat template
+    rendering reads num_frames and fps): none."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+
+
+def without_video_processor(processor_class: type) -> type:
+    """`processor_class` without its video processor (which needs torchvision): a subclass of the same name, so a
+    saved processor config still names the real class. Pass it video_processor=None where the class requires one."""
+    attributes = [name for name in processor_class.get_attributes() if name != "video_processor"]
+    return type(processor_class.__name__, (processor_class,),
+                {"get_attributes": classmethod(lambda cls: attributes), "video_processor": _NoVideoProcessor(),
+                 "__module__": processor_class.__module__})
+
+
+def loader_without_video(processor_class: type) -> Callable[[str, bool, str | None], object]:
+    """A load_processor that loads `processor_class` from a checkpoint without its video processor."""
+    def load(model_id: str, trust_remote_code: bool, revision: str | None) -> object:
+        return without_video_processor(processor_class).from_pretrained(
+            model_id, trust_remote_code=trust_remote_code, revision=revision, video_processor=None)
+
+    return load
 
 
 class _ImageOnly:

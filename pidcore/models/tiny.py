@@ -76,7 +76,7 @@ from transformers import (
     SmolVLMProcessor,
 )
 
-from pidcore.models.adapters import without_video_processor
+from pidcore.models.processors import without_video_processor
 from pidcore.models.tokenizer import train_tokenizer
 
 # The chat templates follow each family's turn format closely enough that its processor sees the prompt it expects;
