@@ -1,16 +1,10 @@
-"""Information Spectrum Explorer: page setup, the script's own arguments (`streamlit run app.py -- --db PATH`) and
-navigation; each page lives in pages/ and draws the shared sidebar."""
+"""Information Spectrum Explorer: page setup and navigation; each page lives in pages/ and draws the shared sidebar."""
 
 from __future__ import annotations
 
-import sys
-
 import streamlit as st
 
-from pidcore.dashboard.arguments import start_arguments
-
 st.set_page_config(page_title="Information Spectrum Explorer", layout="wide")
-start_arguments(sys.argv[1:])
 # No page file is named like a URL path: with a pages/ folder beside it, Streamlit serves the first request of a
 # fresh server the old way (pages/NAME.py at /NAME, without this script) when its URL names a page file, and the
 # whole server then keeps the old navigation. Named apart, that request runs this script and the navigation below.

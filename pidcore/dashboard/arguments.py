@@ -1,6 +1,5 @@
 """The app script's own arguments (`streamlit run app.py -- --db PATH`), applied as `pidcore dashboard --db PATH`
-applies them. Kept apart from the sidebar so app.py imports next to nothing before its navigation: importing the
-heavier dashboard modules there made a fresh server answer its first link to a page with the old navigation."""
+applies them, by the sidebar every page draws."""
 
 from __future__ import annotations
 

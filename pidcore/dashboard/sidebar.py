@@ -3,11 +3,13 @@ compare with the paper's published results, units and chart download format, bou
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import streamlit as st
 
 from pidcore.dashboard import data
+from pidcore.dashboard.arguments import start_arguments
 from pidcore.shipped import PAPER_DB, SHIPPED_DBS, started_db
 from pidcore.store import StoreError
 
@@ -44,7 +46,10 @@ class Settings:
 
 
 def sidebar() -> Settings:
-    """Draw the shared sidebar and return its settings (widgets bound to the URL, so a link reopens the view)."""
+    """Draw the shared sidebar and return its settings (widgets bound to the URL, so a link reopens the view), having
+    applied the app's own arguments (`streamlit run app.py -- --db PATH`): here, not in app.py, which imports
+    nothing before its navigation (a slower app.py made a fresh server answer its first link with the old one)."""
+    start_arguments(sys.argv[1:])
     with st.sidebar:
         db = _database()
         estimator = st.selectbox("Estimator", _estimators(db), key="estimator", bind="query-params",
