@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 st.set_page_config(page_title="Information Spectrum Explorer", layout="wide")
-# No page file is named like a URL path: with a pages/ folder beside it, Streamlit serves the first request of a
-# fresh server the old way (pages/NAME.py at /NAME, without this script) when its URL names a page file, and the
-# whole server then keeps the old navigation. Named apart, that request runs this script and the navigation below.
+# A server's first script run still serves pages/ the old way (by file name, before this script's navigation
+# exists). So each page lives in a file not named like its URL path (run only through the navigation below), and
+# pages/NAME.py for each URL path runs this script, whose navigation then opens that page: a shared link to a
+# page on a fresh server lands on it, with no "Page not found" dialog.
 PAGES = [
     st.Page("pages/overview.py", title="Overview", default=True),
     st.Page("pages/breadth.py", title="Breadth: models x tasks", url_path="heatmap"),

@@ -142,9 +142,8 @@ def measure_dashboard(playwright, root: Path, steps: int) -> dict[str, list[floa
     slider = "[data-testid='stSlider'] input[type='range']"
     results = {}
     with streamlit_server(root / "app.py", cwd=root) as url, chromium_page(playwright, RECORDER) as page:
-        # The first request to a fresh server that names a page shows Streamlit's "Page not found" dialog (which
-        # takes the keyboard) before the navigation resolves it; the benchmark times interactions, so it opens the
-        # app once first.
+        # A baseline checkout older than pages/NAME.py shows Streamlit's "Page not found" dialog (which takes the
+        # keyboard) on the first request to a fresh server that names a page, so every checkout opens the app first.
         _open(page, url)
         _open(page, f"{url}/layers?model=llava-m&task=synergy")
         results["depth slider"] = _slider_steps(page, slider, steps)

@@ -51,8 +51,7 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def page(playwright, server):
-    """One browser tab, which has opened the app's root first (a fresh server answers its first link to a page
-    with a "Page not found" dialog)."""
+    """One browser tab, on the app's root first."""
     with chromium_page(playwright) as opened:
         opened.goto(server)
         settle(opened)
@@ -99,10 +98,19 @@ def test_an_uploaded_image_shows_its_atoms(server, page):
     page.screenshot(path=str(ARTIFACTS / "case_study.png"), full_page=True)
 
 
-def test_a_link_to_a_page_opened_first_on_a_fresh_server_gets_the_apps_navigation(playwright):
+# Each page's URL path and the start of its heading.
+FIRST_LINKS = {"layers?source=Published%3A+Xiu+et+al.+2026%2C+26+models": "Depth:", "heatmap?atom=S": "Breadth:",
+               "training": "Time:", "case-study": "Case study:"}
+
+
+@pytest.mark.parametrize("link", FIRST_LINKS)
+def test_a_link_to_a_page_opened_first_on_a_fresh_server_lands_on_it_with_the_apps_navigation(playwright, link):
     with streamlit_server(ROOT / "app.py") as url, chromium_page(playwright) as fresh:
-        fresh.goto(f"{url}/layers?source=Published%3A+Xiu+et+al.+2026%2C+26+models")
+        fresh.goto(f"{url}/{link}")
         settle(fresh)
+        fresh.wait_for_selector(f"h1:has-text('{FIRST_LINKS[link]}')", timeout=60_000)
+        fresh.wait_for_timeout(2_000)  # the "Page not found" dialog, where sent, comes with the page's first run
+        assert "Page not found" not in fresh.inner_text("body")
         navigation = fresh.inner_text("[data-testid='stSidebarNav']")
         assert "Depth: layer by layer" in navigation and "Breadth: models x tasks" in navigation, navigation
         fresh.goto(url)
