@@ -1,16 +1,28 @@
-"""Overview: where to go for which question, what the atoms mean, and what the chosen database holds."""
+"""Overview: the paper's findings first (each a link to its page on the published results), how to open the demo or
+one's own results, where to go for which question, what the atoms mean, and what the chosen database holds."""
 
 import streamlit as st
 
+from pidcore.analysis.findings import headline
 from pidcore.analysis.regimes import final_rows, is_output
-from pidcore.atoms import ATOMS, LABELS, MEANINGS
+from pidcore.atoms import ATOMS, LABELS, MEANINGS, PAPER_ESTIMATOR
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import as_shown, task_bars
 from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.sidebar import HOW_TO_FILL, carried_params, sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import chart
+from pidcore.shipped import PAPER_DB, SHIPPED_DBS
 from pidcore.store import StoreError
+
+PAPER_SOURCE = next(name for name, path in SHIPPED_DBS.items() if path == PAPER_DB)
+# The page each kind of finding is read on.
+FINDING_PAGES = {"tasks": "pages/breadth.py", "families": "pages/breadth.py", "layers": "pages/depth.py",
+                 "training": "pages/timeline.py"}
+OPEN_OTHERS = ("These are the paper's published atoms (Xiu, Luo and Nakayama, ICLR 2026: 26 models on MMBench, POPE, "
+               "Reefknot and PMC-VQA, read off its figures), judged by the rules each page states; each line opens "
+               "its page on them. The demo zoo computed by this tool is under **Results** in the sidebar; to open "
+               "your own results, start the dashboard on them: `pidcore dashboard --db runs/results.duckdb`.")
 
 # (page file, its name, the question it answers, what to do there)
 WHERE_TO_GO = [
@@ -29,6 +41,26 @@ st.markdown("How does a vision-language model use its inputs? For multiple-choic
             "**image** (X1) and the **question** (X2) tell the model about its **answer** (Y) into four "
             "partial-information atoms, in bits.")
 settings = sidebar()
+st.subheader("The paper's landscape")
+
+
+def example_view(found: dict, kind: str) -> dict[str, str]:
+    """The view a finding's link opens on its page: the first three-phase layer curve, the first stage-2 rise."""
+    curves = [curve for curve in found["curves"] if curve["three_phase"]]
+    rises = [row for row in found["training"] if row["rise"]]
+    if kind == "layers" and curves:
+        return {"model": curves[0]["model"], "task": curves[0]["task"], "checkpoint": curves[0]["checkpoint"]}
+    if kind == "training" and rises:
+        return {"train_model": rises[0]["model"], "train_task": rises[0]["task"]}
+    return {}
+
+
+paper_findings = data.findings(str(PAPER_DB), PAPER_ESTIMATOR)
+for kind, sentence in headline(paper_findings).items():
+    st.page_link(FINDING_PAGES[kind], label=markdown_text(sentence),
+                 query_params={"source": PAPER_SOURCE, **example_view(paper_findings, kind)})
+st.caption(OPEN_OTHERS)
+
 st.subheader("Where to go")
 for page, name, question, what in WHERE_TO_GO:
     st.page_link(page, label=f"**{name}: {question}**  \n{what}", query_params=carried_params())

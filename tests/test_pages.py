@@ -1,13 +1,16 @@
 """Every dashboard page, run by Streamlit's AppTest on the shipped demo database and on bad databases."""
 
+from urllib.parse import parse_qsl
+
 import duckdb
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from pidcore.dashboard.data import NOT_AVAILABLE
 from pidcore.dashboard.text import markdown_text
 from pidcore.shipped import DEFAULT_DB, PAPER_DB
 from pidcore.store import ensure_schema
-from tests.app_pages import open_page
+from tests.app_pages import APP, open_page
 
 pytestmark = pytest.mark.usefixtures("results_folder")
 
@@ -88,6 +91,34 @@ def test_the_papers_layer_curves_start_at_layer_1_and_show_a_silent_phase():
 def test_the_depth_page_calls_a_curve_three_phase_only_with_its_phases_in_order(model, three):
     app = _open("pages/depth.py", PAPER_DB, model=model, task="MMBench")
     assert any(f"Three-phase pattern: **{three}**" in markdown.value for markdown in app.markdown)
+
+
+def _followed(link) -> AppTest:
+    """The page a page link opens, with its query parameters, as a click on it opens it."""
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.switch_page(f"pages/{ {'heatmap': 'breadth', 'layers': 'depth', 'training': 'timeline'}[link.page] }.py")
+    for name, value in parse_qsl(link.query_string):
+        app.query_params[name] = value
+    app.run()
+    assert not app.exception, [error.value for error in app.exception]
+    return app
+
+
+def test_the_overview_leads_with_the_papers_findings_each_opening_its_page_on_them():
+    app = AppTest.from_file(APP, default_timeout=90).run()  # a newcomer's first view: the demo zoo chosen
+    assert app.sidebar.selectbox(key="source").value.startswith("Demo zoo")
+    assert app.subheader[0].value == "The paper's landscape"
+    links = [element.proto for element in app.get("page_link")][:4]
+    labels = [link.label.replace("\\", "") for link in links]
+    assert labels[0] == "Tasks: knowledge-driven PMC-VQA, Reefknot; synergy-driven MMBench, POPE."
+    assert labels[1].startswith("Model families: fusion-centric InternVL2.5, InternVL3, LLaVA-1.5")
+    assert "3 of 8 layer curves show the three-phase pattern" in labels[2]
+    assert "S rises in stage 2 in 4 of 4 trajectories" in labels[3]
+    assert "pidcore dashboard --db" in app.caption[0].value and "Results" in app.caption[0].value
+    breadth, depth, timeline = _followed(links[0]), _followed(links[2]), _followed(links[3])
+    assert breadth.sidebar.selectbox(key="source").value.startswith("Published")
+    assert any("Three-phase pattern: **yes**" in markdown.value for markdown in depth.markdown)
+    assert timeline.selectbox(key="train_model").value == "LLaVA-1.5-13B"
 
 
 def test_units_switch_to_fractions_of_the_total():

@@ -59,6 +59,42 @@ def training_findings(atoms: pd.DataFrame) -> list[dict]:
     return found
 
 
+def headline(found: dict[str, Any]) -> dict[str, str]:
+    """One sentence per kind of finding (tasks, families, layers, training), for a page that leads with them; a kind
+    with no finding is left out."""
+    sentences = {}
+    if found["tasks"]:
+        sentences["tasks"] = "Tasks: " + _grouped({task: row["regime"] for task, row in found["tasks"].items()})
+    if found["families"]:
+        strategies = {family: row["strategy"] for family, row in found["families"].items()}
+        sentences["families"] = "Model families: " + _grouped(strategies)
+    if found["curves"]:
+        three = [_curve_name(curve) for curve in found["curves"] if curve["three_phase"]]
+        sentences["layers"] = (f"Layers: {len(three)} of {len(found['curves'])} layer curves show the three-phase "
+                               f"pattern (silent, then language build-up, then fusion)"
+                               + (f": {', '.join(three)}." if three else "."))
+    if found["training"]:
+        rises = [f"{row['model']} on {row['task']}" for row in found["training"] if row["rise"]]
+        sentences["training"] = (f"Training: S rises in stage 2 in {len(rises)} of {len(found['training'])} "
+                                 f"trajectories" + (f" ({', '.join(rises)})." if rises else "."))
+    return sentences
+
+
+def _curve_name(curve: dict) -> str:
+    """'model on task', and the checkpoint where it is not the final one."""
+    at = "" if curve["checkpoint"] == "final" else f" at {curve['checkpoint']}"
+    return f"{curve['model']} on {curve['task']}{at}"
+
+
+def _grouped(labels: dict[str, str]) -> str:
+    """'a, b: x; c: y.' for the names of each label, the most common label first."""
+    groups: dict[str, list[str]] = {}
+    for name, label in labels.items():
+        groups.setdefault(label, []).append(name)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return "; ".join(f"{label} {', '.join(names)}" for label, names in ordered) + "."
+
+
 def as_json(found: dict[str, Any]) -> str:
     """The findings as JSON, NaN written as null."""
     return json.dumps(_nulls(found), indent=1, sort_keys=False)

@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from pidcore import store
+from pidcore.analysis.findings import findings as all_findings
 from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.analysis.regimes import Regime, final_rows, task_regimes
 from pidcore.dashboard.tables import samples_table
@@ -94,6 +95,12 @@ def _regimes(db: str, stamp: tuple, estimator: str | None) -> dict[str, Regime]:
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _findings(db: str, stamp: tuple, estimator: str | None) -> dict:
+    atoms = _atoms(db, stamp)
+    return all_findings(atoms[atoms["estimator"] == estimator])
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def _letter_mass(db: str, stamp: tuple, run_ids: tuple[str, ...]) -> dict[str, float]:
     return store.read_letter_mass(db, list(run_ids))
 
@@ -131,6 +138,12 @@ def regimes(db: str, estimator: str | None) -> dict[str, Regime]:
     change only with the data."""
     path = results_file(db)
     return _regimes(path, version(path), estimator)
+
+
+def findings(db: str, estimator: str | None) -> dict:
+    """Every finding of one estimator's rows (pidcore.analysis.findings), by the rules the pages apply."""
+    path = results_file(db)
+    return _findings(path, version(path), estimator)
 
 
 def flagged(rows: pd.DataFrame, db: str) -> pd.DataFrame:
