@@ -11,7 +11,7 @@ from pidcore.dashboard.charts import as_shown, task_bars
 from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.sidebar import HOW_TO_FILL, carried_params, sidebar
 from pidcore.dashboard.text import markdown_text
-from pidcore.dashboard.widgets import chart
+from pidcore.dashboard.widgets import chart, fitted_columns
 from pidcore.shipped import PAPER_DB, SHIPPED_DBS
 from pidcore.store import StoreError
 
@@ -98,4 +98,5 @@ else:
         with st.expander(f"Every row of the database ({len(atoms)}), output layers first"):
             ordered = atoms.assign(output=is_output(atoms)).sort_values(["output", "model", "task", "checkpoint"],
                                                                         ascending=[False, True, True, True])
-            st.dataframe(ordered.drop(columns="output"), hide_index=True)
+            shown_rows = ordered.drop(columns="output")
+            st.dataframe(shown_rows, hide_index=True, column_config=fitted_columns(shown_rows))

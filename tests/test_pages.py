@@ -1,5 +1,6 @@
 """Every dashboard page, run by Streamlit's AppTest on the shipped demo database and on bad databases."""
 
+import json
 from urllib.parse import parse_qsl
 
 import duckdb
@@ -119,6 +120,16 @@ def test_the_overview_leads_with_the_papers_findings_each_opening_its_page_on_th
     assert breadth.sidebar.selectbox(key="source").value.startswith("Published")
     assert any("Three-phase pattern: **yes**" in markdown.value for markdown in depth.markdown)
     assert timeline.selectbox(key="train_model").value == "LLaVA-1.5-13B"
+
+
+def test_the_samples_table_shows_its_atoms_first_and_fits_every_column_to_its_widest_cell():
+    app = _open("pages/depth.py", model="llava-m", task="synergy", samples="true")
+    (frame,) = app.dataframe
+    assert list(frame.value.columns)[:5] == ["sample", "R (bits)", "U1 (bits)", "U2 (bits)", "S (bits)"]
+    widths = {column: config.get("width", 0) for column, config in json.loads(frame.proto.columns).items()}
+    for column in ["sample", "gold", "answer", "full (image + question)"]:
+        widest = max(len(column), *frame.value[column].dropna().astype(str).str.len())
+        assert widths[column] >= 8 * widest, column
 
 
 def test_units_switch_to_fractions_of_the_total():

@@ -10,6 +10,7 @@ from pidcore.atoms import SYMBOLS, UNITS
 from pidcore.dashboard import data
 from pidcore.dashboard.sidebar import carried_params
 from pidcore.dashboard.text import markdown_text
+from pidcore.dashboard.widgets import fitted_columns
 from pidcore.store import StoreError
 
 CASE_STUDY = "pages/case_study.py"
@@ -37,7 +38,7 @@ def samples_panel(row: pd.Series, db: str, estimator: str) -> None:
                    "`python -m pidcore samples attach --db DB` adds them from the run's dataset.")
     event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key=f"samples-{row['run_id']}-{layer}",
-                         column_config={"image stored": st.column_config.CheckboxColumn()})
+                         column_config={**fitted_columns(table), "image stored": st.column_config.CheckboxColumn()})
     st.caption("Pointwise (local) atoms of each sample at this layer: their mean is the run's atom, and one sample's "
                "can be negative. Click a column to sort; select a row to open that sample in the case study.")
     chosen = event.selection.rows

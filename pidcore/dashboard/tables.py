@@ -38,23 +38,23 @@ def family_table(strategies: Mapping[str, Mapping[str, Strategy]]) -> pd.DataFra
 
 
 def samples_table(samples: pd.DataFrame, pointwise: pd.DataFrame, layer: int, n_layers: int) -> pd.DataFrame:
-    """One row per stored sample of a run at one layer: question, options, gold and answer letters, the three probe
-    distributions over the letters, and its pointwise atoms in bits (samples: read_sample_table's rows; pointwise:
-    the run's per-sample atoms at this layer)."""
+    """One row per stored sample of a run at one layer: its pointwise atoms in bits first (the table is sorted by one
+    of them, which stays in view), gold and answer letters, question, options and the three probe distributions over
+    the letters (samples: read_sample_table's rows; pointwise: the run's per-sample atoms at this layer)."""
     atoms = pointwise.set_index("sample_id")[list(ATOMS)] if not pointwise.empty else None
     rows = []
     for sample in samples.itertuples(index=False):
         letters = option_letters(int(sample.n_options))
         probs = _at_layer(sample.probs, layer, n_layers)
-        row = {"sample": sample.sample_id, "question": sample.question,
-               "options": _options(letters, sample.options),
-               "gold": letters[int(sample.gold)] if pd.notna(sample.gold) else None,
-               "answer": letters[int(np.argmax(probs[0]))] if probs is not None else None}
-        for index, name in enumerate(PASSES):
-            row[PASS_LABELS[name]] = _distribution(letters, probs[index]) if probs is not None else None
+        row = {"sample": sample.sample_id}
         for atom in ATOMS:
             known = atoms is not None and sample.sample_id in atoms.index
             row[f"{SYMBOLS[atom]} ({UNITS})"] = float(atoms.at[sample.sample_id, atom]) if known else np.nan
+        row.update({"gold": letters[int(sample.gold)] if pd.notna(sample.gold) else None,
+                    "answer": letters[int(np.argmax(probs[0]))] if probs is not None else None,
+                    "question": sample.question, "options": _options(letters, sample.options)})
+        for index, name in enumerate(PASSES):
+            row[PASS_LABELS[name]] = _distribution(letters, probs[index]) if probs is not None else None
         row["image stored"] = bool(sample.has_image)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -18,6 +18,33 @@ from pidcore.dashboard.sidebar import Settings
 from pidcore.dashboard.text import markdown_text
 
 NOT_STORED = "n/a: not stored for this row (the database holds no value there, or NaN)."
+# Column widths that fit a table's text: the data grid otherwise sizes a column by its first cells and clips the rest
+# (numbers from the left). A generous width of one character of its 14-px font, the cell's padding, and the widest
+# column before its text is cut (hover shows the whole cell).
+CHARACTER_PX = 8
+CELL_PADDING_PX = 28
+WIDEST_COLUMN_PX = 480
+P_VALUE_FORMAT = "%.1e"  # p-values down to 1e-05 and below, never cut to ".00001"
+
+
+def fitted_columns(frame: pd.DataFrame, p_values: tuple[str, ...] = ()) -> dict[str, object]:
+    """A column_config giving each column of `frame` the width of its header and widest cell, the `p_values`
+    columns in scientific notation."""
+    config = {}
+    for column in frame.columns:
+        if column in p_values:
+            cells = [P_VALUE_FORMAT % value for value in frame[column].dropna()]
+            config[column] = st.column_config.NumberColumn(format=P_VALUE_FORMAT, width=_fitted_px(column, cells))
+        else:
+            cells = [f"{value:g}" if isinstance(value, float) else str(value) for value in frame[column].dropna()]
+            config[column] = st.column_config.Column(width=_fitted_px(column, cells))
+    return config
+
+
+def _fitted_px(header: str, cells: list[str]) -> int:
+    """The width in pixels that shows the header and the widest cell whole, up to WIDEST_COLUMN_PX."""
+    characters = max([len(str(header)), *map(len, cells)])
+    return min(characters * CHARACTER_PX + CELL_PADDING_PX, WIDEST_COLUMN_PX)
 
 
 def chart(figure: go.Figure, settings: Settings, info: ChartInfo, numbers: pd.DataFrame | None = None,
@@ -57,7 +84,8 @@ def diagnostics(rows: pd.DataFrame) -> None:
     with st.expander(label, key="diagnostics", on_change="rerun", bind="query-params") as box:
         st.caption(FLAG_RULE + " Per-sample (local) atoms can be negative; dataset atoms are never clipped.")
         if box.open:
-            st.dataframe(rows[[column for column in SHOWN_DIAGNOSTICS if column in rows]], hide_index=True)
+            shown = rows[[column for column in SHOWN_DIAGNOSTICS if column in rows]]
+            st.dataframe(shown, hide_index=True, column_config=fitted_columns(shown))
 
 
 def atom_metrics(row: pd.Series, unit_label: str) -> None:
