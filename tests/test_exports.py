@@ -126,9 +126,28 @@ def test_the_report_holds_intervals_findings_rules_diagnostics_and_the_link_back
     assert "+0.800 [+0.750, +0.850]" in page  # S at the top layers with its interval
     assert "Phases of llava-m on synergy: fusion at 7-8." in page and "Phases: the stated rule." in page
     assert "only 20 held-out samples" in page  # the diagnostics' flags
-    assert "href='http://localhost:8501/layers?model=llava-m'" in page
+    assert "href='http://localhost:8501" not in page and "<code>/layers?model=llava-m</code>" in page
+    assert "href='https://lab.example.org/layers?model=llava-m'" in report("https://lab.example.org/layers?model=llava-m")
     assert "<style>" in page and "font-family" in page
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=", page)  # nothing fetched from elsewhere
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "0.0.0.0", "app.localhost"])
+def test_a_report_exported_from_a_loopback_address_names_the_view_by_its_path(host):
+    page = report(f"http://{host}:8501/layers?model=llava-m")
+    assert f"href='http://{host}" not in page and "<code>/layers?model=llava-m</code>" in page
+
+
+def test_rows_without_intervals_or_diagnostics_get_a_sentence_not_an_empty_table():
+    rows = curve().assign(model="LLaVA-1.5-7B (paper)", task="MMBench", checkpoint="final")
+    for column in charts.BOUND_COLUMNS:
+        rows[column] = float("nan")
+    diagnostics = rows[["model", "task", "layer"]].assign(n_samples=float("nan"), letter_mass=float("nan"), flags="")
+    page = report_html("Depth", "https://lab.example.org/layers", [layer_figure()],
+                       rows[["layer", *charts.BOUND_COLUMNS, *ATOMS]], [], [], diagnostics)
+    assert "no row shown has an interval" in page and "95% intervals in brackets" not in page
+    assert f"{len(rows)} of {len(rows)} rows have no estimator diagnostics" in page
+    assert page.count("<table") == 1  # the numbers only
 
 
 def test_the_report_escapes_names_and_links():

@@ -5,9 +5,10 @@ and the link back to the same view; built only when the button is clicked."""
 from __future__ import annotations
 
 import html
+import ipaddress
 from collections.abc import Sequence
 from functools import partial
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,6 +17,8 @@ import streamlit as st
 from pidcore.atoms import ATOMS, SYMBOLS, UNITS
 from pidcore.dashboard.export import FONT_FAMILY, TEXT_COLOUR
 
+# The diagnostics a row has when its estimator measured any (the paper's published atoms have none).
+MEASURED_DIAGNOSTICS = ["n_samples", "letter_mass", "marginal_gap", "best_epoch", "sinkhorn_residual"]
 SHOWN_DIAGNOSTICS = ["model", "task", "checkpoint", "layer", "n_samples", "letter_mass", "marginal_gap", "best_epoch",
                      "sinkhorn_residual", "mode", "probes", "flags"]
 STYLE = f"""
@@ -57,20 +60,66 @@ def _with_interval(value: float, low: float, high: float) -> str:
 def report_html(title: str, link: str, figures: Sequence[go.Figure], numbers: pd.DataFrame, rules: Sequence[str],
                 findings: Sequence[str], diagnostics: pd.DataFrame) -> str:
     """The page as one HTML file: plotly.js inlined once, so the figures stay interactive offline."""
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>Information Spectrum Explorer. The same view, live: <a href='{html.escape(link)}'>"
-             f"{html.escape(link)}</a></p>"]
+    parts = [f"<h1>{html.escape(title)}</h1>", _link_back(link)]
     if findings:
         parts += ["<h2>Findings</h2><ul>", *(f"<li>{html.escape(finding)}</li>" for finding in findings), "</ul>"]
     for index, figure in enumerate(figures):
         parts.append("<div class='figure'>" + figure.to_html(full_html=False, include_plotlyjs="inline" if index == 0
                                                              else False) + "</div>")
-    parts += ["<h2>Numbers (95% intervals in brackets)</h2>", _table(with_intervals(numbers))]
+    parts += [f"<h2>Numbers ({_interval_note(numbers)})</h2>", _table(with_intervals(numbers))]
     if rules:
         parts += ["<h2>Rules applied</h2>", *(f"<p>{html.escape(rule)}</p>" for rule in rules)]
-    parts += ["<h2>Diagnostics</h2>", _table(diagnostics)]
+    parts += ["<h2>Diagnostics</h2>", _diagnostics(diagnostics)]
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>" + "".join(parts) + "</body></html>")
+
+
+def _link_back(link: str) -> str:
+    """The link to the same view live; a view exported from a dashboard on the exporting machine's own (loopback)
+    address is named by its path, since its address opens nothing on a reader's machine."""
+    parts = urlsplit(link)
+    if not _is_loopback(parts.hostname or ""):
+        return (f"<p class='meta'>Information Spectrum Explorer. The same view, live: <a href='{html.escape(link)}'>"
+                f"{html.escape(link)}</a></p>")
+    view = parts.path + (f"?{parts.query}" if parts.query else "")
+    return (f"<p class='meta'>Information Spectrum Explorer. The same view, live: <code>{html.escape(view)}</code> "
+            f"on the dashboard it was exported from (started on that machine's own address, "
+            f"{html.escape(parts.netloc)}, which opens nothing elsewhere: start the dashboard on the same results with "
+            f"<code>pidcore dashboard --db PATH</code> and open that path).</p>")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a host name or address names the machine itself (localhost, 127.0.0.0/8, ::1, or the unspecified
+    0.0.0.0 / :: a browser may be pointed at)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _interval_note(numbers: pd.DataFrame) -> str:
+    """What the numbers' brackets hold: 95% intervals, on the rows that have them."""
+    bounds = [column for atom in ATOMS for column in (f"{atom}_lo", f"{atom}_hi") if column in numbers]
+    with_bounds = int(numbers[bounds].notna().any(axis=1).sum()) if bounds else 0
+    if with_bounds == len(numbers):
+        return f"{UNITS}, 95% intervals in brackets"
+    if with_bounds == 0:
+        return f"{UNITS}; no row shown has an interval (the paper's published atoms come without them)"
+    return (f"{UNITS}, 95% intervals in brackets on the {with_bounds} of {len(numbers)} rows that have them (the "
+            f"paper's published atoms come without them)")
+
+
+def _diagnostics(diagnostics: pd.DataFrame) -> str:
+    """The diagnostics table of the rows that have any, and a sentence for those that have none."""
+    measured = [column for column in MEASURED_DIAGNOSTICS if column in diagnostics]
+    has_any = diagnostics[measured].notna().any(axis=1) if measured else pd.Series(False, index=diagnostics.index)
+    missing = int((~has_any).sum())
+    note = (f"<p>{missing} of {len(diagnostics)} rows have no estimator diagnostics (the paper's published atoms, "
+            f"read off its figures, come without them) and are left out here.</p>" if missing else "")
+    return note + (_table(diagnostics[has_any]) if has_any.any() else "")
 
 
 def _table(frame: pd.DataFrame) -> str:
