@@ -12,11 +12,15 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
+import warnings
 import zipfile
 from dataclasses import dataclass, fields
 
+import kaleido
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from choreographer.browsers.chromium import Chromium
 
 from pidcore.dashboard.charts import SERIES_COLOURS
@@ -38,6 +42,9 @@ LEGEND_ROW_EM = 1.9
 PLOT_PX = 450  # a chart's height without its legend, where the chart sets none
 AXIS_BELOW_PX = 90  # tick labels and axis title under the plot
 IMAGE_SCALE = 3  # PNG pixels per CSS pixel: sharp on a slide
+# One kaleido browser serves every export of the process (a browser started per image took over 3 s a click); it
+# answers one request at a time in order, so requests from several sessions take turns.
+_KALEIDO_TURN = threading.Lock()
 
 
 class ExportError(RuntimeError):
@@ -137,8 +144,12 @@ def image_bytes(figure: go.Figure, image_format: str) -> bytes:
     """The figure as PNG (at IMAGE_SCALE) or SVG, drawn by kaleido in the local Chrome or Chromium."""
     if not browser_available():
         raise ExportError(NO_BROWSER)
-    return figure.to_image(format=image_format, scale=IMAGE_SCALE if image_format == "png" else 1,
-                           width=_width(figure), height=figure.layout.height or PLOT_PX)
+    with _KALEIDO_TURN:
+        kaleido.start_sync_server(plotlyjs=pio.defaults.plotlyjs, mathjax=pio.defaults.mathjax, silence_warnings=True)
+        with warnings.catch_warnings():  # plotly passes its options again, which the running browser already has
+            warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+            return figure.to_image(format=image_format, scale=IMAGE_SCALE if image_format == "png" else 1,
+                                   width=_width(figure), height=figure.layout.height or PLOT_PX)
 
 
 def _width(figure: go.Figure) -> int:
