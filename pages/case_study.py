@@ -11,7 +11,7 @@ import streamlit as st
 from pidcore.atoms import LABELS
 from pidcore.dashboard import data
 from pidcore.dashboard.charts import probe_bars, sample_against_reference, sample_layers
-from pidcore.dashboard.export import ChartInfo
+from pidcore.dashboard.export import LEGEND_LAYOUT_PX, ChartInfo
 from pidcore.dashboard.live import EXPLANATIONS, LOCAL_NOTE, cached_model, load_other, shipped_models
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
@@ -135,10 +135,11 @@ def reference_run(db: str, name: str, runs: pd.DataFrame, task: str | None, ques
     return runs[runs["task"] == task].iloc[0]
 
 
-def show_result(name: str, result, run: pd.Series | None, options: list[str]) -> None:
-    """One model's column: its probe distributions, its atoms explained, and where they sit among the run's."""
+def show_result(name: str, result, run: pd.Series | None, options: list[str], layout_px: int) -> None:
+    """One model's column (`layout_px` wide): its probe distributions, its atoms explained, and where they sit among
+    the run's."""
     base = ChartInfo("Answer distributions over the options", name, layer="output")
-    chart(probe_bars(result.probs, options), settings, base)
+    chart(probe_bars(result.probs, options), settings, base, layout_px=layout_px)
     st.caption("Probability mass the model puts on the option letters, per pass: "
                + ", ".join(f"{mass:.2f}" for mass in result.letter_mass[:, -1]))
     if not result.atoms:
@@ -154,10 +155,10 @@ def show_result(name: str, result, run: pd.Series | None, options: list[str]) ->
     reference = reference[reference["layer"] == output_layer]
     info = ChartInfo("This sample (star) against the run's per-sample atoms", name, run["task"], run["checkpoint"],
                      "output", settings.estimator, "bits")
-    chart(sample_against_reference(output, reference, info.what), settings, info, reference)
+    chart(sample_against_reference(output, reference, info.what), settings, info, reference, layout_px=layout_px)
     layers_info = ChartInfo("This sample's atoms layer by layer", name, run["task"], run["checkpoint"], "all",
                             settings.estimator, "bits")
-    chart(sample_layers(result.atoms), settings, layers_info)
+    chart(sample_layers(result.atoms), settings, layers_info, layout_px=layout_px)
 
 
 st.title("Case study: one image and question, live")
@@ -246,4 +247,4 @@ for column, (name, model_id, typed) in zip(st.columns(len(models)), models):
         elif isinstance(outcome, Exception):
             st.error(f"{markdown_text(name)} could not be run: {markdown_text(outcome)}")
         else:
-            show_result(name, outcome, run, options)
+            show_result(name, outcome, run, options, LEGEND_LAYOUT_PX // len(models))

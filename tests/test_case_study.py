@@ -13,6 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pidcore.atoms import ATOMS, LABELS
+from pidcore.dashboard.export import LEGEND_LAYOUT_PX, MARGIN_PX, WIDE_CHARACTER_EM
 from pidcore.datasets import shapes
 from pidcore.models.loading import load_vlm
 from pidcore.pipeline.case_study import (MAX_UPLOAD_BYTES, CaseInputError, analyse, check_question, closest_task,
@@ -126,6 +127,12 @@ def test_models_run_side_by_side_and_an_edit_keeps_the_results_until_run_is_pres
     assert not app.exception and not app.error
     assert [header.value for header in app.header] == ["idefics3\\-s", "llava\\-s"]
     assert len(app.columns) >= 2 and len(app.get("plotly_chart")) == 6
+    for element in app.get("plotly_chart"):  # each title wrapped to its half-width column, not cut off
+        title = json.loads(element.proto.spec)["layout"]["title"]
+        usable = LEGEND_LAYOUT_PX // 2 - sum(MARGIN_PX.values())
+        for text, size in ((title["text"], 18), (title["subtitle"]["text"], 12)):
+            assert max(len(line) for line in text.split("<br>")) * size * WIDE_CHARACTER_EM <= usable, text
+        assert title["text"].count("<br>") + title["subtitle"]["text"].count("<br>") >= 1
     app.text_input(key="case_question").input("Which colour does the shape have?").run()
     assert not app.get("plotly_chart")  # new inputs: nothing is run until Run
     assert sum("Press Run" in info.value for info in app.info) == 2

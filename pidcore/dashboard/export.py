@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 import threading
 import warnings
 import zipfile
@@ -40,6 +41,8 @@ LEGEND_SYMBOL_PX = 46
 LEGEND_LAYOUT_PX = 900  # the width legends are laid out for (a narrower chart wraps them into more rows)
 LEGEND_ROW_EM = 1.9
 PLOT_PX = 450  # a chart's height without its legend, where the chart sets none
+MARGIN_PX = {"l": 70, "r": 30}
+LINE_EM = 1.3  # the height of a wrapped title line, in font sizes
 AXIS_BELOW_PX = 90  # tick labels and axis title under the plot
 IMAGE_SCALE = 3  # PNG pixels per CSS pixel: sharp on a slide
 # One kaleido browser serves every export of the process (a browser started per image took over 3 s a click); it
@@ -107,24 +110,37 @@ def _template(presentation: bool) -> go.layout.Template:
 TEMPLATES = {presentation: _template(presentation) for presentation in (False, True)}
 
 
-def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False) -> go.Figure:
+def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False,
+           layout_px: int = LEGEND_LAYOUT_PX) -> go.Figure:
     """`figure`, restyled in place and returned: the self-describing title, dark system-font text (larger, with
-    thicker lines and markers, for a presentation), and a legend below the plot sized to hold its longest entry."""
+    thicker lines and markers, for a presentation), and a legend below the plot sized to hold its longest entry.
+    Title, subtitle and legend are laid out for `layout_px` wide (a narrower chart, a column of the case study,
+    gets them wrapped into more lines instead of cut off)."""
     size = TEXT_PX[presentation]
-    legend, legend_px = _legend(figure, size)
+    legend, legend_px = _legend(figure, size, layout_px)
+    title = _wrapped(info.what, size + 4, layout_px)
+    subtitle = _wrapped(info.subtitle(), size - 2, layout_px)
+    extra_px = round(LINE_EM * ((size + 4) * (len(title) - 1) + (size - 2) * (len(subtitle) - 1)))
     figure.update_layout(template=TEMPLATES[presentation], legend=legend,
-                         height=(figure.layout.height or PLOT_PX) + legend_px,
-                         margin={"t": 70 + 3 * size, "l": 70, "r": 30, "b": AXIS_BELOW_PX + legend_px},
-                         title={"text": plotly_text(info.what), "subtitle": {"text": plotly_text(info.subtitle())}})
+                         height=(figure.layout.height or PLOT_PX) + legend_px + extra_px,
+                         margin={"t": 70 + 3 * size + extra_px, "l": MARGIN_PX["l"], "r": MARGIN_PX["r"],
+                                 "b": AXIS_BELOW_PX + legend_px},
+                         title={"text": "<br>".join(title), "subtitle": {"text": "<br>".join(subtitle)}})
     return figure
 
 
-def _legend(figure: go.Figure, size: int) -> tuple[dict, int]:
+def _wrapped(text: str, size: int, layout_px: int) -> list[str]:
+    """`text` as Plotly text in lines that fit between a chart's side margins at font size `size`, in a wide font."""
+    characters = max(12, int((layout_px - MARGIN_PX["l"] - MARGIN_PX["r"]) / (size * WIDE_CHARACTER_EM)))
+    return [plotly_text(line) for line in textwrap.wrap(text, characters, break_on_hyphens=False)] or [""]
+
+
+def _legend(figure: go.Figure, size: int, layout_px: int) -> tuple[dict, int]:
     """A horizontal legend at the bottom of the figure, under the axis title, whose entries are each wide enough
     for the longest name in a wide font; with the height its rows take (0 without a legend)."""
     names = [trace.name for trace in figure.data if trace.name and trace.showlegend is not False]
     entry = round(max((len(name) for name in names), default=0) * size * WIDE_CHARACTER_EM + LEGEND_SYMBOL_PX)
-    rows = math.ceil(len(names) / max(1, LEGEND_LAYOUT_PX // entry))
+    rows = math.ceil(len(names) / max(1, layout_px // entry))
     legend = {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0, "yanchor": "bottom",
               "entrywidth": entry, "entrywidthmode": "pixels", "font": {"size": size, "color": TEXT_COLOUR}}
     return legend, rows * round(size * LEGEND_ROW_EM)

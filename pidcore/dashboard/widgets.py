@@ -11,8 +11,8 @@ import streamlit as st
 
 from pidcore.analysis.flags import FLAG_RULE
 from pidcore.atoms import ATOMS, SYMBOLS
-from pidcore.dashboard.export import (IMAGE_SCALE, NO_BROWSER, ChartInfo, browser_available, csv_bytes,
-                                      images_zip, styled)
+from pidcore.dashboard.export import (IMAGE_SCALE, LEGEND_LAYOUT_PX, NO_BROWSER, ChartInfo, browser_available,
+                                      csv_bytes, images_zip, styled)
 from pidcore.dashboard.report import SHOWN_DIAGNOSTICS, report_button
 from pidcore.dashboard.sidebar import Settings
 from pidcore.dashboard.text import markdown_text
@@ -48,12 +48,12 @@ def _fitted_px(header: str, cells: list[str]) -> int:
 
 
 def chart(figure: go.Figure, settings: Settings, info: ChartInfo, numbers: pd.DataFrame | None = None,
-          key: str | None = None, selectable: bool = False) -> go.Figure:
+          key: str | None = None, selectable: bool = False, layout_px: int = LEGEND_LAYOUT_PX) -> go.Figure:
     """Show a figure titled by what it shows, with buttons that download it as PNG + SVG (one zip) and its numbers
     as CSV; its toolbar's camera downloads it in the sidebar's format. Returns the figure as shown (for reports).
     `key` (by default info.widget_key()) names the chart on the page; with `selectable`, clicks on its points rerun
-    the page (read them with `selection(key)`)."""
-    shown = styled(figure, info, settings.presentation)
+    the page (read them with `selection(key)`). `layout_px`: the width its text is laid out for (a column's)."""
+    shown = styled(figure, info, settings.presentation, layout_px)
     stem, key = info.file_stem(), key or info.widget_key()
     options = {"format": settings.image_format, "filename": stem, "scale": IMAGE_SCALE}
     st.plotly_chart(shown, theme=None, key=f"chart-{key}", on_select="rerun" if selectable else "ignore",
