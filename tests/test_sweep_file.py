@@ -9,7 +9,7 @@ import pytest
 
 from pidcore.cli import main
 from pidcore.datasets.sample import DatasetError
-from pidcore.models.adapters import ADAPTERS, UNSUPPORTED
+from pidcore.models.adapters import ADAPTERS, CONVERTED, UNSUPPORTED
 from pidcore.models.tiny import build_tiny_model
 from pidcore.pipeline.sweep import run_sweep
 from pidcore.pipeline.sweep_file import SweepFileError, read_sweep
@@ -191,12 +191,12 @@ def test_a_dry_run_names_each_model_it_can_profile_or_why_not_and_lists_a_missin
                                  "'gemma3')"]
     assert models[1].split() == ["yes", "pidcore-test/not-cached-mllama", "mllama", "(the", "sweep", "file's",
                                  "model_type)"]
-    assert models[2].split()[:3] == ["no", "pidcore-test/not-cached-internvl2.5", "internvl_chat"]
-    assert models[2].endswith(f"model type 'internvl_chat' is not supported: {UNSUPPORTED['internvl_chat']}")
+    assert models[2] == ("  yes      pidcore-test/not-cached-internvl2.5 internvl_chat (the sweep file's model_type; "
+                         "converted to the native internvl family on first load, once)")
     assert models[3].split()[:2] == ["unknown", "pidcore-test/not-cached-anything"]
     assert models[3].endswith(f"(no local config, no model_type in the sweep file): {UNKNOWN_TYPE}")
-    assert models[4] == ("2 of 4 models can be profiled here; the others: pidcore-test/not-cached-internvl2.5 "
-                         "(internvl_chat); pidcore-test/not-cached-anything (type unknown)")
+    assert models[4] == ("3 of 4 models can be profiled here; the others: pidcore-test/not-cached-anything "
+                         "(type unknown)")
     assert len(models) == 5
     assert not (tmp_path / "out").exists(), "a dry run writes nothing"
 
@@ -209,9 +209,8 @@ def test_a_family_without_an_adapter_is_named_with_the_adapter_tables_message(tm
     assert line.split()[0] == "no" and "model type 'blip-2' has no adapter: add an entry to " \
                                        "pidcore.models.adapters.ADAPTERS" in line
     assert any(line.split()[:3] == ["yes", "tiny-llava", "gemma3"] for line in lines), "no folder: the key"
-    assert lines[-1] == ("1 of 4 models can be profiled here; the others: pidcore-test/not-cached-mllama (blip-2); "
-                         "pidcore-test/not-cached-internvl2.5 (internvl_chat); pidcore-test/not-cached-anything "
-                         "(type unknown)")
+    assert lines[-1] == ("2 of 4 models can be profiled here; the others: pidcore-test/not-cached-mllama (blip-2); "
+                         "pidcore-test/not-cached-anything (type unknown)")
 
 
 def test_the_papers_breadth_sweep_names_its_26_models_and_4_datasets_as_the_published_results_do():
@@ -245,11 +244,12 @@ def test_the_papers_dry_run_runs_without_its_datasets_and_names_the_models_it_ca
     lines = _dry_run(tmp_path / PAPER_SWEEP.name, capsys)
     assert sum(line.startswith("  missing ") for line in lines) == 4
     assert sum(line.startswith(NO_DATASET) for line in lines) == 104
-    runnable = [model["name"] for model in models if model["model_type"] in set(ADAPTERS) - set(UNSUPPORTED)]
+    runnable = [model["name"] for model in models
+                if model["model_type"] in (set(ADAPTERS) | set(CONVERTED)) - set(UNSUPPORTED)]
     others = [model for model in models if model["name"] not in runnable]
-    assert {"InternVL2.5-2B", "InternVL2.5-8B", "InternVL2.5-78B", "Cambrian-1-8B", "Cambrian-1-34B"} <= {
-        model["name"] for model in others}
-    assert lines[-1].startswith(f"{len(runnable)} of 26 models can be profiled here; the others: ")
+    assert {model["name"] for model in others} == {"Cambrian-1-8B", "Cambrian-1-34B"}
+    assert lines[-1] == ("24 of 26 models can be profiled here; the others: Cambrian-1-8B, Cambrian-1-34B "
+                         "(cambrian_llama)")
     for model in others:
         reason = UNSUPPORTED[model["model_type"]]
         assert any(line.split()[:3] == ["no", model["name"], model["model_type"]] and line.endswith(reason)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
 from transformers import Glm4vProcessor, InternVLProcessor, LlavaOnevisionProcessor, Qwen3VLProcessor, SmolVLMProcessor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from pidcore.models.internvl_chat import convert_internvl_chat
 from pidcore.models.paper_images import PAPER_QWEN_PIXEL_BOUNDS, qwen_utils_image
 from pidcore.models.processors import (load_fuyu_processor, load_qwen2_5_vl_processor, load_qwen2_vl_processor,
                                        loader_without_video)
@@ -170,12 +173,7 @@ UNSUPPORTED: dict[str, str] = {
     "phi4_multimodal": "its image is merged inside the decoder (Phi4MultimodalModel's embed_tokens_extend), so the "
                        "decoder-input hook never sees the image rows to mask; it loads as a causal LM, not an "
                        "image-text-to-text model, and its image processor requires torchvision",
-    # Not transformers families, named so that a sweep file may declare them (the paper's InternVL2.5 and Cambrian-1).
-    "internvl_chat": "InternVL2.5's remote code (InternVLChatModel) is not an image-text-to-text model in "
-                     "transformers; the native `internvl` family (InternVL3's -hf checkpoints) is supported: convert "
-                     "a 2.5 checkpoint to a native folder with transformers' models/internvl/"
-                     "convert_internvl_weights_to_hf.py (its LM_TYPE_CORRESPONDENCE names the 2.5 -MPO ids; add "
-                     "yours) and profile that folder",
+    # Not a transformers family, named so that a sweep file may declare it (the paper's Cambrian-1).
     "cambrian_llama": "Cambrian-1 is not a transformers model: its config class and modelling code (several vision "
                       "towers joined by its spatial vision aggregator) live only in its own repository "
                       "(github.com/cambrian-mllm/cambrian), so transformers can load neither its config nor its "
@@ -183,8 +181,25 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
+
+
+class Conversion(NamedTuple):
+    """How a remote-code model type becomes a native family: the family, and the converter writing its folder
+    (source folder, target folder)."""
+
+    family: str
+    convert: Callable[[Path, Path], Path]
+
+
+# Remote-code model types pidcore converts, once, into a folder of a native family (pidcore.models.conversion): the
+# paper's InternVL2.5 (InternVLChatModel) becomes `internvl`, whose tiles, pixel shuffle and projector it shares.
+CONVERTED: dict[str, Conversion] = {"internvl_chat": Conversion("internvl", convert_internvl_chat)}
+
+
 def adapter_for(model_type: str) -> Adapter:
-    """The adapter of a family, or an error naming what is missing for an unsupported one."""
+    """The adapter of a family (of the family a converted type becomes), or an error naming what is missing for an
+    unsupported one."""
+    model_type = CONVERTED[model_type].family if model_type in CONVERTED else model_type
     if model_type in UNSUPPORTED:
         raise ValueError(f"model type {model_type!r} is not supported: {UNSUPPORTED[model_type]}")
     if model_type not in ADAPTERS:

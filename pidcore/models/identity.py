@@ -13,8 +13,11 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-_INDEX_FILES = ("config.json", "model.safetensors.index.json")
-# Where whole-file digests of weights are kept between runs (else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore).
+# Weights files that unpickle (and so may run code) when loaded: named in errors, never loaded.
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+_INDEX_FILES = ("config.json", SAFETENSORS_INDEX)
+# pidcore's cache folder (else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore): weights digests, converted models.
 CACHE_DIR_ENV = "PIDCORE_CACHE_DIR"
 DIGEST_CACHE = "weights-digests.json"
 # Weights files from this size on are announced before they are hashed, so a long first wait is explained.
@@ -93,18 +96,24 @@ def _cached_digest(path: Path, cached: dict, fresh: dict[str, dict]) -> str:
     return file_digest
 
 
-def _cache_file() -> Path | None:
-    """The digest cache's path: in $PIDCORE_CACHE_DIR, else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore (None
-    where no home folder can be found)."""
+def cache_dir() -> Path | None:
+    """pidcore's cache folder: $PIDCORE_CACHE_DIR, else $XDG_CACHE_HOME/pidcore, else ~/.cache/pidcore (None where no
+    home folder can be found)."""
     if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV]).expanduser() / DIGEST_CACHE
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     try:
         base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
     except RuntimeError as error:
-        logger.debug("no folder for the weights digest cache (%s); weights are hashed on every run", error)
+        logger.debug("no home folder for pidcore's cache (%s)", error)
         return None
-    return base / "pidcore" / DIGEST_CACHE
+    return base / "pidcore"
+
+
+def _cache_file() -> Path | None:
+    """The digest cache's path, in cache_dir() (None without one: weights are then hashed on every run)."""
+    folder = cache_dir()
+    return None if folder is None else folder / DIGEST_CACHE
 
 
 def _read_cache(path: Path) -> dict:

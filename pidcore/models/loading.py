@@ -10,13 +10,11 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PretrainedConfig
 
 from pidcore.devices import resolve_device
-from pidcore.models.adapters import Adapter, adapter_for
+from pidcore.models.adapters import CONVERTED, Adapter, adapter_for
+from pidcore.models.conversion import native_folder
+from pidcore.models.identity import PICKLE_WEIGHTS, SAFETENSORS_INDEX
+from pidcore.models.listing import first_few
 
-# Weights files that unpickle (and so may run code) when loaded: named in the error, never loaded.
-PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-# Parameters named per kind when a checkpoint does not match its config (the rest are counted).
-NAMED_PARAMETERS = 5
 REDO_CHECKPOINT = "download it again, or save it again with save_pretrained"
 
 
@@ -53,6 +51,8 @@ def load_vlm(model_id: str, device: str = "auto", dtype: str = "auto", trust_rem
     declared = declared_model_type(model_id, revision, local_files_only=False)
     if declared is not None:
         adapter_for(declared)  # a family that cannot be profiled is named with its reason before its config loads
+    if declared in CONVERTED:  # transformers cannot load it: its native conversion, written once, is loaded
+        model_id, revision = str(native_folder(model_id, declared, revision)), None
     try:
         config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as error:
@@ -101,25 +101,19 @@ def check_loading_info(model_id: str, info: dict) -> None:
                           ("unexpected_keys", "in the checkpoint but not in the model (they would be skipped)")):
         names = sorted(info.get(kind) or ())
         if names:
-            problems.append(f"{len(names)} parameter(s) {meaning}: {_first_few(names)}")
+            problems.append(f"{len(names)} parameter(s) {meaning}: {first_few(names)}")
     mismatched = sorted(info.get("mismatched_keys") or ())
     if mismatched:
         shapes = [f"{name} (checkpoint {tuple(stored)}, config {tuple(expected)})"
                   for name, stored, expected in mismatched]
         problems.append(f"{len(mismatched)} parameter(s) of another shape in the checkpoint than the config gives: "
-                        f"{_first_few(shapes)}")
+                        f"{first_few(shapes)}")
     if info.get("error_msgs"):
-        problems.append(f"loading errors: {_first_few(list(info['error_msgs']))}")
+        problems.append(f"loading errors: {first_few(list(info['error_msgs']))}")
     if problems:
         raise ModelLoadError(f"cannot load the weights of model {model_id!r}: they do not match its config: "
                              f"{'; '.join(problems)}. The checkpoint is partly downloaded or was edited, or "
                              f"config.json describes another model: {REDO_CHECKPOINT}")
-
-
-def _first_few(items: list[str]) -> str:
-    """The first NAMED_PARAMETERS items, comma-separated, and how many more there are."""
-    more = len(items) - NAMED_PARAMETERS
-    return ", ".join(items[:NAMED_PARAMETERS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _damaged_file(model_id: str) -> str:

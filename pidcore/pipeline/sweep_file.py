@@ -16,7 +16,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from pidcore.atoms import DEDUPE_POLICIES
 from pidcore.datasets.registry import GENERATED, parse_spec
-from pidcore.models.adapters import ADAPTERS, UNSUPPORTED
+from pidcore.models.adapters import ADAPTERS, CONVERTED, UNSUPPORTED
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.probes.conventions import PROBE_MODES, PUBLISHED
 
@@ -188,7 +188,7 @@ def _model_and_checkpoints(entry: dict, folder: Path, base: ProfileSettings, whe
 def _check_model_type(value: str, where: str) -> None:
     """A declared model type must be one transformers knows or pidcore.models.adapters names, so a typo is not
     reported later as an unsupported family."""
-    known = set(CONFIG_MAPPING_NAMES) | set(ADAPTERS) | set(UNSUPPORTED)
+    known = set(CONFIG_MAPPING_NAMES) | set(ADAPTERS) | set(UNSUPPORTED) | set(CONVERTED)
     if value not in known:
         close = get_close_matches(value, sorted(known), n=3)
         raise SweepFileError(f"{where}: model_type {value!r} is neither a transformers model type nor one "

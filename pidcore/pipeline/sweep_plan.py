@@ -17,7 +17,7 @@ from pidcore.datasets import load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.datasets.registry import parse_spec
 from pidcore.datasets.sample import DatasetError
-from pidcore.models.adapters import adapter_for
+from pidcore.models.adapters import CONVERTED, adapter_for
 from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import declared_model_type
 from pidcore.pipeline.layers import selected_layers
@@ -210,6 +210,8 @@ def _check_model(name: str, unit: Unit) -> ModelCheck:
         adapter_for(model_type)
     except ValueError as error:
         return ModelCheck(name, model_type, source, str(error))
+    if model_type in CONVERTED:
+        source += f"; converted to the native {CONVERTED[model_type].family} family on first load, once"
     return ModelCheck(name, model_type, source, None)
 
 
