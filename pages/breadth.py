@@ -6,6 +6,7 @@ import streamlit as st
 
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, task_shares
 from pidcore.atoms import ATOMS, LABELS, MENU
+from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, heatmap, regime_plot, small_multiples
 from pidcore.dashboard.drilldown import samples_panel
 from pidcore.dashboard.export import ChartInfo, styled
@@ -38,6 +39,7 @@ if settings.compare:
     else:
         groups[PUBLISHED] = published
 shown_rows = flag_rows(pd.concat(groups.values(), ignore_index=True), settings)
+show_cautions(shown_rows, settings)
 regimes = regimes_of(settings, groups)
 findings = [f"{task} ({source}): {regime.regime}. {regime.why}" for source, by_task in regimes.items()
             for task, regime in sorted(by_task.items())]

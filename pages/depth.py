@@ -7,6 +7,7 @@ import streamlit as st
 
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.atoms import ATOMS, LABELS, MENU
+from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
 from pidcore.dashboard.drilldown import samples_panel
 from pidcore.dashboard.export import ChartInfo
@@ -39,6 +40,7 @@ for key, shown in (("model", model), ("task", task), ("checkpoint", checkpoint))
 curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
 if (note := partial_run_note(curve)) is not None:
     st.info(note)
+show_cautions(curve, settings)
 selected = as_shown(curve, settings.units, settings.clip)
 phases = detect_phases(curve) if len(curve) > 2 else None
 others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curves["checkpoint"] == checkpoint))]

@@ -7,6 +7,7 @@ import streamlit as st
 from pidcore.analysis.regimes import is_output
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, stage_progress, training_checkpoints
 from pidcore.atoms import ATOMS, LABELS, MENU
+from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
 from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.rows import checkpoint_label, flag_rows, load_rows, paper_rows, require, trajectories_of
@@ -49,6 +50,7 @@ for key, shown in (("train_model", model), ("train_task", task)):
     say_if_unmet(asked[key], shown, key.removeprefix("train_"),
                  "it has no two checkpoints with a stage and step here")
 outputs = flag_rows(training[(training["model"] == model) & (training["task"] == task)], settings)
+show_cautions(outputs, settings)
 labels = {row["checkpoint"]: checkpoint_label(row["stage"], row["step"], row["checkpoint"])
           for _, row in outputs.iterrows()}
 # The slider renders its options as Markdown (and writes the chosen one into the URL): names escaped there only.

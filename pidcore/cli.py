@@ -159,15 +159,21 @@ def _paper_build(args: argparse.Namespace) -> int:
 
 
 def _findings(args: argparse.Namespace) -> int:
+    from pidcore.analysis.cautions import cautions
     from pidcore.analysis.findings import as_json, as_text, findings
+    from pidcore.analysis.flags import join_diagnostics
     from pidcore.pipeline.settings import pick_estimator
-    from pidcore.store import read_atoms
+    from pidcore.store import read_atoms, read_diagnostics
+    from pidcore.store.read import read_caution_inputs
 
     atoms = read_atoms(args.db)
     if atoms.empty:
         raise ValueError(f"{args.db} holds no results")
     estimator = pick_estimator(sorted(atoms["estimator"].unique()), args.estimator)
-    found = findings(atoms[atoms["estimator"] == estimator])
+    atoms = atoms[atoms["estimator"] == estimator]
+    rows = join_diagnostics(atoms, read_diagnostics(args.db))
+    run_ids = sorted(rows["run_id"].dropna().unique())
+    found = findings(atoms, cautions(rows, *read_caution_inputs(args.db, run_ids, estimator)))
     print(as_json(found) if args.json else f"{args.db}, estimator {estimator}\n\n{as_text(found)}")
     return 0
 

@@ -5,6 +5,10 @@
 - families: {FAMILY: {strategy, median_s, median_u2, n_models, tasks, why}}
 - curves: [{model, task, checkpoint, phases: {silent, language, fusion: [first, last] | null}, three_phase}]
 - training: [{model, task, stage2_rise_s, rise}]
+- cautions: [{model, task, checkpoint, kind, detail, layers}]: where the measurement cannot say much, by
+  pidcore.analysis.cautions.CAUTION_RULES; `kind` is the rule's name (constant-input, uniform-probe, fallback,
+  noise-floor), `layers` the layers where it fires (empty for a rule on the run's inputs, which holds at every
+  layer), `detail` says it at the deepest of them
 """
 
 from __future__ import annotations
@@ -16,21 +20,25 @@ from typing import Any
 
 import pandas as pd
 
+from pidcore.analysis.cautions import CAUTION_RULES, Caution, as_records
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, is_output, task_regimes
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, training_checkpoints
 
 MIN_CURVE_LAYERS = 3  # a layer curve needs this many layers for its phases to mean anything
-RULES = {"regimes and strategies": REGIME_RULE, "phases": PHASE_RULE, "stage-2 rise": STAGE2_RULE}
+RULES = {"regimes and strategies": REGIME_RULE, "phases": PHASE_RULE, "stage-2 rise": STAGE2_RULE,
+         "cautions": CAUTION_RULES}
 
 
-def findings(atoms: pd.DataFrame) -> dict[str, Any]:
-    """Every finding the rules give on rows of the `atoms` view of one estimator."""
+def findings(atoms: pd.DataFrame, cautions: list[Caution] | None = None) -> dict[str, Any]:
+    """Every finding the rules give on rows of the `atoms` view of one estimator, with the cautions on them
+    (pidcore.analysis.cautions, judged on what the store holds of their runs; none given: none listed)."""
     final = final_rows(atoms)
     regimes = task_regimes(final)
     return {"tasks": {task: asdict(regime) for task, regime in regimes.items()},
             "families": {family: asdict(strategy) for family, strategy in family_strategies(final, regimes).items()},
-            "curves": curve_findings(atoms), "training": training_findings(atoms)}
+            "curves": curve_findings(atoms), "training": training_findings(atoms),
+            "cautions": as_records(cautions or [])}
 
 
 def curve_findings(atoms: pd.DataFrame) -> list[dict]:
@@ -131,6 +139,9 @@ def as_text(found: dict[str, Any]) -> str:
               f"{'model':<22} {'task':<12} {'rise in S':>10}  stage-2 rise"]
     lines += [f"{row['model']:<22} {row['task']:<12} {row['stage2_rise_s']:>+10.3f}  {'yes' if row['rise'] else 'no'}"
               for row in found["training"]]
+    lines += ["", "Cautions (where the measurement cannot say much)"]
+    lines += [f"{row['kind']:<15} {row['model']} on {row['task']} ({row['checkpoint']}): {row['detail']}"
+              for row in found["cautions"]] or ["none"]
     lines += ["", "Rules:"] + [f"- {name}: {text}" for name, text in RULES.items()]
     return "\n".join(lines)
 

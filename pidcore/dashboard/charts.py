@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 
 from pidcore.analysis.phases import Phases
 from pidcore.analysis.regimes import KNOWLEDGE_DRIVEN, SYNERGY_DRIVEN, UNDETERMINED
-from pidcore.atoms import ATOMS, BOUND_COLUMNS, LABELS, MENU, PASS_LABELS, PASSES, SYMBOLS, UNITS, Atoms, option_letters
+from pidcore.atoms import (ATOMS, BOUND_COLUMNS, LABELS, MENU, NOISE_FLOOR_BITS, PASS_LABELS, PASSES, SYMBOLS, UNITS,
+                           Atoms, option_letters)
 from pidcore.dashboard.text import plotly_text
 
 # Okabe-Ito colours, chosen so the four atoms stay apart under deuteranopia (CIEDE2000 >= 22 between any two,
@@ -147,7 +148,8 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
     traces = [_atom_trace(atom, depth, frame, unit_label) for atom in ATOMS] + _flagged(depth, frame, ATOMS)
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms layer by layer (logit lens)",
                               **_axes(_depth_title(normalised), unit_label,
-                                      {} if normalised else _layer_ticks(frame["n_layers"].max())),
+                                      {} if normalised else _layer_ticks(frame["n_layers"].max()),
+                                      _least_range([frame], ATOMS)),
                               "hovermode": "x unified"})
 
 
@@ -167,7 +169,8 @@ def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | N
     traces = [_atom_trace(atom, frame["step"], frame, unit_label) for atom in atoms]
     traces += _flagged(frame["step"], frame, atoms)
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training (output layer)",
-                              **_axes("training step (a stage begins where the one before ended)", unit_label),
+                              **_axes("training step (a stage begins where the one before ended)", unit_label,
+                                      y_extra=_least_range([frame], atoms)),
                               "hovermode": "x unified"})
 
 
@@ -216,7 +219,8 @@ def overlay_curves(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_la
         depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
         traces += _series_traces(label, depth, frame, atoms, SERIES_COLOURS[index % len(SERIES_COLOURS)])
     return go.Figure(traces, {"shapes": [_zero_line()], "title": "Atoms layer by layer (logit lens), compared",
-                              **_axes(_depth_title(normalised), unit_label)})
+                              **_axes(_depth_title(normalised), unit_label,
+                                      y_extra=_least_range(series.values(), atoms))})
 
 
 def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_label: str) -> go.Figure:
@@ -229,7 +233,8 @@ def overlay_trajectories(series: Mapping[str, pd.DataFrame], atoms: list[str], u
     shapes = [_zero_line(), _vertical_line(1.0, "dot", "gray")]
     notes = [_note(0.5, "stage 1", "center"), _note(1.5, "stage 2", "center")]
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms over training, compared",
-                              **_axes("stage progress (stage 1: 0-1, stage 2: 1-2)", unit_label)})
+                              **_axes("stage progress (stage 1: 0-1, stage 2: 1-2)", unit_label,
+                                      y_extra=_least_range(series.values(), atoms))})
 
 
 def _series_traces(label: str, x: pd.Series, frame: pd.DataFrame, atoms: list[str], colour: str) -> list[dict]:
@@ -259,9 +264,23 @@ def _error_bars(frame: pd.DataFrame, atom: str) -> dict:
             "arrayminus": (frame[atom] - low).fillna(0).tolist(), "thickness": 1, "width": 3}
 
 
-def _axes(x_title: str, y_title: str, x_extra: dict | None = None) -> dict:
+def _axes(x_title: str, y_title: str, x_extra: dict | None = None, y_extra: dict | None = None) -> dict:
     """Layout axes with their titles, spelled out (Plotly's "xaxis_title" shorthand costs a parse per key)."""
-    return {"xaxis": {"title": {"text": x_title}, **(x_extra or {})}, "yaxis": {"title": {"text": y_title}}}
+    return {"xaxis": {"title": {"text": x_title}, **(x_extra or {})},
+            "yaxis": {"title": {"text": y_title}, **(y_extra or {})}}
+
+
+def _least_range(frames: Iterable[pd.DataFrame], atoms: Iterable[str]) -> dict:
+    """A y-axis range 2 x NOISE_FLOOR_BITS tall around the values drawn (the atoms and their intervals) where they
+    span less than NOISE_FLOOR_BITS (pidcore.analysis.cautions), so rounding noise of 1e-16 is a flat line, not
+    curves apart; empty (Plotly's own range) otherwise."""
+    columns = [column for atom in atoms for column in (atom, f"{atom}_lo", f"{atom}_hi")]
+    values = pd.concat([pd.to_numeric(frame[column], errors="coerce") for frame in frames for column in columns
+                        if column in frame] or [pd.Series(dtype=float)]).dropna()
+    if values.empty or values.max() - values.min() >= NOISE_FLOOR_BITS:
+        return {}
+    middle = (values.max() + values.min()) / 2
+    return {"range": [middle - NOISE_FLOOR_BITS, middle + NOISE_FLOOR_BITS]}
 
 
 def _depth_title(normalised: bool) -> str:

@@ -23,6 +23,8 @@ import pandas as pd
 import streamlit as st
 
 from pidcore import store
+from pidcore.analysis.cautions import Caution
+from pidcore.analysis.cautions import cautions as all_cautions
 from pidcore.analysis.findings import findings as all_findings
 from pidcore.analysis.flags import join_diagnostics, with_flags
 from pidcore.analysis.regimes import Regime, final_rows, task_regimes
@@ -30,6 +32,7 @@ from pidcore.dashboard.tables import samples_table
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, probe_label
 from pidcore.probes.conventions import CLEAN
 from pidcore.shipped import RESULTS_DIRS_ENV, SHIPPED_DBS, results_dirs
+from pidcore.store.read import read_caution_inputs
 
 CACHE_ENTRIES = 8  # a few databases or versions of one; a running `profile` makes a new version per rerun
 # Where the dashboard opens results from and how to add a folder, said by role, never by path: every visitor of a
@@ -144,6 +147,18 @@ def findings(db: str, estimator: str | None) -> dict:
     """Every finding of one estimator's rows (pidcore.analysis.findings), by the rules the pages apply."""
     path = results_file(db)
     return _findings(path, version(path), estimator)
+
+
+@st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
+def _cautions(db: str, stamp: tuple, estimator: str | None, run_ids: tuple[str, ...]) -> tuple[Caution, ...]:
+    rows = _atoms_with_diagnostics(db, stamp, estimator)
+    return tuple(all_cautions(rows[rows["run_id"].isin(run_ids)], *read_caution_inputs(db, run_ids, estimator)))
+
+
+def cautions(db: str, estimator: str | None, run_ids: tuple[str, ...]) -> tuple[Caution, ...]:
+    """The cautions (pidcore.analysis.cautions) on these runs of one estimator, judged once per run set."""
+    path = results_file(db)
+    return _cautions(path, version(path), estimator, run_ids)
 
 
 def flagged(rows: pd.DataFrame, db: str) -> pd.DataFrame:

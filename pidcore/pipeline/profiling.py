@@ -7,10 +7,12 @@ import logging
 from dataclasses import asdict, replace
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pidcore.atoms import FIT
+from pidcore.analysis.cautions import run_cautions
+from pidcore.atoms import ATOMS, FIT
 from pidcore.datasets import LoadedDataset, Sample, load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.models.identity import identity_key, model_identity
@@ -34,6 +36,7 @@ from pidcore.store import (
     write_calibration,
     write_samples,
 )
+from pidcore.store.read import read_caution_inputs
 from pidcore.store.write import rename_run
 
 logger = logging.getLogger(__name__)
@@ -44,12 +47,27 @@ LENGTH_WINDOW = 16
 
 
 def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[LayerResult]:
-    """Probe every sample, then estimate atoms per layer; returns the output layer's result. The same model and
-    dataset content with the same settings resume the stored run; anything else is a new run. The dataset and the
-    database are checked before the model loads, so a bad path fails in seconds, not after a 7B model loads.
+    """Probe every sample, then estimate atoms per layer; prints the cautions on the output layer's result and
+    returns it. The same model and dataset content with the same settings resume the stored run; anything else is a
+    new run. The dataset and the database are checked before the model loads, so a bad path fails in seconds, not
+    after a 7B model loads.
     `vlm`: the model, loaded already (a sweep reuses one across its datasets)."""
     settings, run_id = probe_run(settings, vlm)
-    return estimate_layers(settings, run_id)
+    results = estimate_layers(settings, run_id)
+    _print_cautions(settings, run_id, results)
+    return results
+
+
+def _print_cautions(settings: ProfileSettings, run_id: str, results: list[LayerResult]) -> None:
+    """Print the cautions (pidcore.analysis.cautions) on the run, one line each with its rule's name: its inputs as
+    the store holds its samples, and the probes, fallback and total of `results` (the output layer's, as
+    estimate_layers returns them: layer = n_layers)."""
+    samples, _ = read_caution_inputs(settings.db, [run_id], settings.estimator)
+    rows = pd.DataFrame([{"layer": result.layer, "n_layers": result.layer, **result.atoms.as_dict()}
+                         for result in results], columns=["layer", "n_layers", *ATOMS])
+    names = (settings.model_name, settings.task_name, settings.checkpoint)
+    for caution in run_cautions(names, rows, samples, {result.layer: result.diagnostics for result in results}):
+        print(caution.line())
 
 
 def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[ProfileSettings, str]:

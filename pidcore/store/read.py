@@ -493,6 +493,32 @@ def read_sample_images(path: str | Path, run_id: str) -> dict[str, bytes]:
     return {sample_id: bytes(image) for sample_id, image in rows}
 
 
+def read_caution_inputs(path: str | Path, run_ids: Sequence[str],
+                        estimator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the cautions (pidcore.analysis.cautions) judge these runs by, in two frames. Samples in dataset order:
+    run_id, question, options (JSON text), image_digest (MD5 of the stored PNG; None where none is stored) and probs
+    [pass, stored layers, k] decoded (None where unreadable). Layers of this estimator: run_id, layer and its
+    diagnostics decoded (empty where they are not a JSON object)."""
+    columns = present_select(path, SAMPLES, ["run_id", "position", "question", "options", "image", "probs"])
+    wanted = [list(run_ids)]
+    samples = query_frame(path, "SELECT run_id, question, options, md5(image) AS image_digest, probs FROM (SELECT "
+                                f"{columns} FROM samples) WHERE list_contains(?, run_id) ORDER BY run_id, position",
+                          wanted)
+    samples["probs"] = [_array_or_none(blob) for blob in samples["probs"]]
+    layers = query_frame(path, f"SELECT run_id, {LAYER_SQL}, diagnostics FROM layer_atoms WHERE estimator = ? AND "
+                               "list_contains(?, run_id) ORDER BY run_id, layer", [estimator, *wanted])
+    layers["diagnostics"] = [_json_object(text) for text in layers["diagnostics"]]
+    return samples, layers
+
+
+def _array_or_none(blob: bytes | None) -> np.ndarray | None:
+    """A stored array decoded; None where it is missing or unreadable (a damaged or crafted file)."""
+    try:
+        return blob_to_array(blob)
+    except (TypeError, ValueError, EOFError):
+        return None
+
+
 def read_evaluated_ids(path: str | Path, run_id: str, layer: int, estimator: str) -> list[str]:
     """The ids of the samples one layer of a run was evaluated on by an estimator (its pointwise rows), sorted."""
     return [row[0] for row in query(path, "SELECT sample_id FROM pointwise_atoms WHERE run_id = ? AND layer = ? "
