@@ -11,8 +11,8 @@ from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
 from pidcore.dashboard.drilldown import samples_panel
 from pidcore.dashboard.export import ChartInfo
-from pidcore.dashboard.rows import (curve_label, flag_rows, layer_curves_of, layer_spans, load_rows, paper_rows,
-                                    partial_run_note, require)
+from pidcore.dashboard.rows import (curve_keys, curve_label, flag_rows, layer_curves_of, layer_spans, load_rows,
+                                    paper_rows, partial_run_note, require)
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
@@ -27,14 +27,23 @@ curves = require(layer_curves_of(rows), "No run in this database has atoms at mo
                  "the output layer only). Profile a model with `python -m pidcore profile --layers all` to see its "
                  "layers.")
 asked = {key: asked_in_link(key) for key in ("model", "task", "checkpoint", "layer")}
+
+
+def open_on_the_output() -> None:
+    """Another model, task or checkpoint opens on its output layer, not on the layer number the slider had."""
+    st.session_state.pop("layer", None)
+    st.query_params.pop("layer", None)
+
+
 choose_model, choose_task, choose_checkpoint = st.columns(3)
-model = choose_model.selectbox("Model", sorted(curves["model"].unique()), key="model", bind="query-params")
+model = choose_model.selectbox("Model", sorted(curves["model"].unique()), key="model", bind="query-params",
+                               on_change=open_on_the_output)
 task = choose_task.selectbox("Task", sorted(curves[curves["model"] == model]["task"].unique()), key="task",
-                             bind="query-params")
+                             bind="query-params", on_change=open_on_the_output)
 runs = curves[(curves["model"] == model) & (curves["task"] == task)]
 checkpoints = runs.sort_values("step", na_position="first")["checkpoint"].unique().tolist()
 checkpoint = choose_checkpoint.selectbox("Checkpoint", checkpoints, index=len(checkpoints) - 1, key="checkpoint",
-                                         bind="query-params")
+                                         bind="query-params", on_change=open_on_the_output)
 for key, shown in (("model", model), ("task", task), ("checkpoint", checkpoint)):
     say_if_unmet(asked[key], shown, key, "it has no run with atoms at two or more layers here")
 curve = flag_rows(runs[runs["checkpoint"] == checkpoint].sort_values("layer"), settings)
@@ -46,7 +55,7 @@ phases = detect_phases(curve) if len(curve) > 2 else None
 others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curves["checkpoint"] == checkpoint))]
 if settings.compare:
     others = pd.concat([others, layer_curves_of(paper_rows())], ignore_index=True)
-choices = {curve_label(key): key for key in sorted(set(others[SERIES_KEYS].itertuples(index=False, name=None)))}
+choices = {curve_label(key): key for key in curve_keys(others)}
 findings = [] if phases is None else [f"Phases of {model} on {task} ({checkpoint}): {phases.describe()}. "
                                       f"Three-phase pattern: {'yes' if phases.three_phase else 'no'}."]
 
@@ -74,7 +83,7 @@ def layer_view() -> None:
                                        settings.units, settings.clip) for label in compared})
         info = ChartInfo("Atoms layer by layer (logit lens), compared", " vs ".join(series), layer="all",
                          estimator=settings.estimator, units=settings.unit_label)
-        figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised)
+        figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised, phases)
         numbers = pd.concat([frame.assign(series=label) for label, frame in series.items()], ignore_index=True)
     else:
         info = ChartInfo("Atoms layer by layer (logit lens)", model, task, checkpoint, f"{layer} marked",

@@ -119,3 +119,18 @@ def test_layer_ticks_are_integers_and_flagged_points_are_marked():
     assert list(flagged.x) == [3] * len(ATOMS) and set(flagged.customdata) == {"only 20 held-out samples"}
     hover = next(trace for trace in figure.data if trace.name == LABELS["s"])
     assert "bits" in hover.hovertemplate and hover.customdata[0] == "[-0.050, +0.050]"
+
+
+def test_compared_curves_keep_the_phase_shading_and_never_take_an_atoms_colour():
+    """An overlaid second curve in U2's vermillion would read as U2; the page's own curve keeps its phases."""
+    frame = curve()
+    series = {"this": frame, "second": frame.assign(u2=frame["u2"] / 2), "third": frame.assign(s=frame["s"] / 2)}
+    for normalised, scale in ((False, 1.0), (True, 8.0)):
+        figure = charts.overlay_curves(series, ["s", "u2"], "bits", normalised, detect_phases(frame))
+        assert [note.text for note in figure.layout.annotations] == ["silent", "language", "fusion"]
+        bands = [shape for shape in figure.layout.shapes if shape.type == "rect"]
+        assert bands[-1].x1 == pytest.approx((8 + 0.5) / scale)  # fusion to the top layer, on either depth
+    series_colours = {trace.line.color for trace in figure.data}
+    assert len(series_colours) == 3 and not series_colours & set(charts.COLOURS.values())
+    for first, second in itertools.combinations(series_colours, 2):
+        assert ciede2000(as_deuteranope_lab(first), as_deuteranope_lab(second)) >= MIN_DIFFERENCE

@@ -132,6 +132,16 @@ def test_the_samples_table_shows_its_atoms_first_and_fits_every_column_to_its_wi
         assert widths[column] >= 8 * widest, column
 
 
+def test_another_model_opens_on_its_output_layer_and_compared_curves_are_in_step_order():
+    app = _open("pages/depth.py", model="llava-m", task="synergy")
+    app.select_slider(key="layer").set_value("1").run()
+    app.selectbox(key="model").set_value("llava-s").run()
+    assert app.select_slider(key="layer").value == 4 and "layer" not in app.query_params  # llava-s has 4 layers
+    overlays = [option for option in app.multiselect(key="overlay").options if option.startswith("llava-m · synergy")]
+    steps = [int(option.rsplit("step", 1)[1]) for option in overlays if "step" in option]
+    assert steps == sorted(steps) and len(steps) > 2
+
+
 def test_units_switch_to_fractions_of_the_total():
     app = _open("pages/depth.py", model="llava-s", task="language", units="fraction")
     values = [float(metric.value) for metric in app.metric]

@@ -27,8 +27,10 @@ COLOURS = {"r": "#7F7F7F", "u1": "#56B4E9", "u2": "#D55E00", "s": "#0072B2"}
 DASHES = {"s": "solid", "u2": "dash", "u1": "dot", "r": "dashdot"}
 MARKERS = {"s": "circle", "u2": "square", "u1": "diamond", "r": "triangle-up"}
 PATTERNS = {"s": "", "u2": "/", "u1": ".", "r": "x"}
-# Overlaid series: one colour per series (Okabe-Ito), the atom shown by line style and marker.
-SERIES_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F", "#F0E442")
+# Overlaid series: one colour per series, the atom shown by line style and marker. None is an atom's colour (a
+# second curve in U2's vermillion would read as U2): Okabe-Ito's bluish green, orange and reddish purple, then three
+# more that stay apart from them and from the atoms.
+SERIES_COLOURS = ("#009E73", "#E69F00", "#CC79A7", "#8C564B", "#BCBD22", "#2F4F4F")
 # Phases shaded in their atom's colour (silence grey, language build-up as U2, fusion as S), each band also named.
 PHASE_COLOURS = {"silent": "rgba(127,127,127,0.15)", "language": "rgba(213,94,0,0.20)",
                  "fusion": "rgba(0,114,178,0.20)"}
@@ -138,19 +140,25 @@ def layer_curves(frame: pd.DataFrame, selected_layer: int, phases: Phases | None
     frame = frame.sort_values("layer")
     depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
     scale = float(frame["n_layers"].iloc[0]) if normalised else 1.0
-    shapes, notes = [_zero_line()], []
-    if phases is not None:
-        for name, span in (("silent", phases.silent), ("language", phases.language), ("fusion", phases.fusion)):
-            if span is not None:
-                shapes.append(_band((span[0] - 0.5) / scale, (span[1] + 0.5) / scale, PHASE_COLOURS[name]))
-                notes.append(_note((span[0] - 0.5) / scale, name, "left"))
-    shapes.append(_vertical_line(selected_layer / scale, "dash", MARK_COLOUR))
+    shapes, notes = _phase_bands(phases, scale)
+    shapes = [_zero_line(), *shapes, _vertical_line(selected_layer / scale, "dash", MARK_COLOUR)]
     traces = [_atom_trace(atom, depth, frame, unit_label) for atom in ATOMS] + _flagged(depth, frame, ATOMS)
     return go.Figure(traces, {"shapes": shapes, "annotations": notes, "title": "Atoms layer by layer (logit lens)",
                               **_axes(_depth_title(normalised), unit_label,
                                       {} if normalised else _layer_ticks(frame["n_layers"].max()),
                                       _least_range([frame], ATOMS)),
                               "hovermode": "x unified"})
+
+
+def _phase_bands(phases: Phases | None, scale: float) -> tuple[list[dict], list[dict]]:
+    """Each phase found as a band in its colour (layers divided by `scale`, n_layers on normalised depth), named."""
+    shapes, notes = [], []
+    if phases is not None:
+        for name, span in (("silent", phases.silent), ("language", phases.language), ("fusion", phases.fusion)):
+            if span is not None:
+                shapes.append(_band((span[0] - 0.5) / scale, (span[1] + 0.5) / scale, PHASE_COLOURS[name]))
+                notes.append(_note((span[0] - 0.5) / scale, name, "left"))
+    return shapes, notes
 
 
 def trajectories(frame: pd.DataFrame, atoms: list[str], selected_step: float | None, unit_label: str) -> go.Figure:
@@ -211,14 +219,18 @@ def _layer_ticks(n_layers: float) -> dict:
 
 
 def overlay_curves(series: Mapping[str, pd.DataFrame], atoms: list[str], unit_label: str,
-                   normalised: bool) -> go.Figure:
-    """Several layer curves at once: a colour per series (label -> rows), a line style per atom."""
+                   normalised: bool, phases: Phases | None = None) -> go.Figure:
+    """Several layer curves at once: a colour per series (label -> rows), a line style per atom, and the phases of
+    the first series (the page's own curve) shaded as on its single chart."""
     traces = []
     for index, (label, frame) in enumerate(series.items()):
         frame = frame.sort_values("layer")
         depth = frame["layer"] / frame["n_layers"] if normalised else frame["layer"]
         traces += _series_traces(label, depth, frame, atoms, SERIES_COLOURS[index % len(SERIES_COLOURS)])
-    return go.Figure(traces, {"shapes": [_zero_line()], "title": "Atoms layer by layer (logit lens), compared",
+    first = next(iter(series.values()))
+    shapes, notes = _phase_bands(phases, float(first["n_layers"].max()) if normalised else 1.0)
+    return go.Figure(traces, {"shapes": [_zero_line(), *shapes], "annotations": notes,
+                              "title": "Atoms layer by layer (logit lens), compared",
                               **_axes(_depth_title(normalised), unit_label,
                                       y_extra=_least_range(series.values(), atoms))})
 

@@ -92,6 +92,14 @@ def layer_curves_of(rows: pd.DataFrame) -> pd.DataFrame:
     return layered[counts >= 2]
 
 
+def curve_keys(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The (model, task, checkpoint) curves of `rows` in menu order: by model and task, then by training step (so
+    step 500 comes before step 1100), a checkpoint without a step (a released "final") last."""
+    keys = rows[["model", "task", "checkpoint", "step"]].drop_duplicates(["model", "task", "checkpoint"])
+    ordered = keys.assign(unknown=keys["step"].isna()).sort_values(["model", "task", "unknown", "step", "checkpoint"])
+    return list(ordered[["model", "task", "checkpoint"]].itertuples(index=False, name=None))
+
+
 def curve_label(key: tuple[str, str, str]) -> str:
     """How a (model, task, checkpoint) series is named in menus and legends."""
     model, task, checkpoint = key
