@@ -134,3 +134,22 @@ def test_compared_curves_keep_the_phase_shading_and_never_take_an_atoms_colour()
     assert len(series_colours) == 3 and not series_colours & set(charts.COLOURS.values())
     for first, second in itertools.combinations(series_colours, 2):
         assert ciede2000(as_deuteranope_lab(first), as_deuteranope_lab(second)) >= MIN_DIFFERENCE
+
+
+def test_a_heatmap_cell_takes_clicks_anywhere_in_it_and_draws_the_clicked_square_dark():
+    """One marker per cell took clicks only within 40 px of its centre; now squares tile each cell, every one
+    naming its row, and the clicked one is drawn dark by the browser (a selection style)."""
+    frame = pd.DataFrame([{"model": model, "task": task, "r": 0.1, "u1": 0.2, "u2": 0.3, "s": 0.4, "s_lo": 0.3,
+                           "s_hi": 0.5, "accuracy": 0.9}
+                          for model in ("m1", "m2") for task in ("t1", "t2", "t3")])
+    markers = charts.heatmap(frame, "s", "bits").data[1]
+    height = charts._grid_height(2)
+    for position, (model, task) in enumerate(zip(frame["model"], frame["task"])):
+        xs = [x for x, row in zip(markers.x, markers.customdata) if row == position]
+        ys = [y for y, row in zip(markers.y, markers.customdata) if row == position]
+        column, row = ["t1", "t2", "t3"].index(task), ["m1", "m2"].index(model)
+        assert min(xs) == pytest.approx(column - 0.4) and max(xs) == pytest.approx(column + 0.4)
+        assert min(ys) == pytest.approx(row - 0.35) and max(ys) == pytest.approx(row + 0.35)
+        row_px = (height - 150) / 2  # the squares, CELL_MARK_PX wide, leave no gap down a cell
+        assert (0.7 / (len(set(ys)) - 1)) * row_px <= charts.CELL_MARK_PX
+    assert markers.selected.marker.opacity > 0.5 > markers.unselected.marker.opacity

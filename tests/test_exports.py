@@ -95,6 +95,17 @@ def test_chart_text_is_at_least_14_px_and_dark_and_larger_when_presenting():
     assert presenting.data.scatter[0].marker.size > export.MARKER_PX[False]
 
 
+def test_heatmap_cell_text_grows_with_the_presentation_and_its_cells_with_it():
+    frame = pd.DataFrame([{"model": model, "task": task, "r": 0.1, "u1": 0.2, "u2": 0.3, "s": 0.4, "s_lo": 0.3,
+                           "s_hi": 0.5, "accuracy": 0.9} for model in ("m1", "m2", "m3") for task in ("t1", "t2")])
+    normal, presenting = (export.styled(charts.heatmap(frame, "s", "bits"), INFO, state) for state in (False, True))
+    assert normal.data[0].textfont.size == export.TEXT_PX[False] - 2
+    assert presenting.data[0].textfont.size == export.TEXT_PX[True] - 2
+    grown = (presenting.layout.height - presenting.layout.margin.t - presenting.layout.margin.b) / (
+        normal.layout.height - normal.layout.margin.t - normal.layout.margin.b)
+    assert grown >= (export.TEXT_PX[True] - 2) / (export.TEXT_PX[False] - 2) * 0.95
+
+
 @needs_browser
 def test_one_click_gives_png_and_svg_and_the_png_is_slide_sized():
     figure = layer_figure()

@@ -212,4 +212,4 @@ def test_the_breadth_page_says_which_runs_still_wait_for_their_output_layer(resu
     beside = _open("pages/breadth.py", db)
     assert [info.value for info in beside.info] == [waiting]
     heatmap = json.loads(beside.get("plotly_chart")[0].proto.spec)
-    assert heatmap["data"][0]["y"] == ["llava-a"]
+    assert heatmap["layout"]["yaxis"]["ticktext"] == ["llava-a"]

@@ -15,6 +15,7 @@ from pidcore.dashboard.text import markdown_text
 from pidcore.store import StoreError
 
 RUN_KEYS = ["model", "task", "checkpoint"]
+LISTED = 3  # up to this many cautions are said in full in the warning; more are summed up by rule
 
 
 def show_cautions(rows: pd.DataFrame, settings: Settings) -> None:
@@ -31,9 +32,30 @@ def show_cautions(rows: pd.DataFrame, settings: Settings) -> None:
     shown = [caution for caution in found if _holds(caution, own)]
     if not shown:
         return
-    st.warning("The measurement cannot say much here:\n\n" + "\n".join(f"- {_line(caution)}" for caution in shown))
-    with st.expander("When a caution is raised"):
+    lines = [f"- {_line(caution)}" for caution in shown]
+    if len(shown) <= LISTED:
+        st.warning("The measurement cannot say much here:\n\n" + "\n".join(lines))
+    else:
+        st.warning(f"The measurement cannot say much here ({len(shown)} cautions, each in full below):\n\n"
+                   + "\n".join(f"- {_summary(kind, found)}" for kind, found in _by_kind(shown).items()))
+    with st.expander("Each caution, and when one is raised" if len(shown) > LISTED else "When a caution is raised"):
+        if len(shown) > LISTED:
+            st.markdown("\n".join(lines))
         st.caption(markdown_text(CAUTION_RULES))
+
+
+def _by_kind(shown: list[Caution]) -> dict[str, list[Caution]]:
+    """The cautions grouped by rule, in the order they come."""
+    groups: dict[str, list[Caution]] = {}
+    for caution in shown:
+        groups.setdefault(caution.kind, []).append(caution)
+    return groups
+
+
+def _summary(kind: str, found: list[Caution]) -> str:
+    """One rule's cautions in a line: the rule and the runs it holds on."""
+    runs = sorted({f"{caution.model} on {caution.task}" for caution in found})
+    return f"**{kind}** on {len(runs)} run{'s' if len(runs) > 1 else ''}: {markdown_text(', '.join(runs))}"
 
 
 def _holds(caution: Caution, rows: pd.DataFrame) -> bool:

@@ -7,6 +7,8 @@ Names from the database reach a figure through plotly_text, so Plotly shows them
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -39,6 +41,11 @@ STAGE_ONE_SHADE = "rgba(127,127,127,0.10)"
 # Marks drawn over the data (the selected layer or step, the sample's star): mid-grey and yellow read on light and
 # dark themes alike.
 MARK_COLOUR, STAR_COLOUR = "#999999", "#F0E442"
+# Each heatmap cell is tiled by CELL_MARKS_ACROSS columns of clickable squares CELL_MARK_PX wide, rows enough for
+# its height; the clicked square is drawn in half-opaque near-black, which reads on every colour of Viridis.
+CELL_MARKS_ACROSS, CELL_MARK_PX = 7, 36
+CELL_MARK_OPACITY = 0.004  # they overlap: nearly invisible together, still taking hovers and clicks
+CHOSEN_CELL = "#1a1a1a"
 FLAG_MARKER = {"symbol": "x-open", "size": 13, "color": "#CC79A7", "line": {"width": 2}}
 REGIME_SYMBOLS = {SYNERGY_DRIVEN: "circle", KNOWLEDGE_DRIVEN: "square", UNDETERMINED: "x"}
 
@@ -63,26 +70,50 @@ def as_shown(frame: pd.DataFrame, units: str, clip: bool = False) -> pd.DataFram
 
 
 def heatmap(frame: pd.DataFrame, atom: str, unit_label: str) -> go.Figure:
-    """Model x task heatmap of one atom, annotated with the value and the accuracy; each cell carries a clickable
-    marker (Streamlit selects scatter points, not heatmap cells) whose hover gives all four atoms."""
+    """Model x task heatmap of one atom, annotated with the value and the accuracy; each cell is covered by clickable
+    markers (Streamlit selects scatter points, not heatmap cells) whose hover gives all four atoms, the clicked one
+    drawn dark."""
     values = _grid(frame, atom)
     grids = [values.to_numpy()] + [_grid(frame, column).reindex_like(values).to_numpy()
                                    for column in (f"{atom}_lo", f"{atom}_hi", "accuracy")]
     text = [[_cell(*cell) for cell in zip(*rows)] for rows in zip(*grids)]
-    trace = _trace("heatmap", z=values.to_numpy(), x=_names(values.columns), y=_names(values.index), text=text,
+    columns, rows = list(values.columns), list(values.index)
+    height = _grid_height(len(rows))
+    trace = _trace("heatmap", z=values.to_numpy(), x=list(range(len(columns))), y=list(range(len(rows))), text=text,
                    texttemplate="%{text}", colorscale="Viridis", colorbar={"title": unit_label}, hoverinfo="skip")
-    return go.Figure([trace, _cell_markers(frame, unit_label)],
-                     {"title": f"{LABELS[atom]} at the output layer", **_axes("task", "model"),
-                      "height": _grid_height(len(values)), "clickmode": "event+select"})
+    return go.Figure([trace, _cell_markers(frame, unit_label, columns, rows, height)],
+                     {"title": f"{LABELS[atom]} at the output layer",
+                      **_axes("task", "model", _category_ticks(columns), _category_ticks(rows)),
+                      "height": height, "clickmode": "event+select"})
 
 
-def _cell_markers(frame: pd.DataFrame, unit_label: str) -> dict:
-    """A near-invisible square over each (model, task) cell: clicking one selects it (its customdata is the row's
-    position in `frame`), hovering tells all four atoms with their intervals, the accuracy and any flags."""
-    return _trace("scatter", x=_names(frame["task"]), y=_names(frame["model"]), mode="markers", showlegend=False,
-                  marker={"symbol": "square", "size": 40, "opacity": 0.01, "color": MARK_COLOUR},
-                  customdata=np.arange(len(frame)), text=_cell_hovers(frame, unit_label),
-                  hovertemplate="%{text}<extra></extra>", name="cells", hoverlabel={"bgcolor": "white"})
+def _category_ticks(names: list[object]) -> dict:
+    """An axis whose integer positions 0, 1, ... are named (the cells' markers sit between them)."""
+    return {"tickmode": "array", "tickvals": list(range(len(names))), "ticktext": _names(names), "showgrid": False,
+            "zeroline": False}
+
+
+def _cell_markers(frame: pd.DataFrame, unit_label: str, columns: list[object], rows: list[object],
+                  height: int) -> dict:
+    """Near-invisible squares tiling each (model, task) cell, so a click anywhere in it selects it (their
+    customdata is the row's position in `frame`) and the browser draws the clicked square dark (a selection style,
+    so the figure Streamlit holds the selection of stays the same); hovering tells all four atoms with their
+    intervals, the accuracy and any flags."""
+    across = np.linspace(-0.4, 0.4, CELL_MARKS_ACROSS)
+    down = np.linspace(-0.35, 0.35, max(2, int(np.ceil((height - 150) / len(rows) / CELL_MARK_PX)) + 1))
+    x, y, positions, hovers = [], [], [], []
+    for position, (task, model, hover) in enumerate(zip(frame["task"], frame["model"],
+                                                        _cell_hovers(frame, unit_label))):
+        for dx, dy in itertools.product(across, down):
+            x.append(columns.index(task) + dx)
+            y.append(rows.index(model) + dy)
+            positions.append(position)
+            hovers.append(hover)
+    marker = {"symbol": "square", "size": CELL_MARK_PX, "opacity": CELL_MARK_OPACITY, "color": MARK_COLOUR}
+    return _trace("scatter", x=x, y=y, mode="markers", showlegend=False, marker=marker,
+                  customdata=positions, text=hovers, hovertemplate="%{text}<extra></extra>", name="cells",
+                  hoverlabel={"bgcolor": "white"}, selected={"marker": {"opacity": 0.55, "color": CHOSEN_CELL}},
+                  unselected={"marker": {"opacity": CELL_MARK_OPACITY}})
 
 
 def _cell_hovers(frame: pd.DataFrame, unit_label: str) -> list[str]:

@@ -117,6 +117,7 @@ def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False,
     Title, subtitle and legend are laid out for `layout_px` wide (a narrower chart, a column of the case study,
     gets them wrapped into more lines instead of cut off)."""
     size = TEXT_PX[presentation]
+    _size_cell_text(figure, size)
     legend, legend_px = _legend(figure, size, layout_px)
     title = _wrapped(info.what, size + 4, layout_px)
     subtitle = _wrapped(info.subtitle(), size - 2, layout_px)
@@ -127,6 +128,18 @@ def styled(figure: go.Figure, info: ChartInfo, presentation: bool = False,
                                  "b": AXIS_BELOW_PX + legend_px},
                          title={"text": "<br>".join(title), "subtitle": {"text": "<br>".join(subtitle)}})
     return figure
+
+
+def _size_cell_text(figure: go.Figure, size: int) -> None:
+    """Heatmap cell text at the chart's text size (Plotly's default stays small when presenting), the figure made
+    taller in proportion so each cell still holds its lines."""
+    cells = [trace for trace in figure.data if trace.type == "heatmap" and trace.texttemplate]
+    if not cells:
+        return
+    for trace in cells:
+        trace.textfont = {"size": size - 2}
+    if figure.layout.height:
+        figure.layout.height = round(figure.layout.height * (size - 2) / (TEXT_PX[False] - 2))
 
 
 def _wrapped(text: str, size: int, layout_px: int) -> list[str]:
