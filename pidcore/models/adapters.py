@@ -138,11 +138,13 @@ ADAPTERS: dict[str, Adapter] = {
     "paligemma": Adapter("paligemma", image_token_attr="image_token_index", plain_prompt="{image}{text}",
                          processor_suffix_tokens=1),
     # InstructBLIP's processor puts the query tokens before the prompt itself, and its Q-Former reads the prompt.
+    # The paper's script (inblip_embed.py) follows the shared conventions and two of its own, the Q-Former's; it
+    # published no InstructBLIP stage 1 (devis/instructblip_devi.py is empty), so `statistics` is the shared one.
     "instructblip": Adapter("instructblip", image_token_attr="image_token_id", plain_prompt="{text}",
                             vision_module="vision_model", projector_module="language_projection",
                             instruction_inputs=("qformer_input_ids", "qformer_attention_mask"),
                             paper_script="models_scripts/general_models/embeds/inblip_embed.py",
-                            paper_conventions=SHARED_CONVENTIONS | {"instruction"}),
+                            paper_conventions=SHARED_CONVENTIONS | {"instruction", "qformer_positions"}),
     # Llama 3.2 Vision: the image enters only through the cross-attention layers interleaved in the decoder, as
     # cross_attention_states; its <|image|> token is neither image nor masked text. The paper's script
     # (llama_11b_embed.py) replaces those states by noise and takes x1 as their mean, as the strategy does.

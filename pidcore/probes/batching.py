@@ -23,6 +23,7 @@ from pidcore.atoms import PASSES
 from pidcore.models.adapters import MM_ENCODER_OUTPUTS
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.encoding import Encoded
+from pidcore.probes.qformer_positions import qformer_positions
 
 # The processor output that only the vision tower reads; every other output goes to the forward, once per row.
 PIXELS = "pixel_values"
@@ -63,13 +64,15 @@ def probe_rows(vlm: LoadedVLM, batch: list[Encoded]) -> ProbeRows:
 
 def image_features(vlm: LoadedVLM, encoded: Encoded, replaced: dict | None = None) -> BaseModelOutputWithPooling:
     """The model's own image features for one sample, from the processor outputs its get_image_features takes
-    (those in `replaced` instead of the sample's own), or its adapter's encode_image where the model has none."""
+    (those in `replaced` instead of the sample's own), or its adapter's encode_image where the model has none; a
+    Q-Former's with the position table the encoding names (Encoded.qformer_positions)."""
     own = vlm.adapter.encode_image
     encode = vlm.model.get_image_features if own is None else partial(own, vlm.model)
     accepted = inspect.signature(encode).parameters
     given = {**encoded.inputs, **(replaced or {})}
     wanted = {name: _on_device(value, vlm) for name, value in given.items() if name in accepted}
-    return encode(**wanted, return_dict=True)
+    with qformer_positions(vlm.model, encoded.qformer_positions):
+        return encode(**wanted, return_dict=True)
 
 
 def _image_input(vlm: LoadedVLM, features: BaseModelOutputWithPooling) -> dict:

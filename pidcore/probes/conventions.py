@@ -17,20 +17,24 @@ family has one; `clean` is ours. The switches, with the paper's lines (`embeds/q
 - instruction: where the family's image features read the prompt (InstructBLIP's Q-Former), the image-only probe's
   image tokens are built from the question as in the full pass, so they carry it (`embeds/inblip_embed.py` 402-408,
   499); ours give the vision path an empty instruction in that row, so the image-only probe is complete.
+- qformer_positions: where the family's image features come through a Q-Former that reads the prompt (InstructBLIP),
+  its position table is stretched from 512 to 1024 rows by linear interpolation, which moves every prompt position
+  (`embeds/inblip_embed.py` 90-119; pidcore.probes.qformer_positions); ours keep the checkpoint's table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws", "instruction")
+CONVENTIONS = ("positions", "span", "statistics", "images", "scores", "draws", "instruction", "qformer_positions")
 # The conventions of the paper's Qwen scripts that do not depend on the model class, which `published` applies to a
 # family without a script of its own. Its other scripts follow them with variations: its Llama stage 1 takes the text
 # statistics from the in-context span, and its Llama, Fuyu and 78B InternVL stage-1 scripts one std over all
 # dimensions.
 SHARED_CONVENTIONS = frozenset({"span", "statistics", "draws"})
-# Those of the paper's Qwen-VL scripts: all but `instruction`, since no prompt reaches their image features.
-QWEN_SCRIPT_CONVENTIONS = frozenset(CONVENTIONS) - {"instruction"}
+# Those of the paper's Qwen-VL scripts: all but `instruction` and `qformer_positions`, since no prompt reaches their
+# image features.
+QWEN_SCRIPT_CONVENTIONS = frozenset(CONVENTIONS) - {"instruction", "qformer_positions"}
 PUBLISHED, CLEAN = "published", "clean"
 PROBE_MODES = (PUBLISHED, CLEAN)
 # The paper seeds its noise stream with torch.manual_seed(42); a run's seed is added to it.
@@ -48,6 +52,7 @@ class ProbeConventions:
     scores: bool = False
     draws: bool = False
     instruction: bool = False
+    qformer_positions: bool = False
 
     @classmethod
     def of(cls, names: frozenset[str] | set[str]) -> ProbeConventions:

@@ -11,6 +11,7 @@ from pidcore.models.adapters import image_token_id
 from pidcore.models.loading import LoadedVLM
 from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.prompt import human_turn, render_turn, user_text
+from pidcore.probes.qformer_positions import PAPER_QFORMER_POSITIONS
 
 
 class ImageRefused(ValueError):
@@ -22,7 +23,8 @@ class ImageRefused(ValueError):
 class Encoded:
     """Model inputs (batch of one), boolean masks over its token positions, the user's whole turn as text
     (what the paper's statistics embed on its own), and where the family's image features read the prompt, the
-    inputs that give them an empty instruction in the image-only row (`blank_instruction`; None: the prompt's)."""
+    inputs that give them an empty instruction in the image-only row (`blank_instruction`; None: the prompt's) and
+    the length of the Q-Former position table they are computed with (`qformer_positions`; None: the model's)."""
 
     inputs: dict
     image_mask: torch.Tensor
@@ -30,6 +32,7 @@ class Encoded:
     n_options: int
     turn: str = ""
     blank_instruction: dict | None = None
+    qformer_positions: int | None = None
 
 
 def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None,
@@ -38,7 +41,8 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
 
     The masked text is the sample's own question and options, or with the `span` convention the user's whole
     turn: `prompt` (the dataset's own turn text, e.g. the paper's JSON) where given, else ours with the instruction.
-    The `images` convention prepares the image as the family's paper script does.
+    The `images` convention prepares the image as the family's paper script does, and `qformer_positions` has a
+    Q-Former's image features computed with the script's stretched position table.
     """
     option_letters(len(options))
     own_text = user_text(question, options, hint)
@@ -65,7 +69,9 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     if vlm.adapter.image_rows is not None:
         image_mask, text_mask = _state_rows(vlm, inputs, image_mask, text_mask & ~image_mask)
     blank = _blank_instruction(vlm, image, processor_kwargs) if not conventions.instruction else None
-    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn, blank)
+    stretch = conventions.qformer_positions and getattr(vlm.model, "qformer", None) is not None
+    positions = PAPER_QFORMER_POSITIONS if stretch else None
+    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn, blank, positions)
 
 
 def _state_rows(vlm: LoadedVLM, inputs: dict, image_mask: torch.Tensor,

@@ -16,6 +16,7 @@ from pidcore.models.loading import LoadedVLM
 from pidcore.probes.batching import image_features, on_device
 from pidcore.probes.encoding import Encoded
 from pidcore.probes.hooks import decoder_input_hook
+from pidcore.probes.qformer_positions import qformer_positions
 
 
 @dataclass
@@ -32,7 +33,8 @@ class EmbeddingStats:
 def merged_embeddings(vlm: LoadedVLM, encoded: Encoded) -> torch.Tensor:
     """The decoder's input embeddings [T, d] for the full prompt, image merged in."""
     captured = []
-    with decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds):
+    with (decoder_input_hook(vlm, lambda embeds: captured.append(embeds) or embeds),
+          qformer_positions(vlm.model, encoded.qformer_positions)):
         vlm.model(**on_device(encoded.inputs, vlm))
     return captured[0][0].float().cpu()
 
