@@ -10,7 +10,8 @@ from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, overlay_trajectories, trajectories
 from pidcore.dashboard.export import ChartInfo
-from pidcore.dashboard.rows import checkpoint_label, flag_rows, load_rows, paper_rows, require, trajectories_of
+from pidcore.dashboard.rows import (PAPER_SUFFIX, checkpoint_label, flag_rows, load_rows, paper_figures_note,
+                                    paper_rows, require, trajectories_of)
 from pidcore.dashboard.sidebar import sidebar
 from pidcore.dashboard.text import markdown_text
 from pidcore.dashboard.widgets import asked_in_link, atom_metrics, chart, footer, say_if_unmet
@@ -99,6 +100,10 @@ def checkpoint_view() -> None:
                                                           if c in numbers]])
     if rise_text is not None:
         st.markdown(f"**S from the end of stage 1 to the end of stage 2:** {rise_text}.")
+    published = ([(model, task)] if settings.is_paper else []) + [
+        tuple(choices[label][["model", "task"]].iloc[0]) for label in compared if PAPER_SUFFIX in label]
+    if published and (note := paper_figures_note(published)) is not None:
+        st.caption(markdown_text(note))
     footer(STAGE2_RULE, outputs, f"Time: {model} on {task}", shown_figure, REPORT_COLUMNS, "training", findings)
 
 

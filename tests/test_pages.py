@@ -142,6 +142,19 @@ def test_another_model_opens_on_its_output_layer_and_compared_curves_are_in_step
     assert steps == sorted(steps) and len(steps) > 2
 
 
+def test_the_papers_training_curve_says_it_comes_from_another_figure_than_its_final_atoms():
+    """LLaVA-1.5-7B's S on MMBench is 0.69 in the paper's bar figure and 0.98 at its last training checkpoint."""
+    paper = _open("pages/timeline.py", PAPER_DB, train_model="LLaVA-1.5-7B", train_task="MMBench")
+    overlaid = _open("pages/timeline.py", train_model="llava-s", train_task="synergy", compare="true",
+                     train_overlay="LLaVA-1.5-7B (paper) · MMBench")
+    for app in (paper, overlaid):
+        (note,) = [caption.value for caption in app.caption if "two figures of the paper" in caption.value]
+        assert markdown_text("LLaVA-1.5-7B on MMBench: S 0.69 bits in the bar figure") in note
+        assert markdown_text("0.98 at the last training checkpoint") in note
+    zoo = _open("pages/timeline.py", train_model="llava-s", train_task="synergy")
+    assert not any("two figures of the paper" in caption.value for caption in zoo.caption)
+
+
 def test_units_switch_to_fractions_of_the_total():
     app = _open("pages/depth.py", model="llava-s", task="language", units="fraction")
     values = [float(metric.value) for metric in app.metric]

@@ -18,6 +18,7 @@ from pidcore.store import StoreError
 
 COMPUTED, PUBLISHED = "computed here", "published"
 PAPER_SUFFIX = " (paper)"
+FIGURES_DIFFER_BITS = 0.05  # the paper's two figures of one model and task disagree by more than this
 
 
 def load_rows(settings: Settings) -> pd.DataFrame:
@@ -52,6 +53,30 @@ def paper_rows() -> pd.DataFrame:
                 "`python -m pidcore paper build`.")
         return pd.DataFrame()
     return rows.assign(source=PUBLISHED, model=rows["model"] + PAPER_SUFFIX)
+
+
+def paper_figures_note(shown: list[tuple[str, str]]) -> str | None:
+    """What to say where the paper's training curves are shown (`shown`: their (model, task), "(paper)" names
+    included): they were read off its learning-curve figures, its final atoms off its per-dataset bar figures, and
+    the two disagree at the same point; None where no shown curve is the paper's or none disagrees."""
+    paper = data.atoms(str(PAPER_DB))
+    paper = paper[paper["estimator"] == PAPER_ESTIMATOR]
+    gaps = []
+    for model, task in shown:
+        model = model.removesuffix(PAPER_SUFFIX)
+        rows = paper[(paper["model"] == model) & (paper["task"] == task) & is_output(paper)]
+        trained, final = training_checkpoints(rows), rows[rows["checkpoint"] == "final"]
+        if trained.empty or final.empty:
+            continue
+        last = float(trained.sort_values("step")["s"].iloc[-1])
+        if abs(last - float(final["s"].iloc[0])) > FIGURES_DIFFER_BITS:
+            gaps.append(f"{model} on {task}: S {float(final['s'].iloc[0]):.2f} bits in the bar figure (the breadth "
+                        f"and depth pages), {last:.2f} at the last training checkpoint")
+    if not gaps:
+        return None
+    return ("The paper's training curves were read off its learning-curve figures, its final atoms off its "
+            "per-dataset bar figures, two figures of the paper that do not agree at the same point: "
+            + "; ".join(gaps) + ". Both are shown as published.")
 
 
 def flag_rows(rows: pd.DataFrame, settings: Settings) -> pd.DataFrame:
