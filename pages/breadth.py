@@ -14,9 +14,9 @@ from pidcore.dashboard.report import report_button
 from pidcore.dashboard.rows import (COMPUTED, PUBLISHED, flag_rows, load_rows, missing_outputs_note,
                                     published_final_rows, regimes_of, require)
 from pidcore.dashboard.sidebar import carried_params, sidebar
-from pidcore.dashboard.tables import family_table, regime_table
+from pidcore.dashboard.tables import P_COLUMNS, family_table, regime_table
 from pidcore.dashboard.text import markdown_text
-from pidcore.dashboard.widgets import chart, diagnostics, selection
+from pidcore.dashboard.widgets import chart, diagnostics, fitted_columns, selection
 
 HEATMAP_KEY = "heatmap"  # one chart whichever atom it shows: a clicked cell stays open when the atom changes
 REPORT_COLUMNS = ["source", "model", "family", "task", "checkpoint", "layer", *ATOMS, "accuracy", "flags"]
@@ -84,11 +84,13 @@ regime_info = ChartInfo("Task regimes: mean S share against mean U2 share", chec
 regime_figure = styled(regime_plot(shares), regime_info, settings.presentation)
 cells()
 st.subheader("Task regimes: how accuracy ranks with the atoms across models")
-st.dataframe(regime_table(regimes), hide_index=True)
+regime_rows = regime_table(regimes)
+st.dataframe(regime_rows, hide_index=True, column_config=fitted_columns(regime_rows, P_COLUMNS))
 chart(regime_figure, settings, regime_info, shares)
 
 st.subheader("Family strategies: median S against median U2 on the synergy-driven tasks")
 strategies = {source: family_strategies(group, regimes[source]) for source, group in groups.items()}
-st.dataframe(family_table(strategies), hide_index=True)
+family_rows = family_table(strategies)
+st.dataframe(family_rows, hide_index=True, column_config=fitted_columns(family_rows))
 st.caption(REGIME_RULE)
 diagnostics(shown_rows)

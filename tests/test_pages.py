@@ -155,6 +155,19 @@ def test_the_papers_training_curve_says_it_comes_from_another_figure_than_its_fi
     assert not any("two figures of the paper" in caption.value for caption in zoo.caption)
 
 
+def test_the_regime_and_family_tables_show_p_values_in_scientific_notation_and_no_cell_cut():
+    """Seen cut in the meeting room: ".00001", "000008" (read as 8), "knowledge-driv", "InstructBLI"."""
+    app = _open("pages/breadth.py", PAPER_DB)
+    regimes, families = (_table(app, column).reset_index() for column in ("task", "family"))
+    configs = {frame.value.columns[1]: json.loads(frame.proto.columns) for frame in app.dataframe}
+    assert all(configs["task"][column]["type_config"]["format"] == "%.1e" for column in regimes if
+               column.startswith("p ") or column.startswith("Steiger p"))
+    for frame, config in ((regimes, configs["task"]), (families, configs["family"])):
+        for column in ("regime", "family", "strategy"):
+            if column in frame:
+                assert config[column]["width"] >= 8 * frame[column].str.len().max(), column
+
+
 def test_units_switch_to_fractions_of_the_total():
     app = _open("pages/depth.py", model="llava-s", task="language", units="fraction")
     values = [float(metric.value) for metric in app.metric]

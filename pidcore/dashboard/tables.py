@@ -13,6 +13,11 @@ from pidcore.analysis.regimes import CORRELATES, Regime, Strategy
 from pidcore.atoms import ATOMS, PASS_LABELS, PASSES, SYMBOLS, UNITS, option_letters
 
 
+STEIGER_P = "Steiger p (S vs U2)"
+# The regime table's p-value columns, which are shown in scientific notation (1.0e-05, not a cut-off ".00001").
+P_COLUMNS = (*(f"p {label}" for label in CORRELATES.values()), STEIGER_P)
+
+
 def regime_table(regimes: Mapping[str, Mapping[str, Regime]]) -> pd.DataFrame:
     """One row per (source, task): regime, models, Spearman's rho of accuracy with each correlate and its p."""
     rows = []
@@ -22,7 +27,7 @@ def regime_table(regimes: Mapping[str, Mapping[str, Regime]]) -> pd.DataFrame:
             for name, label in CORRELATES.items():
                 row[f"rho {label}"] = round(regime.rho[name], 3)
                 row[f"p {label}"] = float(f"{regime.p[name]:.2g}")
-            row["Steiger p (S vs U2)"] = float(f"{regime.steiger_p:.2g}")
+            row[STEIGER_P] = float(f"{regime.steiger_p:.2g}")
             row["why"] = regime.why
             rows.append(row)
     return pd.DataFrame(rows)
