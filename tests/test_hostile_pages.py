@@ -202,7 +202,8 @@ def test_names_that_are_markdown_or_html_are_shown_as_text(results_folder):
         assert not any(model in text or task in text for text in rendered)
     assert any(f"({model} on {task})" in _shown(markdown.value) for markdown in depth.markdown)
     figures = [json.loads(chart.proto.spec) for chart in breadth.get("plotly_chart")]
-    assert (figures[0]["data"][0]["y"], figures[0]["data"][0]["x"]) == (["&lt;b&gt;x&lt;/b&gt;"], [task])
+    axes = figures[0]["layout"]
+    assert (axes["yaxis"]["ticktext"], axes["xaxis"]["ticktext"]) == (["&lt;b&gt;x&lt;/b&gt;"], [task])
     assert model not in json.dumps(figures)
 
 
