@@ -89,10 +89,11 @@ def test_an_uploaded_image_shows_its_atoms(server, page):
     page.locator("input[type='file']").set_input_files(
         {"name": "shape.png", "mimeType": "image/png", "buffer": buffer.getvalue()})
     page.wait_for_selector("text=Press Run", timeout=60_000)
+    choose(page, "Models", "llava-s")  # two columns side by side, their chart titles wrapped to fit
     page.get_by_role("button", name="Run").click()
-    page.wait_for_selector("text=U2 (language-unique):", timeout=180_000)
+    page.wait_for_function("document.body.innerText.split('U2 (language-unique):').length > 2", timeout=180_000)
     settle(page)
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
     assert page.locator("[data-testid='stException']").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "case_study.png"), full_page=True)
@@ -212,6 +213,14 @@ def test_the_presentation_switch_enlarges_the_page_and_the_charts(server, page):
     sizes = page.evaluate(f"{charts}.map(g => g._fullLayout.font.size)")
     assert normal == "16px" and sizes and min(sizes) >= 20
     shot(page, "presentation")
+    page.goto(f"{server}/heatmap?presentation=true")
+    settle(page)
+    cell_text = ("[...document.querySelectorAll('.js-plotly-plot')].some(g => g.data && g.data[0].type === 'heatmap'"
+                 " && g.data[0].textfont && g.data[0].textfont.size >= 18)")
+    page.wait_for_function(cell_text, timeout=30_000)
+    shot(page, "presentation_heatmap")
+    page.goto(f"{server}/layers?model=llava-m&task=synergy&presentation=true")
+    settle(page)
     page.get_by_text("Presentation").click()
     settle(page)
 

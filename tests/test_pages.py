@@ -166,6 +166,9 @@ def test_the_regime_and_family_tables_show_p_values_in_scientific_notation_and_n
         for column in ("regime", "family", "strategy"):
             if column in frame:
                 assert config[column]["width"] >= 8 * frame[column].str.len().max(), column
+    presenting = _open("pages/breadth.py", PAPER_DB, presentation="true")  # the grid's text grows with the page's
+    widths = {frame.value.columns[1]: json.loads(frame.proto.columns) for frame in presenting.dataframe}
+    assert widths["task"]["regime"]["width"] >= 8 * len("knowledge-driven") * 22 / 16
 
 
 def test_units_switch_to_fractions_of_the_total():

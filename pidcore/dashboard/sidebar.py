@@ -18,7 +18,8 @@ HOW_TO_FILL = ("Profile a model with `python -m pidcore profile`, or rebuild the
 OTHER_FILE = "Another database file"
 STARTED = "File given at start (--db)"
 SIDEBAR_PARAMS = ("source", "db", "estimator", "compare", "units", "clip", "presentation")
-PRESENTATION_ROOT_PX = 22  # the page's root font size when presenting (Streamlit sizes its text in rem; 16 normally)
+NORMAL_ROOT_PX = 16  # the page's root font size (Streamlit sizes its text in rem)
+PRESENTATION_ROOT_PX = 22  # the page's root font size when presenting
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pidcore.atoms import ATOMS, SYMBOLS
 from pidcore.dashboard.export import (IMAGE_SCALE, LEGEND_LAYOUT_PX, NO_BROWSER, ChartInfo, browser_available,
                                       csv_bytes, images_zip, styled)
 from pidcore.dashboard.report import SHOWN_DIAGNOSTICS, report_button
-from pidcore.dashboard.sidebar import Settings
+from pidcore.dashboard.sidebar import NORMAL_ROOT_PX, PRESENTATION_ROOT_PX, Settings
 from pidcore.dashboard.text import markdown_text
 
 NOT_STORED = "n/a: not stored for this row (the database holds no value there, or NaN)."
@@ -42,9 +42,11 @@ def fitted_columns(frame: pd.DataFrame, p_values: tuple[str, ...] = ()) -> dict[
 
 
 def _fitted_px(header: str, cells: list[str]) -> int:
-    """The width in pixels that shows the header and the widest cell whole, up to WIDEST_COLUMN_PX."""
+    """The width in pixels that shows the header and the widest cell whole, up to WIDEST_COLUMN_PX; larger in
+    proportion to the root font when presenting (the grid's text grows with it)."""
     characters = max([len(str(header)), *map(len, cells)])
-    return min(characters * CHARACTER_PX + CELL_PADDING_PX, WIDEST_COLUMN_PX)
+    scale = PRESENTATION_ROOT_PX / NORMAL_ROOT_PX if st.session_state.get("presentation") else 1.0
+    return round(min(characters * CHARACTER_PX + CELL_PADDING_PX, WIDEST_COLUMN_PX) * scale)
 
 
 def chart(figure: go.Figure, settings: Settings, info: ChartInfo, numbers: pd.DataFrame | None = None,
