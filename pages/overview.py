@@ -16,12 +16,14 @@ from pidcore.shipped import PAPER_DB, SHIPPED_DBS
 from pidcore.store import StoreError
 
 PAPER_SOURCE = next(name for name, path in SHIPPED_DBS.items() if path == PAPER_DB)
-# The page each kind of finding is read on.
-FINDING_PAGES = {"tasks": "pages/breadth.py", "families": "pages/breadth.py", "layers": "pages/depth.py",
-                 "training": "pages/timeline.py"}
+# The page each kind of finding is read on, and how its link names it.
+FINDING_PAGES = {"tasks": ("pages/breadth.py", "the breadth page"),
+                 "families": ("pages/breadth.py", "the breadth page"),
+                 "layers": ("pages/depth.py", "a three-phase curve on the depth page"),
+                 "training": ("pages/timeline.py", "the time page")}
 OPEN_OTHERS = ("These are the paper's published atoms (Xiu, Luo and Nakayama, ICLR 2026: 26 models on MMBench, POPE, "
-               "Reefknot and PMC-VQA, read off its figures), judged by the rules each page states; each line opens "
-               "its page on them. The demo zoo computed by this tool is under **Results** in the sidebar; to open "
+               "Reefknot and PMC-VQA, read off its figures), judged by the rules each page states; the link under each "
+               "opens its page on them. The demo zoo computed by this tool is under **Results** in the sidebar; to open "
                "your own results, start the dashboard on them: `pidcore dashboard --db runs/results.duckdb`.")
 
 # (page file, its name, the question it answers, what to do there)
@@ -57,7 +59,9 @@ def example_view(found: dict, kind: str) -> dict[str, str]:
 
 paper_findings = data.findings(str(PAPER_DB), PAPER_ESTIMATOR)
 for kind, sentence in headline(paper_findings).items():
-    st.page_link(FINDING_PAGES[kind], label=markdown_text(sentence),
+    page, where = FINDING_PAGES[kind]
+    st.markdown(markdown_text(sentence))  # a sentence wraps; a page link's label would be cut at the line's end
+    st.page_link(page, label=f"Open {where} on the paper's results", icon=":material/arrow_forward:",
                  query_params={"source": PAPER_SOURCE, **example_view(paper_findings, kind)})
 st.caption(OPEN_OTHERS)
 

@@ -110,11 +110,13 @@ def test_the_overview_leads_with_the_papers_findings_each_opening_its_page_on_th
     assert app.sidebar.selectbox(key="source").value.startswith("Demo zoo")
     assert app.subheader[0].value == "The paper's landscape"
     links = [element.proto for element in app.get("page_link")][:4]
-    labels = [link.label.replace("\\", "") for link in links]
+    labels = [markdown.value.replace("\\", "") for markdown in app.markdown][1:5]  # after the introduction
     assert labels[0] == "Tasks: knowledge-driven PMC-VQA, Reefknot; synergy-driven MMBench, POPE."
     assert labels[1].startswith("Model families: fusion-centric InternVL2.5, InternVL3, LLaVA-1.5")
     assert "3 of 8 layer curves show the three-phase pattern" in labels[2]
     assert "S rises in stage 2 in 4 of 4 trajectories" in labels[3]
+    assert [link.label for link in links] == [f"Open {where} on the paper's results" for where in (
+        "the breadth page", "the breadth page", "a three-phase curve on the depth page", "the time page")]
     assert "pidcore dashboard --db" in app.caption[0].value and "Results" in app.caption[0].value
     breadth, depth, timeline = _followed(links[0]), _followed(links[2]), _followed(links[3])
     assert breadth.sidebar.selectbox(key="source").value.startswith("Published")
