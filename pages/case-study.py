@@ -1,5 +1,6 @@
-"""A freshly started server answers its first request to /case-study with this file (Streamlit serves that request from
-pages/ by file name): it runs the app, whose navigation then opens the page /case-study names, with no "Page not found"."""
+"""A freshly started server answers its first request to /case-study with this file (Streamlit serves that request
+from pages/ by file name): it runs the app, whose navigation then opens the page /case-study names, with no "Page not
+found"."""
 
 import runpy
 from pathlib import Path

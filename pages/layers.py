@@ -1,5 +1,6 @@
-"""A freshly started server answers its first request to /layers with this file (Streamlit serves that request from
-pages/ by file name): it runs the app, whose navigation then opens the page /layers names, with no "Page not found"."""
+"""A freshly started server answers its first request to /layers with this file (Streamlit serves that request
+from pages/ by file name): it runs the app, whose navigation then opens the page /layers names, with no "Page not
+found"."""
 
 import runpy
 from pathlib import Path

@@ -22,9 +22,9 @@ FINDING_PAGES = {"tasks": ("pages/breadth.py", "the breadth page"),
                  "layers": ("pages/depth.py", "a three-phase curve on the depth page"),
                  "training": ("pages/timeline.py", "the time page")}
 OPEN_OTHERS = ("These are the paper's published atoms (Xiu, Luo and Nakayama, ICLR 2026: 26 models on MMBench, POPE, "
-               "Reefknot and PMC-VQA, read off its figures), judged by the rules each page states; the link under each "
-               "opens its page on them. The demo zoo computed by this tool is under **Results** in the sidebar; to open "
-               "your own results, start the dashboard on them: `pidcore dashboard --db runs/results.duckdb`.")
+               "Reefknot and PMC-VQA, read off its figures), judged by the rules each page states; the link under "
+               "each opens its page on them. The demo zoo computed by this tool is under **Results** in the sidebar; "
+               "to open your own results, start the dashboard on them: `pidcore dashboard --db runs/results.duckdb`.")
 
 # (page file, its name, the question it answers, what to do there)
 WHERE_TO_GO = [

@@ -138,7 +138,8 @@ def test_the_report_holds_intervals_findings_rules_diagnostics_and_the_link_back
     assert "Phases of llava-m on synergy: fusion at 7-8." in page and "Phases: the stated rule." in page
     assert "only 20 held-out samples" in page  # the diagnostics' flags
     assert "href='http://localhost:8501" not in page and "<code>/layers?model=llava-m</code>" in page
-    assert "href='https://lab.example.org/layers?model=llava-m'" in report("https://lab.example.org/layers?model=llava-m")
+    shared = "https://lab.example.org/layers?model=llava-m"
+    assert f"href='{shared}'" in report(shared)
     assert "<style>" in page and "font-family" in page
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=", page)  # nothing fetched from elsewhere
 

@@ -93,8 +93,9 @@ def _user_defined_tokens(proto: object, added: set[str]) -> list[AddedToken]:
     inner = [piece.piece for piece in proto.pieces
              if piece.type == SENTENCEPIECE_USER_DEFINED and piece.piece not in added]
     if inner and proto.normalizer_spec.add_dummy_prefix:
-        raise UnsupportedTokenizer(f"cannot convert the InternLM2 tokenizer: its user-defined pieces {first_few(inner)} "
-                                   "are not added tokens and its sentencepiece model adds a dummy prefix")
+        raise UnsupportedTokenizer(f"cannot convert the InternLM2 tokenizer: its user-defined pieces "
+                                   f"{first_few(inner)} are not added tokens and its sentencepiece model adds a dummy "
+                                   "prefix")
     return [AddedToken(piece, normalized=True, special=False) for piece in inner]
 
 
