@@ -14,7 +14,8 @@ from pidcore.models.internvl_chat import convert_internvl_chat
 from pidcore.models.paper_images import PAPER_QWEN_PIXEL_BOUNDS, qwen_utils_image
 from pidcore.models.processors import (load_fuyu_processor, load_qwen2_5_vl_processor, load_qwen2_vl_processor,
                                        loader_without_video)
-from pidcore.probes.conventions import QWEN_SCRIPT_CONVENTIONS, SHARED_CONVENTIONS
+from pidcore.probes.conventions import LLAMA_SCRIPT_CONVENTIONS, QWEN_SCRIPT_CONVENTIONS, SHARED_CONVENTIONS
+from pidcore.probes.mllama_vision import reference_intermediates
 
 # The forward keyword by which transformers takes pre-encoded images ({"image": features}).
 MM_ENCODER_OUTPUTS = "mm_encoder_outputs"
@@ -84,10 +85,12 @@ def _paper_qwen(script: str) -> dict:
 def _mllama_cross_attention_states(model, pixel_values, aspect_ratio_ids, aspect_ratio_mask,
                                    **unused: object) -> BaseModelOutputWithPooling:
     """Llama 3.2 Vision's image as its forward computes it (it has no get_image_features): the projected vision
-    states its cross-attention layers read, [images x tiles, patches, d] (padding tiles included)."""
+    states its cross-attention layers read, [images x tiles, patches, d] (padding tiles included), with the
+    intermediate vision layers its reference code picks (pidcore.probes.mllama_vision)."""
     inner = model.model
-    states = inner.vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
-                                aspect_ratio_mask=aspect_ratio_mask).last_hidden_state
+    with reference_intermediates(model):
+        states = inner.vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
+                                    aspect_ratio_mask=aspect_ratio_mask).last_hidden_state
     states = inner.multi_modal_projector(states).reshape(-1, states.shape[-2], inner.hidden_size)
     return BaseModelOutputWithPooling(pooler_output=states)
 
@@ -147,10 +150,16 @@ ADAPTERS: dict[str, Adapter] = {
                             paper_conventions=SHARED_CONVENTIONS | {"instruction", "qformer_positions"}),
     # Llama 3.2 Vision: the image enters only through the cross-attention layers interleaved in the decoder, as
     # cross_attention_states; its <|image|> token is neither image nor masked text. The paper's script
-    # (llama_11b_embed.py) replaces those states by noise and takes x1 as their mean, as the strategy does.
+    # (llama_11b_embed.py) replaces those states by noise and takes x1 as their mean, as the strategy does; its
+    # stage 1 (devis/llama_11b_devi.py) takes one std per modality and the text from the in-context span. Its chat
+    # template starts with <|begin_of_text|>, so the processor must not add another (add_special_tokens=False, as
+    # the model card and the paper's scripts call it).
     "mllama": Adapter("mllama", image_token_attr="image_token_index", vision_module="model.vision_model",
                       masking="cross_attention", encode_image=_mllama_cross_attention_states,
-                      image_input="cross_attention_states", image_rows=_mllama_image_rows),
+                      image_input="cross_attention_states", image_rows=_mllama_image_rows,
+                      processor_kwargs={"add_special_tokens": False},
+                      paper_script="models_scripts/general_models/embeds/llama_11b_embed.py",
+                      paper_conventions=LLAMA_SCRIPT_CONVENTIONS),
     # Janus (its understanding path): SigLIP tower and MLP aligner into merged rows; its image-generation VQ-VAE and
     # head are not used.
     "janus": Adapter("janus", image_token_attr="image_token_id", vision_module="model.vision_model",

@@ -125,8 +125,9 @@ class ProfileSettings:
     model_identity / dataset_identity: what the model and dataset resolved to (pipeline.identity fills them): a
       canonical path or hub id and commit with a weights fingerprint; a digest of the samples loaded.
     dedupe: what a repeated sample id does: "error" (default) or "first" (keep the first row of each id).
-    probes: the probe conventions, "published" (the paper's stages 1-2 where the family has a script of its own,
-      otherwise span, statistics and draws) or "clean" (ours); see pidcore.probes.conventions.
+    probes: the probe conventions, "published" (the paper's stages 1-2: its own scripts' conventions for the
+      families it published scripts for, Qwen2-VL, Qwen2.5-VL, InstructBLIP and Llama 3.2 Vision, otherwise span,
+      statistics and draws) or "clean" (ours); see pidcore.probes.conventions.
     image_dir: the folder that path images of the dataset are read from (default: the dataset file's folder).
 
     estimator_mode: a preset of estimators.batch_config.PRESETS ("published" reproduces the paper's stage 3).

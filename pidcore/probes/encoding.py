@@ -23,8 +23,9 @@ class ImageRefused(ValueError):
 class Encoded:
     """Model inputs (batch of one), boolean masks over its token positions, the user's whole turn as text
     (what the paper's statistics embed on its own), and where the family's image features read the prompt, the
-    inputs that give them an empty instruction in the image-only row (`blank_instruction`; None: the prompt's) and
-    the length of the Q-Former position table they are computed with (`qformer_positions`; None: the model's)."""
+    inputs that give them an empty instruction in the image-only row (`blank_instruction`; None: the prompt's),
+    the length of the Q-Former position table they are computed with (`qformer_positions`; None: the model's), and
+    the conventions it was encoded under (which the paper's statistics read: scalar_std, context_text)."""
 
     inputs: dict
     image_mask: torch.Tensor
@@ -33,6 +34,7 @@ class Encoded:
     turn: str = ""
     blank_instruction: dict | None = None
     qformer_positions: int | None = None
+    conventions: ProbeConventions = CLEAN_CONVENTIONS
 
 
 def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint: str | None = None,
@@ -71,7 +73,7 @@ def encode_sample(vlm: LoadedVLM, image, question: str, options: list[str], hint
     blank = _blank_instruction(vlm, image, processor_kwargs) if not conventions.instruction else None
     stretch = conventions.qformer_positions and getattr(vlm.model, "qformer", None) is not None
     positions = PAPER_QFORMER_POSITIONS if stretch else None
-    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn, blank, positions)
+    return Encoded(inputs, image_mask, text_mask & ~image_mask, len(options), turn, blank, positions, conventions)
 
 
 def _state_rows(vlm: LoadedVLM, inputs: dict, image_mask: torch.Tensor,

@@ -7,7 +7,7 @@ has been merged into the input embeddings, so it works the same for every family
 the decoder elsewhere too (Qwen3-VL's deepstack features), its adapter's masking strategy (pidcore.probes.hooks)
 removes it there as well, and the lens applies any logit scale its adapter names. Samples of any
 lengths share a forward (pidcore.probes.batching pads them and encodes each image once). The paper's
-`positions` and `scores` conventions act here (pidcore.probes.paper_forward).
+`positions`, `scores` and `dropped_states` conventions act here (pidcore.probes.paper_forward).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.encoding import Encoded
 from pidcore.probes.hooks import decoder_input_hook
 from pidcore.probes.noise import Noise, seeded_noise
-from pidcore.probes.paper_forward import paper_positions, processed_scores
+from pidcore.probes.paper_forward import paper_positions, processed_scores, skipped_cross_attention
 from pidcore.probes.statistics import EmbeddingStats
 
 
@@ -80,7 +80,9 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
     # The text-only rows' image positions [rows, T]: where the family's masking strategy removes the image.
     image_masked = torch.zeros_like(rows.image_masks).repeat_interleave(len(PASSES), 0)
     image_masked[len(PASSES) - 1:: len(PASSES)] = rows.image_masks
-    with decoder_input_hook(vlm, mask, image_masked), _last_position_states(vlm) as states:
+    dropped = _dropped_rows(vlm, batch, conventions)
+    with (decoder_input_hook(vlm, mask, image_masked), skipped_cross_attention(vlm, dropped),
+          _last_position_states(vlm) as states):
         vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     prompts = [encoded.inputs["input_ids"][0] for encoded in batch] if conventions.scores else None
@@ -88,6 +90,14 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
     images, texts = captured[0]
     return [ProbeResult(images[i][rows.image_masks[i]].mean(0), texts[i][rows.text_masks[i]].mean(0), *lenses[i])
             for i in range(len(batch))]
+
+
+def _dropped_rows(vlm: LoadedVLM, batch: list[Encoded], conventions: ProbeConventions) -> torch.Tensor | None:
+    """The masked rows, whose cross-attention layers the `dropped_states` convention skips (None where it does not
+    apply: off, or a family whose image enters otherwise)."""
+    if not conventions.dropped_states or vlm.adapter.masking != "cross_attention":
+        return None
+    return torch.arange(len(PASSES) * len(batch)) % len(PASSES) != 0
 
 
 def length_groups(encoded: list[Encoded], size: int) -> list[list[int]]:

@@ -1,10 +1,13 @@
-"""What the paper's `generate` calls do to a forward that ours must copy under two conventions.
+"""What the paper's `generate` calls do to a forward that ours must copy under three conventions.
 
 - `positions`: its masked passes pass `inputs_embeds` alone, so under its transformers (4.51.3) Qwen-VL's M-RoPE
   falls back to plain positions 0..T-1 on all three axes, image tokens included; its full pass keeps M-RoPE.
 - `scores`: it reads `generate(...).scores`, the last logits after the checkpoint's generation-config logits
   processors with greedy decoding (a repetition penalty over the prompt's ids, for one); the masked passes have no
   ids, so only what needs none touches them.
+- `dropped_states`: its Llama 3.2 Vision masked passes give `generate` the image as `cross_attention_states`, which
+  4.51.3 does not pass on to the forward, so every cross-attention layer is skipped in those rows: it leaves their
+  hidden states as they came in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from transformers import LogitsProcessorList
@@ -57,3 +62,27 @@ def processed_scores(vlm: LoadedVLM, logits: torch.Tensor, prompt_ids: torch.Ten
         return logits
     ids = prompt_ids.to(logits.device).unsqueeze(0).expand(logits.shape[0], -1)
     return processors(ids, logits)
+
+
+@contextmanager
+def skipped_cross_attention(vlm: LoadedVLM, rows: torch.Tensor | None) -> Iterator[None]:
+    """Within the block, the decoder's cross-attention layers hand on the hidden states of `rows` (a boolean mask over
+    the forward's rows) unchanged, as a forward without cross_attention_states skips them; nothing changes for None."""
+    if rows is None:
+        yield
+        return
+    layers = getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr)
+    indices = vlm.model.config.get_text_config().cross_attention_layers
+
+    def skip(module, args, kwargs, output):
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        out = output[0] if isinstance(output, tuple) else output
+        kept = torch.where(rows.to(out.device).view(-1, 1, 1), hidden.to(out.dtype), out)
+        return (kept, *output[1:]) if isinstance(output, tuple) else kept
+
+    handles = [layers[index].register_forward_hook(skip, with_kwargs=True) for index in indices]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
