@@ -174,11 +174,17 @@ def image_bytes(figure: go.Figure, image_format: str) -> bytes:
     if not browser_available():
         raise ExportError(NO_BROWSER)
     with _KALEIDO_TURN:
-        kaleido.start_sync_server(plotlyjs=pio.defaults.plotlyjs, mathjax=pio.defaults.mathjax, silence_warnings=True)
+        kaleido.start_sync_server(**_kaleido_options(), silence_warnings=True)
         with warnings.catch_warnings():  # plotly passes its options again, which the running browser already has
             warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
             return figure.to_image(format=image_format, scale=IMAGE_SCALE if image_format == "png" else 1,
                                    width=_width(figure), height=figure.layout.height or PLOT_PX)
+
+
+def _kaleido_options() -> dict[str, object]:
+    """The plotly.js and MathJax a user set in plotly's defaults (plotly 6.1 has no such defaults; unset, kaleido
+    finds its own), for the browser that draws every export."""
+    return {name: value for name in ("plotlyjs", "mathjax") if (value := getattr(pio.defaults, name, None))}
 
 
 def _width(figure: go.Figure) -> int:
