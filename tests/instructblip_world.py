@@ -26,20 +26,26 @@ Run once (already done; see the fixtures' README), from the repository root:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import random
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":  # run as `python tests/instructblip_world.py`: `tests` and `pidcore` from the repository
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.parity_common import (
+    CLIP_MEAN, CLIP_STD, SPLITS, add_build_command, add_oracle_command, added_token, added_tokens_decoder, copy_data,
+    expanded_table, export_logs, export_records, file_digests as world_digests, letter_loss, oracle_environment,
+    paper_script, pidcore_statistics, prepend_template, print_world, run_logged, save_weights, train_steps, write_json,
+    write_statistics,
+)
+
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "paper_probes_instructblip"
 DATA = HERE / "fixtures" / "paper_probes" / "data"
-DATA_FILES = ("train.json", "val.json")
 LLM_SPECIALS = ("<unk>", "<s>", "</s>")
 BPE_SIZE = 400
 PAD_ID, IMAGE_ID = 32000, 32001
@@ -48,7 +54,6 @@ QFORMER_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 QFORMER_TRAINED_SIZE = 300  # the trainer's cap; the shapes texts give 215 word pieces
 QUERY_TOKENS = 32
 IMAGE_SIZE = 56
-PAPER_COMMIT = "950ddb7"
 PAPER_SCRIPT = "models_scripts/general_models/embeds/inblip_embed.py"
 MODEL_NAME = "instructblip"
 # The weights with one row per decoder token (the compact layout keeps the 402 real ones).
@@ -77,7 +82,7 @@ def train_tokenizers(folder: Path = FIXTURES) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     model = json.loads(bpe.to_str())["model"]
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "llm_vocab.json", model["vocab"])
+    write_json(folder / "llm_vocab.json", model["vocab"])
     merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in model["merges"]]
     (folder / "llm_merges.txt").write_text("\n".join(merges) + "\n", encoding="utf-8")
     wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -87,12 +92,6 @@ def train_tokenizers(folder: Path = FIXTURES) -> None:
         vocab_size=QFORMER_TRAINED_SIZE, special_tokens=list(QFORMER_SPECIALS), show_progress=False))
     vocab = json.loads(wordpiece.to_str())["model"]["vocab"]
     (folder / "qformer_vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n", encoding="utf-8")
-
-
-def _added(token: str, index: int) -> dict[str, Any]:
-    """A special token's entry in tokenizer.json's added_tokens."""
-    return {"id": index, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": False, "special": True}
 
 
 def llm_special_ids(compact: bool) -> dict[str, int]:
@@ -117,16 +116,9 @@ def llm_tokenizer_json(compact: bool) -> dict[str, Any]:
     ids = llm_special_ids(compact)
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [_added(token, index) for token, index in ids.items()],
+            "added_tokens": [added_token(token, index) for token, index in ids.items()],
             "normalizer": None, "pre_tokenizer": byte_level, "decoder": byte_level,
-            "post_processor": {"type": "TemplateProcessing",
-                               "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                                          {"Sequence": {"id": "A", "type_id": 0}}],
-                               "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
-                                        {"Sequence": {"id": "A", "type_id": 0}},
-                                        {"SpecialToken": {"id": "<s>", "type_id": 1}},
-                                        {"Sequence": {"id": "B", "type_id": 1}}],
-                               "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+            "post_processor": prepend_template("<s>", ids["<s>"]),
             "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
                       "vocab": vocab, "merges": [line for line in merges if line]}}
@@ -142,7 +134,7 @@ def qformer_tokenizer_json() -> dict[str, Any]:
     vocab = {token: index for index, token in enumerate(qformer_vocab())}
     marks = {token: {"id": token, "ids": [vocab[token]], "tokens": [token]} for token in ("[CLS]", "[SEP]")}
     return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [_added(token, vocab[token]) for token in QFORMER_SPECIALS],
+            "added_tokens": [added_token(token, vocab[token]) for token in QFORMER_SPECIALS],
             "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
                            "strip_accents": None, "lowercase": True},
             "pre_tokenizer": {"type": "BertPreTokenizer"},
@@ -189,12 +181,10 @@ def model_config(compact: bool = False) -> dict[str, Any]:
 
 def _tokenizer_config(compact: bool) -> dict[str, Any]:
     """The decoder's tokenizer_config.json, with a generic fast-tokenizer class both transformers versions load."""
-    decoder = {str(index): {key: value for key, value in _added(token, index).items() if key != "id"}
-               for token, index in llm_special_ids(compact).items()}
-    return {"added_tokens_decoder": decoder, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-            "pad_token": "[PAD]", "clean_up_tokenization_spaces": False, "model_max_length": 2048,
-            "padding_side": "right", "tokenizer_class": "PreTrainedTokenizerFast", "processor_class":
-                "InstructBlipProcessor"}
+    return {"added_tokens_decoder": added_tokens_decoder(llm_special_ids(compact)), "bos_token": "<s>",
+            "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "[PAD]", "clean_up_tokenization_spaces": False,
+            "model_max_length": 2048, "padding_side": "right", "tokenizer_class": "PreTrainedTokenizerFast",
+            "processor_class": "InstructBlipProcessor"}
 
 
 def _qformer_tokenizer_config() -> dict[str, Any]:
@@ -207,51 +197,38 @@ def _qformer_tokenizer_config() -> dict[str, Any]:
 def preprocessor_config() -> dict[str, Any]:
     """BLIP's image processor as the real checkpoint's (bicubic resize, CLIP mean and std), at 56 x 56."""
     return {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "image_processor_type": "BlipImageProcessor", "processor_class": "InstructBlipProcessor",
-            "resample": 3, "rescale_factor": 1 / 255, "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}}
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Indented UTF-8 JSON with a final newline."""
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "image_processor_type": "BlipImageProcessor",
+            "processor_class": "InstructBlipProcessor", "resample": 3, "rescale_factor": 1 / 255,
+            "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}}
 
 
 def write_model_folder(folder: Path, weights: dict, compact: bool = False) -> Path:
     """A loadable model folder: config, weights, both tokenizers, image processor and processor configs."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", model_config(compact))
+    write_json(folder / "config.json", model_config(compact))
     ids = llm_special_ids(compact)
-    _write_json(folder / "generation_config.json", {"bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"],
-                                                    "pad_token_id": ids["[PAD]"], "transformers_version": "4.51.3"})
-    _write_json(folder / "preprocessor_config.json", preprocessor_config())
-    _write_json(folder / "processor_config.json", {"num_query_tokens": QUERY_TOKENS,
-                                                   "processor_class": "InstructBlipProcessor"})
-    _write_json(folder / "tokenizer.json", llm_tokenizer_json(compact))
-    _write_json(folder / "tokenizer_config.json", _tokenizer_config(compact))
-    _write_json(folder / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-                                                     "pad_token": "[PAD]"})
+    write_json(folder / "generation_config.json", {"bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"],
+                                                   "pad_token_id": ids["[PAD]"], "transformers_version": "4.51.3"})
+    write_json(folder / "preprocessor_config.json", preprocessor_config())
+    write_json(folder / "processor_config.json", {"num_query_tokens": QUERY_TOKENS,
+                                                  "processor_class": "InstructBlipProcessor"})
+    write_json(folder / "tokenizer.json", llm_tokenizer_json(compact))
+    write_json(folder / "tokenizer_config.json", _tokenizer_config(compact))
+    write_json(folder / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                                                    "pad_token": "[PAD]"})
     qformer = folder / "qformer_tokenizer"
     qformer.mkdir(exist_ok=True)
-    _write_json(qformer / "tokenizer.json", qformer_tokenizer_json())
-    _write_json(qformer / "tokenizer_config.json", _qformer_tokenizer_config())
-    save_file({name: tensor.contiguous() for name, tensor in sorted(weights.items())},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})
+    write_json(qformer / "tokenizer.json", qformer_tokenizer_json())
+    write_json(qformer / "tokenizer_config.json", _qformer_tokenizer_config())
+    save_weights(weights, folder / "model.safetensors")
     return folder
 
 
 def expand_weights(compact: dict) -> dict:
     """Full-vocabulary weights: each compact decoder row at its real id, every other row exactly zero."""
-    import torch
-
     full = dict(compact)
-    rows = torch.tensor(compact_to_full())
     for name in DECODER_ROWS:
-        table = compact[name].new_zeros((FULL_VOCAB, compact[name].shape[1]))
-        table[rows] = compact[name]
-        full[name] = table
+        full[name] = expanded_table(compact[name], FULL_VOCAB, compact_to_full())
     return full
 
 
@@ -261,29 +238,7 @@ def build_world(folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     model = write_model_folder(folder / MODEL_NAME, expand_weights(load_file(str(FIXTURES / "compact.safetensors"))))
-    (folder / "data").mkdir(exist_ok=True)
-    for name in DATA_FILES:
-        shutil.copyfile(DATA / name, folder / "data" / name)
-    return {"model": model, "data": folder / "data", "train": folder / "data" / "train.json",
-            "val": folder / "data" / "val.json"}
-
-
-def world_digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under `root` (the weights by tensor content, independent of the safetensors header)."""
-    digests = {}
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        digest = hashlib.sha256()
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            for name, tensor in sorted(load_file(str(path)).items()):
-                digest.update(name.encode() + str(tuple(tensor.shape)).encode() + tensor.numpy().tobytes())
-        else:
-            digest.update(path.read_bytes())
-        digests[str(path.relative_to(root))] = digest.hexdigest()
-    return digests
+    return {"model": model, **copy_data(DATA, folder)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,15 +247,10 @@ def world_digests(root: Path) -> dict[str, str]:
 
 def _training_rows(rng: random.Random, size: int) -> list[tuple[Any, str, int, int]]:
     """(RGB image, question text as the script gives it, gold index, option count) rows of shapes questions."""
-    from tests.paper_probe_world import SIZES, draw_question, human_text, render_image
+    from tests.paper_probe_world import SIZES, training_row
 
-    rows = []
-    for _ in range(size):
-        colour, question, options, answer = draw_question(rng, three_options=rng.random() < 0.2)
-        alpha = None if rng.random() < 0.8 else rng.choice((255, 128))
-        image = render_image(colour, random.Random(rng.random()), rng.choice(SIZES), alpha).convert("RGB")
-        rows.append((image, human_text(question, options).replace("\n<image>", ""), answer, len(options)))
-    return rows
+    rows = [training_row(rng, 0.8, SIZES) for _ in range(size)]
+    return [(image.convert("RGB"), text, answer, count) for image, text, answer, count in rows]
 
 
 def answer_loss(vlm, rows: list, rng: random.Random, dropout: float = 0.4):
@@ -328,12 +278,7 @@ def answer_loss(vlm, rows: list, rng: random.Random, dropout: float = 0.4):
     hidden = model.language_model.model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).last_hidden_state
     last = inputs["attention_mask"].sum(1) - 1
     logits = model.language_model.lm_head(hidden[torch.arange(len(rows)), last])
-    constant = logits.new_full((len(rows), 1), math.log(FULL_VOCAB - BPE_SIZE - 2))
-    letters = [vlm.processor.tokenizer.encode(letter, add_special_tokens=False)[0] for letter in "ABCD"]
-    gold = torch.tensor([letters[row[2]] for row in rows])
-    loss = torch.nn.functional.cross_entropy(torch.cat([logits, constant], 1), gold)
-    accuracy = (logits[:, letters].argmax(-1) == torch.tensor([row[2] for row in rows])).float().mean()
-    return loss, accuracy.item()
+    return letter_loss(logits, [row[2] for row in rows], processor.tokenizer, FULL_VOCAB - BPE_SIZE - 2)
 
 
 def _noised(embeds, row: int, mask):
@@ -350,10 +295,8 @@ def _noised(embeds, row: int, mask):
 def train(steps: int = 1500, batch: int = 12, learning_rate: float = 3e-3, seed: int = 0) -> Path:
     """Train the compact model on shapes questions; writes compact.safetensors."""
     import tempfile
-    import time
 
     import torch
-    from safetensors.torch import save_file
     from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
 
     from pidcore.models.loading import load_vlm
@@ -366,26 +309,15 @@ def train(steps: int = 1500, batch: int = 12, learning_rate: float = 3e-3, seed:
         write_model_folder(folder, model.state_dict(), compact=True)
         vlm = load_vlm(str(folder), "cpu", "float32")
         vlm.processor.tokenizer.padding_side = "left"
-        parameters = list(vlm.model.parameters())
-        optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.05, 1 - step / steps))
-        vlm.model.train()
-        started = time.time()
-        for step in range(steps):
+
+        def step(_: int) -> tuple[Any, str]:
             loss, accuracy = answer_loss(vlm, _training_rows(rng, batch), rng)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            schedule.step()
-            if step % 25 == 0 or step == steps - 1:
-                print(f"step {step} loss {loss.item():.3f} acc {accuracy:.2f} ({time.time() - started:.0f}s)",
-                      flush=True)
+            return loss, f"acc {accuracy:.2f}"
+
+        train_steps(vlm.model, steps, learning_rate, 20, step)
         state = {name: tensor.detach() for name, tensor in vlm.model.state_dict().items()}
     out = FIXTURES / "compact.safetensors"
-    save_file({name: tensor.contiguous() for name, tensor in sorted(state.items())}, str(out),
-              metadata={"format": "pt"})
+    save_weights(state, out)
     return out
 
 
@@ -404,78 +336,26 @@ def script_edits(model_path: str) -> list[tuple[str, str]]:
             (extend, extend + "torch.manual_seed(42)\n")]
 
 
-def prepare_script(mirror: Path, work: Path, model_path: str) -> Path:
-    """A copy of the paper's script under `work` with script_edits applied (each must hit exactly once)."""
-    text = subprocess.run(["git", "-C", str(mirror), "show", f"{PAPER_COMMIT}:{PAPER_SCRIPT}"], check=True,
-                          capture_output=True, text=True).stdout
-    for old, new in script_edits(model_path):
-        if text.count(old) != 1:
-            raise RuntimeError(f"{PAPER_SCRIPT}: {old!r} occurs {text.count(old)} times")
-        text = text.replace(old, new)
-    work.mkdir(parents=True, exist_ok=True)
-    out = work / Path(PAPER_SCRIPT).name
-    out.write_text(text, encoding="utf-8")
-    return out
-
-
-def pidcore_statistics(world: dict[str, Path], folder: Path) -> dict[str, Any]:
-    """The statistics `profile --probes published` computes (the paper published no InstructBLIP stage 1): image and
-    text mean and std, as stored with the run."""
-    from pidcore.pipeline.profiling import probe_run
-    from pidcore.pipeline.settings import ProfileSettings
-    from pidcore.store import load_calibration
-
-    settings = ProfileSettings(model=str(world["model"]), dataset=f"paper:{world['data']}",
-                               db=str(folder / "stats.duckdb"), device="cpu", dtype="float32", probes="published",
-                               progress=False)
-    _, run_id = probe_run(settings)
-    image_mean, image_std, text_mean, text_std = load_calibration(settings.db, run_id)
-    return {"image": {"mean": image_mean.tolist(), "std": image_std.tolist()},
-            "text": {"mean": text_mean.tolist(), "std": text_std.tolist()}}
-
-
-def write_statistics(stats: dict[str, Any], folder: Path, model_path: str) -> None:
-    """The .pt files the script loads ({model_name with / as _}_train_{text,image}_stats.pt, float32 mean and std)."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = model_path.replace("/", "_")
-    for kind in ("text", "image"):
-        torch.save({moment: torch.tensor(stats[kind][moment], dtype=torch.float32) for moment in ("mean", "std")},
-                   folder / f"{prefix}_train_{kind}_stats.pt")
-
-
 def run_oracle(python: Path, mirror: Path, work: Path, pillow: Path | None = None) -> Path:
     """Build the world under `work`, write pidcore's statistics where the script reads them, and run the script
     (train, then val) with `python` (the oracle venv), as the paper's launchers do, with `pillow` (a folder holding
-    another Pillow) first on its path; returns the output folder."""
-    import os
-
+    another Pillow) first on its path; returns the output folder. The paper published no InstructBLIP stage 1, so
+    the script is given the statistics pidcore computes."""
     world = build_world(work / "world")
     model_path = str(world["model"])
-    script = prepare_script(mirror, work / "scripts", model_path)
+    script = paper_script(mirror, PAPER_SCRIPT, script_edits(model_path), work / "scripts")
     out = work / "out"
     stats = pidcore_statistics(world, work)
     write_statistics(stats, out / "stats", model_path)
-    _write_json(out / "stats.json", stats)
-    environment = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    if pillow is not None:
-        environment["PYTHONPATH"] = str(pillow)
-    for split in ("train", "val"):
+    write_json(out / "stats.json", stats)
+    environment = oracle_environment(None if pillow is None else str(pillow))
+    for split in SPLITS:
         (out / "embeds" / split).mkdir(parents=True, exist_ok=True)
         arguments = [str(script), "--read_dir", f"{world['data']}/", "--save_dir", str(out / "embeds"),
                      "--num_choices", "4", "--data_mode", split, "--devi_vector_dir", str(out / "stats")]
-        with open(out / f"embed_{split}.log", "w", encoding="utf-8") as log:
-            subprocess.run([str(python), "-u", *arguments], cwd=script.parent, env=environment, stdout=log,
-                           stderr=subprocess.STDOUT, check=True)
-    _write_json(FIXTURES / "world_sha256.json", world_digests(work / "world"))
+        run_logged(python, arguments, script.parent, environment, out / f"embed_{split}.log")
+    write_json(FIXTURES / "world_sha256.json", world_digests(work / "world"))
     return out
-
-
-def _clean_log(text: str) -> str:
-    """A log as a terminal would leave it: each carriage-return-overwritten line (tqdm) reduced to its last state."""
-    return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
 
 
 def export_oracle(out: Path, target: Path = FIXTURES / "oracle") -> Path:
@@ -483,13 +363,9 @@ def export_oracle(out: Path, target: Path = FIXTURES / "oracle") -> Path:
     images, the cleaned logs."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "stats.json", target / "stats.json")
-    for split in ("train", "val"):
-        records = json.loads((out / "embeds" / split / "inblip_7b.json").read_text())
-        for record in records:
-            record.pop("image", None)
-        _write_json(target / f"{split}.json", {"file": f"{split}/inblip_7b.json", "records": records})
-        log = (out / f"embed_{split}.log").read_text(encoding="utf-8")
-        (target / f"embed_{split}.log").write_text(_clean_log(log), encoding="utf-8")
+    for split in SPLITS:
+        export_records(out / "embeds" / split / "inblip_7b.json", target, split)
+    export_logs(out, target)
     return target
 
 
@@ -500,12 +376,8 @@ def _main(argv: list[str] | None = None) -> None:
     commands.add_parser("tokenizers")
     training = commands.add_parser("train")
     training.add_argument("--steps", type=int, default=1500)
-    build = commands.add_parser("build")
-    build.add_argument("folder", type=Path)
-    oracle = commands.add_parser("oracle")
-    oracle.add_argument("--python", type=Path, required=True, help="the oracle venv's python")
-    oracle.add_argument("--mirror", type=Path, required=True)
-    oracle.add_argument("--work", type=Path, required=True)
+    add_build_command(commands)
+    oracle = add_oracle_command(commands)
     oracle.add_argument("--pillow", type=Path, help="a folder with the Pillow to use instead of the venv's")
     args = parser.parse_args(argv)
     if args.command == "tokenizers":
@@ -513,11 +385,10 @@ def _main(argv: list[str] | None = None) -> None:
     elif args.command == "train":
         print(train(steps=args.steps))
     elif args.command == "build":
-        print(json.dumps({key: str(value) for key, value in build_world(args.folder).items()}, indent=2))
+        print_world(build_world(args.folder))
     elif args.command == "oracle":
         print(export_oracle(run_oracle(args.python, args.mirror, args.work, args.pillow)))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
     _main()

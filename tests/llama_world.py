@@ -28,20 +28,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as `python tests/llama_world.py`: `tests` and `pidcore` from the repository
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.parity_common import (
+    CLIP_MEAN, CLIP_STD, SPLITS, add_build_command, add_oracle_command, added_token, added_tokens_decoder, clean_log,
+    copy_data, expanded_table, export_logs, export_records, file_digests as world_digests, legacy_names, letter_loss,
+    oracle_environment, paper_script, pidcore_statistics, prepend_template, print_world, read_bpe, run_logged,
+    save_weights, train_steps, write_json, write_statistics,
+)
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "paper_probes_llama"
 BPE = HERE / "fixtures" / "paper_probes" / "tokenizer"
 DATA = HERE / "fixtures" / "paper_probes" / "data"
-DATA_FILES = ("train.json", "val.json")
 BPE_SIZE = 400
 FIRST_SPECIAL = 128_000
 SPECIAL_COUNT = 256
@@ -54,7 +60,6 @@ IMAGE_TOKEN = "<|image|>"
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
 TILE, PATCH, MAX_TILES = 28, 14, 4
-PAPER_COMMIT = "950ddb7"
 PAPER_SCRIPTS = {"devi": "models_scripts/general_models/devis/llama_11b_devi.py",
                  "embed": "models_scripts/general_models/embeds/llama_11b_embed.py"}
 MODEL_NAME = "llama"
@@ -96,42 +101,21 @@ def compact_to_full(rows: int) -> list[int]:
     return full[:rows]
 
 
-def _bpe() -> tuple[dict[str, int], list[str]]:
-    """The Qwen world's trained BPE: vocabulary and merges."""
-    vocab = json.loads((BPE / "vocab.json").read_text(encoding="utf-8"))
-    merges = (BPE / "merges.txt").read_text(encoding="utf-8").splitlines()
-    return vocab, [line for line in merges if line and not line.startswith("#")]
-
-
-def _added(token: str, index: int) -> dict[str, Any]:
-    """A special token's entry in tokenizer.json's added_tokens."""
-    return {"id": index, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
-            "normalized": False, "special": True}
-
-
 def tokenizer_json(compact: bool) -> dict[str, Any]:
     """tokenizer.json: Llama 3's pre-tokenizer, the trained BPE, fillers up to 128000 (full layout; no merge makes
     them), the specials as added tokens, <|begin_of_text|> prepended as Llama 3's post-processor does."""
-    vocab, merges = _bpe()
+    vocab, merges = read_bpe(BPE)
     if not compact:
         vocab = {**vocab, **{f"<|filler_{index}|>": index for index in range(BPE_SIZE, FIRST_SPECIAL)}}
     ids = special_ids(compact)
     bos = "<|begin_of_text|>"
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
     return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [_added(token, index) for token, index in ids.items()], "normalizer": None,
+            "added_tokens": [added_token(token, index) for token, index in ids.items()], "normalizer": None,
             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": False},
                 byte_level]},
-            "post_processor": {"type": "TemplateProcessing",
-                               "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
-                                          {"Sequence": {"id": "A", "type_id": 0}}],
-                               "pair": [{"SpecialToken": {"id": bos, "type_id": 0}},
-                                        {"Sequence": {"id": "A", "type_id": 0}},
-                                        {"SpecialToken": {"id": bos, "type_id": 1}},
-                                        {"Sequence": {"id": "B", "type_id": 1}}],
-                               "special_tokens": {bos: {"id": bos, "ids": [ids[bos]], "tokens": [bos]}}},
-            "decoder": byte_level,
+            "post_processor": prepend_template(bos, ids[bos]), "decoder": byte_level,
             "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
                       "vocab": vocab, "merges": merges}}
@@ -144,12 +128,10 @@ def chat_template() -> str:
 
 def _tokenizer_config(compact: bool) -> dict[str, Any]:
     """tokenizer_config.json with a generic fast-tokenizer class both transformers versions load."""
-    decoder = {str(index): {key: value for key, value in _added(token, index).items() if key != "id"}
-               for token, index in special_ids(compact).items()}
-    return {"added_tokens_decoder": decoder, "bos_token": "<|begin_of_text|>", "chat_template": chat_template(),
-            "clean_up_tokenization_spaces": True, "eos_token": "<|eot_id|>", "pad_token": "<|finetune_right_pad_id|>",
-            "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 131072,
-            "tokenizer_class": "PreTrainedTokenizerFast"}
+    return {"added_tokens_decoder": added_tokens_decoder(special_ids(compact)), "bos_token": "<|begin_of_text|>",
+            "chat_template": chat_template(), "clean_up_tokenization_spaces": True, "eos_token": "<|eot_id|>",
+            "pad_token": "<|finetune_right_pad_id|>", "model_input_names": ["input_ids", "attention_mask"],
+            "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,57 +179,33 @@ def generation_config(compact: bool = False) -> dict[str, Any]:
 def preprocessor_config() -> dict[str, Any]:
     """preprocessor_config.json as the real checkpoint's, with TILE-px tiles."""
     return {"do_convert_rgb": True, "do_normalize": True, "do_pad": True, "do_rescale": True, "do_resize": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "image_processor_type": "MllamaImageProcessor", "max_image_tiles": MAX_TILES,
-            "processor_class": "MllamaProcessor", "resample": 2, "rescale_factor": 1 / 255,
-            "size": {"height": TILE, "width": TILE}}
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            "image_mean": CLIP_MEAN, "image_std": CLIP_STD, "image_processor_type": "MllamaImageProcessor",
+            "max_image_tiles": MAX_TILES, "processor_class": "MllamaProcessor", "resample": 2,
+            "rescale_factor": 1 / 255, "size": {"height": TILE, "width": TILE}}
 
 
 def write_model_folder(folder: Path, weights: dict, compact: bool = False) -> Path:
     """A loadable model folder: weights (the real checkpoints' names), configs, processor and tokenizer files."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({name: tensor.contiguous() for name, tensor in sorted(weights.items())},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(folder / "config.json", model_config(compact))
-    _write_json(folder / "generation_config.json", generation_config(compact))
-    _write_json(folder / "preprocessor_config.json", preprocessor_config())
+    save_weights(weights, folder / "model.safetensors")
+    write_json(folder / "config.json", model_config(compact))
+    write_json(folder / "generation_config.json", generation_config(compact))
+    write_json(folder / "preprocessor_config.json", preprocessor_config())
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json(compact), ensure_ascii=False), encoding="utf-8")
-    _write_json(folder / "tokenizer_config.json", _tokenizer_config(compact))
-    _write_json(folder / "special_tokens_map.json", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                                                     "pad_token": "<|finetune_right_pad_id|>"})
-    _write_json(folder / "chat_template.json", {"chat_template": chat_template()})
+    write_json(folder / "tokenizer_config.json", _tokenizer_config(compact))
+    write_json(folder / "special_tokens_map.json", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                                                    "pad_token": "<|finetune_right_pad_id|>"})
+    write_json(folder / "chat_template.json", {"chat_template": chat_template()})
     return folder
 
 
 def expand_weights(compact: dict) -> dict:
     """Full-vocabulary weights: each compact row at its real id, every other row exactly zero."""
-    import torch
-
     full = dict(compact)
     for name, extra in VOCABULARY_ROWS:
         rows = TEXT_VOCAB + (EXTRA_INPUT_ROWS if extra else 0)
-        table = compact[name].new_zeros((rows, compact[name].shape[1]))
-        table[torch.tensor(compact_to_full(compact[name].shape[0]))] = compact[name]
-        full[name] = table
+        full[name] = expanded_table(compact[name], rows, compact_to_full(compact[name].shape[0]))
     return full
-
-
-def legacy_names(state: dict) -> dict:
-    """transformers 5.x state-dict names -> the real checkpoints' (4.51.3's) names."""
-    renamed = {}
-    for name, tensor in state.items():
-        for new, old in LEGACY_PREFIXES:
-            if name.startswith(new):
-                name = old + name[len(new):]
-                break
-        renamed[name] = tensor.detach().clone()
-    return renamed
 
 
 def build_world(folder: Path) -> dict[str, Path]:
@@ -256,29 +214,7 @@ def build_world(folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     model = write_model_folder(folder / MODEL_NAME, expand_weights(load_file(str(FIXTURES / "compact.safetensors"))))
-    (folder / "data").mkdir(exist_ok=True)
-    for name in DATA_FILES:
-        shutil.copyfile(DATA / name, folder / "data" / name)
-    return {"model": model, "data": folder / "data", "train": folder / "data" / "train.json",
-            "val": folder / "data" / "val.json"}
-
-
-def world_digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under `root` (the weights by tensor content, independent of the safetensors header)."""
-    import hashlib
-
-    from safetensors.torch import load_file
-
-    digests = {}
-    for path in sorted(item for item in root.rglob("*") if item.is_file()):
-        digest = hashlib.sha256()
-        if path.suffix == ".safetensors":
-            for name, tensor in sorted(load_file(str(path)).items()):
-                digest.update(name.encode() + str(tuple(tensor.shape)).encode() + tensor.numpy().tobytes())
-        else:
-            digest.update(path.read_bytes())
-        digests[str(path.relative_to(root))] = digest.hexdigest()
-    return digests
+    return {"model": model, **copy_data(DATA, folder)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -287,15 +223,9 @@ def world_digests(root: Path) -> dict[str, str]:
 
 def _training_rows(rng: random.Random, size: int) -> list[tuple[Any, str, int]]:
     """(image, question text as the scripts give it, gold index) rows of shapes questions."""
-    from tests.paper_probe_world import SIZES, draw_question, human_text, render_image
+    from tests.paper_probe_world import SIZES, training_row
 
-    rows = []
-    for _ in range(size):
-        colour, question, options, answer = draw_question(rng, three_options=rng.random() < 0.2)
-        alpha = None if rng.random() < 0.8 else rng.choice((255, 128))
-        image = render_image(colour, random.Random(rng.random()), rng.choice(SIZES), alpha)
-        rows.append((image, human_text(question, options).replace("\n<image>", ""), answer))
-    return rows
+    return [training_row(rng, 0.8, SIZES)[:3] for _ in range(size)]
 
 
 def _noised(values, mask, rng: random.Random, dropout: float):
@@ -337,21 +267,14 @@ def answer_loss(vlm, rows: list, rng: random.Random, dropout: float = 0.2):
     logits = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
                    cross_attention_mask=inputs["cross_attention_mask"],
                    cross_attention_states=states.reshape(-1, *states.shape[2:]), logits_to_keep=1).logits[:, -1]
-    constant = logits.new_full((len(rows), 1), math.log(TEXT_VOCAB - BPE_SIZE - SPECIAL_COUNT))
-    letters = [processor.tokenizer.encode(letter, add_special_tokens=False)[0] for letter in "ABCD"]
-    gold = torch.tensor([letters[row[2]] for row in rows])
-    loss = torch.nn.functional.cross_entropy(torch.cat([logits, constant], 1), gold)
-    accuracy = (logits[:, letters].argmax(-1) == torch.tensor([row[2] for row in rows])).float().mean()
-    return loss, accuracy.item()
+    return letter_loss(logits, [row[2] for row in rows], processor.tokenizer, TEXT_VOCAB - BPE_SIZE - SPECIAL_COUNT)
 
 
 def train(steps: int = 1200, batch: int = 12, learning_rate: float = 3e-3, seed: int = 0) -> Path:
     """Train the compact model on shapes questions; writes compact.safetensors."""
     import tempfile
-    import time
 
     import torch
-    from safetensors.torch import save_file
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
     from pidcore.models.loading import load_vlm
@@ -369,30 +292,18 @@ def train(steps: int = 1200, batch: int = 12, learning_rate: float = 3e-3, seed:
                 if hasattr(layer, "cross_attn_attn_gate"):
                     layer.cross_attn_attn_gate.fill_(1.0)
                     layer.cross_attn_mlp_gate.fill_(1.0)
-        write_model_folder(folder, legacy_names(model.state_dict()), compact=True)
+        write_model_folder(folder, legacy_names(model.state_dict(), LEGACY_PREFIXES), compact=True)
         vlm = load_vlm(str(folder), "cpu", "float32")
         vlm.processor.tokenizer.padding_side = "left"
-        parameters = list(vlm.model.parameters())
-        optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / 20) * max(0.05, 1 - step / steps))
-        vlm.model.train()
-        started = time.time()
-        for step in range(steps):
+
+        def step(_: int) -> tuple[Any, str]:
             loss, accuracy = answer_loss(vlm, _training_rows(rng, batch), rng)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            schedule.step()
-            if step % 25 == 0 or step == steps - 1:
-                print(f"step {step} loss {loss.item():.3f} acc {accuracy:.2f} ({time.time() - started:.0f}s)",
-                      flush=True)
-        state = legacy_names(vlm.model.state_dict())
-    out = FIXTURES / "compact.safetensors"
-    save_file({name: tensor.contiguous() for name, tensor in sorted(state.items())}, str(out),
-              metadata={"format": "pt"})
-    return out
+            return loss, f"acc {accuracy:.2f}"
+
+        train_steps(vlm.model, steps, learning_rate, 20, step)
+        state = legacy_names(vlm.model.state_dict(), LEGACY_PREFIXES)
+    save_weights(state, FIXTURES / "compact.safetensors")
+    return FIXTURES / "compact.safetensors"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -419,18 +330,8 @@ def script_edits(model_path: str) -> dict[str, list[tuple[str, str]]]:
 
 def prepare_scripts(mirror: Path, work: Path, model_path: str) -> dict[str, Path]:
     """Copies of the paper's two scripts under `work` with script_edits applied (each must hit exactly once)."""
-    work.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for kind, path in PAPER_SCRIPTS.items():
-        text = subprocess.run(["git", "-C", str(mirror), "show", f"{PAPER_COMMIT}:{path}"], check=True,
-                              capture_output=True, text=True).stdout
-        for old, new in script_edits(model_path)[kind]:
-            if text.count(old) != 1:
-                raise RuntimeError(f"{path}: {old!r} occurs {text.count(old)} times")
-            text = text.replace(old, new)
-        out[kind] = work / Path(path).name
-        out[kind].write_text(text, encoding="utf-8")
-    return out
+    edits = script_edits(model_path)
+    return {kind: paper_script(mirror, path, edits[kind], work) for kind, path in PAPER_SCRIPTS.items()}
 
 
 def write_torchvision_stub(folder: Path) -> Path:
@@ -456,49 +357,11 @@ def stage1_stds(log: str) -> dict[str, float]:
     return {"text": values[0], "image": values[1]}
 
 
-def pidcore_statistics(world: dict[str, Path], folder: Path) -> dict[str, Any]:
-    """The statistics `profile --probes published` computes and stores with its run: image and text mean and std."""
-    from pidcore.pipeline.profiling import probe_run
-    from pidcore.pipeline.settings import ProfileSettings
-    from pidcore.store import load_calibration
-
-    settings = ProfileSettings(model=str(world["model"]), dataset=f"paper:{world['data']}",
-                               db=str(folder / "stats.duckdb"), device="cpu", dtype="float32", probes="published",
-                               progress=False)
-    _, run_id = probe_run(settings)
-    image_mean, image_std, text_mean, text_std = load_calibration(settings.db, run_id)
-    return {"image": {"mean": image_mean.tolist(), "std": image_std.tolist()},
-            "text": {"mean": text_mean.tolist(), "std": text_std.tolist()}}
-
-
 def stage2_statistics(stage1: dict[str, float], ours: dict[str, Any]) -> dict[str, Any]:
     """What stage 2 is given: stage 1's std (one number, the same in every dimension) and, since stage 1 computes
     no mean, pidcore's per-dimension mean of the same rows."""
     return {kind: {"mean": ours[kind]["mean"], "std": [stage1[kind]] * len(ours[kind]["mean"])}
             for kind in ("image", "text")}
-
-
-def write_statistics(stats: dict[str, Any], folder: Path, model_path: str) -> None:
-    """The .pt files stage 2 loads ({model_name with / as _}_train_{text,image}_stats.pt, float32 mean and std)."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = model_path.replace("/", "_")
-    for kind in ("text", "image"):
-        torch.save({moment: torch.tensor(stats[kind][moment], dtype=torch.float32) for moment in ("mean", "std")},
-                   folder / f"{prefix}_train_{kind}_stats.pt")
-
-
-def _run(python: Path, arguments: list[str], folder: Path, log_path: Path, path: str) -> str:
-    """Run one script with the oracle's python, as the paper's launchers do; returns what it printed."""
-    import os
-
-    environment = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": path}
-    with open(log_path, "w", encoding="utf-8") as log:
-        subprocess.run([str(python), "-u", *arguments], cwd=folder, env=environment, stdout=log,
-                       stderr=subprocess.STDOUT, check=True)
-    return log_path.read_text(encoding="utf-8")
 
 
 def run_oracle(python: Path, mirror: Path, work: Path, pillow: Path) -> Path:
@@ -510,27 +373,23 @@ def run_oracle(python: Path, mirror: Path, work: Path, pillow: Path) -> Path:
     scripts = prepare_scripts(mirror, work / "scripts", model_path)
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
-    path = f"{write_torchvision_stub(work / 'stub')}:{pillow}"
+    environment = oracle_environment(f"{write_torchvision_stub(work / 'stub')}:{pillow}")
     data = f"{world['data']}/"
-    log = _run(python, [str(scripts["devi"]), "--read_dir", data, "--model_size", MODEL_SIZE, "--data_mode", "train"],
-               scripts["devi"].parent, out / "devi_train.log", path)
-    stage1 = stage1_stds(_clean_log(log))
+    log = run_logged(python, [str(scripts["devi"]), "--read_dir", data, "--model_size", MODEL_SIZE, "--data_mode",
+                              "train"], scripts["devi"].parent, environment, out / "devi_train.log")
+    stage1 = stage1_stds(clean_log(log))
     ours = pidcore_statistics(world, work)
     given = stage2_statistics(stage1, ours)
     write_statistics(given, out / "stats", model_path)
-    _write_json(out / "stats.json", {"stage1_printed": stage1, "pidcore": ours, "given": given})
-    for split in ("train", "val"):
+    write_json(out / "stats.json", {"stage1_printed": stage1, "pidcore": ours, "given": given})
+    for split in SPLITS:
         (out / "embeds" / split).mkdir(parents=True, exist_ok=True)
-        _run(python, [str(scripts["embed"]), "--read_dir", data, "--save_dir", str(out / "embeds"), "--num_choices",
-                      "4", "--model_llama_size", MODEL_SIZE, "--data_mode", split, "--devi_vector_dir",
-                      str(out / "stats")], scripts["embed"].parent, out / f"embed_{split}.log", path)
-    _write_json(FIXTURES / "world_sha256.json", world_digests(work / "world"))
+        run_logged(python, [str(scripts["embed"]), "--read_dir", data, "--save_dir", str(out / "embeds"),
+                            "--num_choices", "4", "--model_llama_size", MODEL_SIZE, "--data_mode", split,
+                            "--devi_vector_dir", str(out / "stats")],
+                   scripts["embed"].parent, environment, out / f"embed_{split}.log")
+    write_json(FIXTURES / "world_sha256.json", world_digests(work / "world"))
     return out
-
-
-def _clean_log(text: str) -> str:
-    """A log as a terminal would leave it: each carriage-return-overwritten line (tqdm) reduced to its last state."""
-    return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
 
 
 def export_oracle(out: Path, target: Path = FIXTURES / "oracle") -> Path:
@@ -538,14 +397,10 @@ def export_oracle(out: Path, target: Path = FIXTURES / "oracle") -> Path:
     records verbatim but for the base64 images, the cleaned logs."""
     target.mkdir(parents=True, exist_ok=True)
     stats = json.loads((out / "stats.json").read_text())
-    _write_json(target / "stats.json", {"stage1_printed": stats["stage1_printed"], "given": stats["given"]})
-    for split in ("train", "val"):
-        records = json.loads((out / "embeds" / split / f"llama32_{MODEL_SIZE}.json").read_text())
-        for record in records:
-            record.pop("image", None)
-        _write_json(target / f"{split}.json", {"file": f"{split}/llama32_{MODEL_SIZE}.json", "records": records})
-    for log in sorted(out.glob("*.log")):
-        (target / log.name).write_text(_clean_log(log.read_text(encoding="utf-8")), encoding="utf-8")
+    write_json(target / "stats.json", {"stage1_printed": stats["stage1_printed"], "given": stats["given"]})
+    for split in SPLITS:
+        export_records(out / "embeds" / split / f"llama32_{MODEL_SIZE}.json", target, split)
+    export_logs(out, target)
     return target
 
 
@@ -555,22 +410,17 @@ def _main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     training = commands.add_parser("train")
     training.add_argument("--steps", type=int, default=1200)
-    build = commands.add_parser("build")
-    build.add_argument("folder", type=Path)
-    oracle = commands.add_parser("oracle")
-    oracle.add_argument("--python", type=Path, required=True, help="the oracle venv's python")
-    oracle.add_argument("--mirror", type=Path, required=True)
-    oracle.add_argument("--work", type=Path, required=True)
+    add_build_command(commands)
+    oracle = add_oracle_command(commands)
     oracle.add_argument("--pillow", type=Path, required=True, help="a folder with the Pillow to use instead")
     args = parser.parse_args(argv)
     if args.command == "train":
         print(train(steps=args.steps))
     elif args.command == "build":
-        print(json.dumps({key: str(value) for key, value in build_world(args.folder).items()}, indent=2))
+        print_world(build_world(args.folder))
     elif args.command == "oracle":
         print(export_oracle(run_oracle(args.python, args.mirror, args.work, args.pillow)))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
     _main()

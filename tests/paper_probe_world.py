@@ -32,16 +32,22 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import io
 import json
 import math
 import random
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as `python tests/paper_probe_world.py`: `tests` and `pidcore` from the repository
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.parity_common import (
+    CLIP_MEAN, CLIP_STD, SPLITS, add_build_command, add_oracle_command, added_token, copy_data, expanded_table,
+    export_logs, export_records, file_digests, legacy_names, oracle_environment, paper_script, print_world, read_bpe,
+    run_logged, save_weights, train_steps, write_json,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paper_probes"
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
@@ -59,19 +65,11 @@ INSTRUCTION = "Answer with the option's letter from the given choices directly."
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
                r"\s*[\r\n]+|\s+(?!\S)|\s+")
 LEGACY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model."))
-DATA_FILES = ("train.json", "val.json")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tokenizer
 # ---------------------------------------------------------------------------------------------------------------
-
-def bpe_parts() -> tuple[dict[str, int], list[str]]:
-    """The committed BPE: vocabulary (ids 0..BPE_SIZE-1) and merges ("a b" lines, in rank order)."""
-    vocab = json.loads((FIXTURES / "tokenizer" / "vocab.json").read_text(encoding="utf-8"))
-    merges = (FIXTURES / "tokenizer" / "merges.txt").read_text(encoding="utf-8").splitlines()
-    return vocab, [line for line in merges if line and not line.startswith("#")]
-
 
 def special_ids(compact: bool) -> dict[str, int]:
     """Qwen's special tokens and their ids: the real ids, or right after the BPE in the compact layout."""
@@ -91,12 +89,11 @@ def _byte_level(**flags: bool) -> dict[str, Any]:
 def tokenizer_json(compact: bool) -> dict[str, Any]:
     """tokenizer.json: Qwen2's normaliser and pre-tokenizer, the trained BPE, fillers up to 151643 (full layout
     only; no merge produces them, so they are unreachable), Qwen's specials as added tokens."""
-    vocab, merges = bpe_parts()
+    vocab, merges = read_bpe(FIXTURES / "tokenizer")
     full_vocab = dict(vocab)
     if not compact:
         full_vocab.update({f"<|filler_{index}|>": index for index in range(BPE_SIZE, FIRST_SPECIAL_ID)})
-    added = [{"id": index, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for token, index in special_ids(compact).items()]
+    added = [added_token(token, index) for token, index in special_ids(compact).items()]
     return {
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
         "normalizer": {"type": "NFC"},
@@ -176,30 +173,20 @@ def preprocessor_config(family: str) -> dict[str, Any]:
     """preprocessor_config.json with the real checkpoints' values (a 112-px image is 16 image tokens here)."""
     processor = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}[family]
     return {"min_pixels": CHECKPOINT_MIN_PIXELS, "max_pixels": CHECKPOINT_MAX_PIXELS, "patch_size": 14,
-            "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_std": [0.26862954, 0.26130258, 0.27577711], "image_processor_type": "Qwen2VLImageProcessor",
-            "processor_class": processor}
-
-
-def _write_json(path: Path, value: Any, compact_json: bool = False) -> None:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")) if compact_json else \
-        json.dumps(value, indent=2, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+            "temporal_patch_size": 2, "merge_size": 2, "image_mean": CLIP_MEAN, "image_std": CLIP_STD,
+            "image_processor_type": "Qwen2VLImageProcessor", "processor_class": processor}
 
 
 def write_model_folder(folder: Path, family: str, weights: dict, compact: bool = False) -> Path:
     """A loadable model folder: weights (legacy names), config, generation config, processor and tokenizer files."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({name: tensor.contiguous() for name, tensor in sorted(weights.items())},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(folder / "config.json", model_config(family, compact))
-    _write_json(folder / "generation_config.json", generation_config(family, compact))
-    _write_json(folder / "preprocessor_config.json", preprocessor_config(family))
-    _write_json(folder / "tokenizer.json", tokenizer_json(compact), compact_json=True)
-    _write_json(folder / "tokenizer_config.json", tokenizer_config(compact))
-    _write_json(folder / "chat_template.json", {"chat_template": chat_template()})
+    save_weights(weights, folder / "model.safetensors")
+    write_json(folder / "config.json", model_config(family, compact))
+    write_json(folder / "generation_config.json", generation_config(family, compact))
+    write_json(folder / "preprocessor_config.json", preprocessor_config(family))
+    write_json(folder / "tokenizer.json", tokenizer_json(compact), compact=True)
+    write_json(folder / "tokenizer_config.json", tokenizer_config(compact))
+    write_json(folder / "chat_template.json", {"chat_template": chat_template()})
     return folder
 
 
@@ -212,27 +199,10 @@ def compact_weights(family: str) -> dict:
 
 def expand_weights(compact: dict) -> dict:
     """Full-vocabulary weights: the compact rows placed at their real ids, every other row exactly zero."""
-    import torch
-
-    rows = torch.tensor(compact_to_full())
     full = dict(compact)
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
-        table = torch.zeros(FULL_VOCAB, compact[name].shape[1], dtype=compact[name].dtype)
-        table[rows] = compact[name]
-        full[name] = table
+        full[name] = expanded_table(compact[name], FULL_VOCAB, compact_to_full())
     return full
-
-
-def legacy_names(state: dict) -> dict:
-    """transformers 5.x state-dict names -> the 4.51.3 checkpoint names (`visual.*`, `model.*`, `lm_head.*`)."""
-    renamed = {}
-    for name, tensor in state.items():
-        for new, old in LEGACY_PREFIXES:
-            if name.startswith(new):
-                name = old + name[len(new):]
-                break
-        renamed[name] = tensor.detach().clone()
-    return renamed
 
 
 def build_world(folder: Path) -> dict[str, Path]:
@@ -245,28 +215,17 @@ def build_world(folder: Path) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for family in FAMILIES:
         paths[family] = write_model_folder(folder / family, family, expand_weights(compact_weights(family)))
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for name in DATA_FILES:
-        shutil.copyfile(FIXTURES / "data" / name, data / name)
-    return {**paths, "data": data, "train": data / "train.json", "val": data / "val.json"}
+    return {**paths, **copy_data(FIXTURES / "data", folder)}
 
 
 def world_digests(root: Path) -> dict[str, str]:
     """sha256 of every file of a world built in `root`, by relative path; a safetensors file is digested by its
     tensors (name, dtype, shape, bytes), so the digest does not depend on the safetensors version that wrote it."""
-    digests = {}
-    for path in sorted(path for path in Path(root).rglob("*") if path.is_file()):
-        digest = hashlib.sha256()
-        if path.suffix == ".safetensors":
-            _digest_tensors(digest, path)
-        else:
-            digest.update(path.read_bytes())
-        digests[str(path.relative_to(root))] = digest.hexdigest()
-    return digests
+    return file_digests(root, _digest_tensors)
 
 
 def _digest_tensors(digest: Any, path: Path) -> None:
+    """Feed a safetensors file's tensors (name, dtype, shape, raw bytes; sorted by name) to `digest`."""
     import torch
     from safetensors.torch import load_file
 
@@ -311,6 +270,15 @@ def draw_question(rng: random.Random, three_options: bool) -> tuple[int, str, li
     return item.x1, item.question, options, options.index(answer)
 
 
+def training_row(rng: random.Random, opaque_share: float, sizes: tuple) -> tuple[Any, str, int, int]:
+    """A training question: (image, question text without "\\n<image>", gold index, option count); a share
+    `opaque_share` of the images are RGB, the others RGBA."""
+    colour, question, options, answer = draw_question(rng, three_options=rng.random() < 0.2)
+    alpha = None if rng.random() < opaque_share else rng.choice((255, 128))
+    image = render_image(colour, random.Random(rng.random()), rng.choice(sizes), alpha)
+    return image, human_text(question, options).replace("\n<image>", ""), answer, len(options)
+
+
 def human_text(question: str, options: list[str]) -> str:
     """The paper's human turn: question, lettered options, the answer instruction, then "\\n<image>"."""
     letters = "ABCDEFGH"
@@ -340,7 +308,7 @@ def write_data(folder: Path = FIXTURES / "data") -> None:
     """train.json (24 records) and val.json (12 records), committed: PNG bytes depend on the Pillow build."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, count in (("train", 24), ("val", 12)):
-        _write_json(folder / f"{split}.json", make_records(split, count, seed=0))
+        write_json(folder / f"{split}.json", make_records(split, count, seed=0))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -403,7 +371,7 @@ def train_bpe(folder: Path = FIXTURES / "tokenizer") -> None:
     if len(model["vocab"]) != BPE_SIZE:
         raise RuntimeError(f"BPE has {len(model['vocab'])} tokens, expected {BPE_SIZE}")
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "vocab.json", model["vocab"])
+    write_json(folder / "vocab.json", model["vocab"])
     merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in model["merges"]]
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
 
@@ -423,7 +391,7 @@ def _compact_model(family: str, folder: Path, seed: int):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
-    write_model_folder(folder, family, legacy_names(model.state_dict()), compact=True)
+    write_model_folder(folder, family, legacy_names(model.state_dict(), LEGACY_PREFIXES), compact=True)
     return load_vlm(str(folder), "cpu", "float32")
 
 
@@ -442,11 +410,9 @@ def _training_rows(rng: random.Random, size: int, paper: bool) -> list[tuple[Any
     qwen_vl_utils does."""
     rows = []
     for _ in range(size):
-        colour, question, options, answer = draw_question(rng, three_options=rng.random() < 0.2)
-        alpha = None if rng.random() < 0.7 else rng.choice((255, 128))
-        image = render_image(colour, random.Random(rng.random()), rng.choice(SIZES + ((32, 32),)), alpha)
+        image, text, answer, count = training_row(rng, 0.7, SIZES + ((32, 32),))
         image = qwen_vl_fetch_image(image) if paper else qwen_vl_fetch_image(image, min_pixels=1, max_pixels=10**9)
-        rows.append((image, human_text(question, options).replace("\n<image>", ""), answer, len(options)))
+        rows.append((image, text, answer, count))
     return rows
 
 
@@ -541,7 +507,6 @@ def train_family(family: str, steps: int = 400, batch: int = 12, learning_rate: 
                  log_every: int = 25) -> Path:
     """Train one family end to end on the shapes questions; writes <family>/compact.safetensors."""
     import tempfile
-    import time
 
     import torch
 
@@ -551,31 +516,18 @@ def train_family(family: str, steps: int = 400, batch: int = 12, learning_rate: 
         folder = Path(temporary) / family
         vlm = _compact_model(family, folder, seed)
         processors = {False: vlm.processor, True: _paper_processor(vlm, folder)}
-        parameters = [p for p in vlm.model.parameters()]
-        optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / 30) * max(0.05, 1 - step / steps))
-        vlm.model.train()
-        started = time.time()
-        for step in range(steps):
-            paper = step % 3 != 0
-            loss, stats = answer_loss(vlm, processors[paper], _training_rows(rng, batch, paper), rng, family)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            schedule.step()
-            if step % log_every == 0 or step == steps - 1:
-                print(f"{family} step {step} loss {loss.item():.3f} mass {stats['mass']:.3f} acc {stats['acc']:.2f}"
-                      f" ({time.time() - started:.0f}s)", flush=True)
-        vlm.model.eval()
-        state = legacy_names(vlm.model.state_dict())
-    from safetensors.torch import save_file
 
+        def step(index: int) -> tuple[Any, str]:
+            paper = index % 3 != 0
+            loss, stats = answer_loss(vlm, processors[paper], _training_rows(rng, batch, paper), rng, family)
+            return loss, f"mass {stats['mass']:.3f} acc {stats['acc']:.2f}"
+
+        train_steps(vlm.model, steps, learning_rate, 30, step, label=f"{family} ", log_every=log_every)
+        vlm.model.eval()
+        state = legacy_names(vlm.model.state_dict(), LEGACY_PREFIXES)
     out = FIXTURES / family / "compact.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({name: tensor.contiguous() for name, tensor in sorted(state.items())}, str(out),
-              metadata={"format": "pt"})
+    save_weights(state, out)
     return out
 
 
@@ -583,7 +535,6 @@ def train_family(family: str, steps: int = 400, batch: int = 12, learning_rate: 
 # Oracle helpers
 # ---------------------------------------------------------------------------------------------------------------
 
-PAPER_COMMIT = "950ddb7"
 PAPER_SCRIPTS = {
     "qwen2_vl": ("models_scripts/general_models/devis/qwen2_small_devi.py",
                  "models_scripts/general_models/embeds/qwen2_small_embed.py"),
@@ -608,26 +559,15 @@ def script_edits(family: str, model_path: str, attention: str) -> dict[str, list
 
 def prepare_scripts(family: str, mirror: Path, work: Path, model_path: str, attention: str = "sdpa") -> dict:
     """Copies of the paper's two scripts under `work`, with script_edits applied (each must hit exactly once)."""
-    work.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for kind, path in zip(("devi", "embed"), PAPER_SCRIPTS[family]):
-        text = subprocess.run(["git", "-C", str(mirror), "show", f"{PAPER_COMMIT}:{path}"], check=True,
-                              capture_output=True, text=True).stdout
-        for old, new in script_edits(family, model_path, attention)[kind]:
-            if text.count(old) != 1:
-                raise RuntimeError(f"{path}: {old!r} occurs {text.count(old)} times")
-            text = text.replace(old, new)
-        out[kind] = work / Path(path).name
-        out[kind].write_text(text, encoding="utf-8")
-    return out
+    edits = script_edits(family, model_path, attention)
+    return {kind: paper_script(mirror, path, edits[kind], work)
+            for kind, path in zip(("devi", "embed"), PAPER_SCRIPTS[family])}
 
 
 def run_oracle(family: str, python: Path, mirror: Path, world: Path, work: Path) -> Path:
     """Run the paper's stage 1 (devi, train) and stage 2 (embed, train then val) for one family, as its launchers
     do (`--read_dir PREFIX --data_mode SPLIT`, num_choices 4), with `python` (the oracle venv). Returns the run's
     output folder: stats/ (the .pt files), embeds/{train,val}/*.json, and each run's log."""
-    import os
-
     scripts = prepare_scripts(family, mirror, work / "scripts" / family, str(world / family))
     out = work / "out" / family
     for folder in ("stats", "embeds/train", "embeds/val"):
@@ -639,18 +579,9 @@ def run_oracle(family: str, python: Path, mirror: Path, world: Path, work: Path)
         runs[f"embed_{split}"] = [str(scripts["embed"]), "--read_dir", prefix, "--save_dir", str(out / "embeds"),
                                   "--num_choices", "4", "--model_qwen_size", "tiny", "--data_mode", split,
                                   "--devi_vector_dir", str(out / "stats")]
-    environment = {**os.environ, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     for name, arguments in runs.items():
-        with open(out / f"{name}.log", "w", encoding="utf-8") as log:
-            subprocess.run([str(python), "-u", *arguments], cwd=scripts["devi"].parent, env=environment,
-                           stdout=log, stderr=subprocess.STDOUT, check=True)
+        run_logged(python, arguments, scripts["devi"].parent, oracle_environment(), out / f"{name}.log")
     return out
-
-
-def _clean_log(text: str) -> str:
-    """A log as a terminal would leave it: each carriage-return-overwritten line (tqdm) reduced to its last state."""
-    return "\n".join(line.rstrip("\r").split("\r")[-1] for line in text.split("\n"))
 
 
 def export_oracle(family: str, out: Path, target: Path | None = None) -> Path:
@@ -666,15 +597,11 @@ def export_oracle(family: str, out: Path, target: Path | None = None) -> Path:
         saved = torch.load(path)
         stats[kind] = {"file": path.name, "mean": saved["mean"].tolist(), "std": saved["std"].tolist(),
                        "dtype": str(saved["mean"].dtype)}
-    _write_json(target / "stats.json", stats)
-    for split in ("train", "val"):
+    write_json(target / "stats.json", stats)
+    for split in SPLITS:
         (produced,) = sorted((out / "embeds" / split).glob("*.json"))
-        records = json.loads(produced.read_text())
-        for record in records:
-            record.pop("image", None)
-        _write_json(target / f"{split}.json", {"file": f"{split}/{produced.name}", "records": records})
-    for log in sorted(out.glob("*.log")):
-        (target / log.name).write_text(_clean_log(log.read_text(encoding="utf-8")), encoding="utf-8")
+        export_records(produced, target, split)
+    export_logs(out, target)
     return target
 
 
@@ -754,17 +681,13 @@ def _main(argv: list[str] | None = None) -> None:
     train = commands.add_parser("train")
     train.add_argument("--family", choices=FAMILIES, action="append")
     train.add_argument("--steps", type=int, default=400)
-    build = commands.add_parser("build")
-    build.add_argument("folder", type=Path)
+    add_build_command(commands)
     oracle = commands.add_parser("prepare-oracle")
     oracle.add_argument("--mirror", type=Path, required=True)
     oracle.add_argument("--world", type=Path, required=True)
     oracle.add_argument("--work", type=Path, required=True)
-    run = commands.add_parser("oracle")
-    run.add_argument("--python", type=Path, required=True, help="the oracle venv's python")
-    run.add_argument("--mirror", type=Path, required=True)
+    run = add_oracle_command(commands)
     run.add_argument("--world", type=Path, required=True)
-    run.add_argument("--work", type=Path, required=True)
     run.add_argument("--family", choices=FAMILIES, action="append")
     counts = commands.add_parser("counts")
     counts.add_argument("world", type=Path)
@@ -783,8 +706,7 @@ def _main(argv: list[str] | None = None) -> None:
         for family in args.family or FAMILIES:
             print(train_family(family, steps=args.steps))
     elif args.command == "build":
-        world = build_world(args.folder)
-        print(json.dumps({key: str(value) for key, value in world.items()}, indent=2))
+        print_world(build_world(args.folder))
     elif args.command == "prepare-oracle":
         for family in FAMILIES:
             scripts = prepare_scripts(family, args.mirror, args.work / family, str(args.world / family))
@@ -792,14 +714,13 @@ def _main(argv: list[str] | None = None) -> None:
     elif args.command == "oracle":
         for family in args.family or FAMILIES:
             print(export_oracle(family, run_oracle(family, args.python, args.mirror, args.world, args.work)))
-        _write_json(FIXTURES / "world_sha256.json", world_digests(args.world))
+        write_json(FIXTURES / "world_sha256.json", world_digests(args.world))
     elif args.command == "counts":
-        _write_json(args.out, {split: token_counts(args.world / args.family, args.world / "data" / f"{split}.json")
-                               for split in ("train", "val")})
+        write_json(args.out, {split: token_counts(args.world / args.family, args.world / "data" / f"{split}.json")
+                              for split in SPLITS})
     elif args.command == "logits":
-        _write_json(args.out, full_pass_logits(args.world / args.family, args.world / "data" / "train.json"))
+        write_json(args.out, full_pass_logits(args.world / args.family, args.world / "data" / "train.json"))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     _main()

@@ -32,70 +32,19 @@ import json
 import numpy as np
 import pytest
 
-from pidcore.atoms import LETTER_MASS_FALLBACK, PASSES
-from pidcore.pipeline.profiling import probe_run
-from pidcore.pipeline.settings import ProfileSettings
-from pidcore.store import load_calibration, load_samples
 from tests.instructblip_world import FIXTURES, build_world, world_digests
+from tests.parity_common import differences, moved_by, oracle_records, outside, profiled, saved_statistics
 
-TOLERANCE = 1e-4
 # The script's *_orig_prob (the vocabulary's probability of each letter) come from a float32 softmax over 32,002
 # logits: up to 1.1e-4 off the exact value on these records, with a rounding that depends on the CPU's instruction
 # set. Ours (a float32 log-sum-exp) is within 2.2e-6 of the float64 value (test_our_letter_mass_is_the_exact_one).
 ORIG_TOLERANCE = 5e-4
-# Our pass names and the script's record fields: v is the image-only probe (text masked), l the text-only one.
-FIELDS = {"full": "vl", "image_only": "v", "text_only": "l"}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """The world the oracle read, expanded from the fixtures."""
     return build_world(tmp_path_factory.mktemp("instructblip-world"))
-
-
-def oracle() -> dict[str, dict]:
-    """The script's stage-2 records of both splits, by id."""
-    records = {}
-    for split in ("train", "val"):
-        saved = json.loads((FIXTURES / "oracle" / f"{split}.json").read_text())
-        records.update({record["id"]: record["conversations"][1] for record in saved["records"]})
-    return records
-
-
-def profiled(world: dict, folder, probes: str = "published", batch: int = 8) -> dict:
-    """Our probes of the records by id, in the script's fields (output layer), and the run's statistics."""
-    settings = ProfileSettings(model=str(world["model"]), dataset=f"paper:{world['data']}",
-                               db=str(folder / "r.duckdb"), device="cpu", dtype="float32", chunk=batch, probes=probes,
-                               progress=False)
-    _, run_id = probe_run(settings)
-    return {row.sample_id: _as_paper(row) for row in load_samples(settings.db, run_id)} | {
-        "stats": load_calibration(settings.db, run_id)}
-
-
-def _as_paper(row) -> dict:
-    """A stored sample's output-layer probes as the script writes them: after the 0.3 fallback, zero-padded to 4."""
-    written = {"v_feature": row.x1, "l_feature": row.x2}
-    for index, name in enumerate(PASSES):
-        probs, mass = row.probs[index, -1], row.letter_mass[index, -1]
-        kept = np.full_like(probs, 1 / len(probs)) if mass < LETTER_MASS_FALLBACK else probs
-        written[f"{FIELDS[name]}_prob"] = np.pad(kept, (0, 4 - len(probs)))
-        written[f"{FIELDS[name]}_orig_prob"] = probs * mass
-    return written
-
-
-def differences(ours: dict, paper: dict) -> dict[str, float]:
-    """Per field, the largest absolute difference over every record (orig probs over the valid options only)."""
-    largest: dict[str, float] = {}
-    for sample_id, record in paper.items():
-        for field, value in ours[sample_id].items():
-            expected = np.asarray(record[field])[: len(value)]
-            largest[field] = max(largest.get(field, 0.0), float(np.abs(value - expected).max()))
-    return largest
-
-
-def within(found: dict[str, float]) -> dict[str, bool]:
-    """Per field, whether its largest difference is within the field's tolerance."""
-    return {field: gap <= (ORIG_TOLERANCE if "orig" in field else TOLERANCE) for field, gap in found.items()}
 
 
 def test_world_is_the_one_the_oracle_read(world):
@@ -106,13 +55,11 @@ def test_world_is_the_one_the_oracle_read(world):
 @pytest.mark.parametrize("batch", [1, 8])
 def test_published_probes_are_the_scripts_on_every_record(world, batch, tmp_path):
     """Every field of every record within tolerance, batched or not, and the statistics are the ones it was given."""
-    ours, paper = profiled(world, tmp_path, batch=batch), oracle()
+    ours, paper = profiled(world, "model", tmp_path, batch=batch), oracle_records(FIXTURES / "oracle")
     assert ours.keys() - {"stats"} == paper.keys() and len(paper) == 36
     found = differences(ours, paper)
-    assert all(within(found).values()), found
-    saved = json.loads((FIXTURES / "oracle" / "stats.json").read_text())
-    expected = [saved[kind][moment] for kind in ("image", "text") for moment in ("mean", "std")]
-    assert np.abs(ours["stats"] - np.array(expected)).max() < 1e-6
+    assert not outside(found, ORIG_TOLERANCE), found
+    assert np.abs(ours["stats"] - saved_statistics(FIXTURES / "oracle" / "stats.json")).max() < 1e-6
 
 
 # What each of the family's conventions governs: the script's fields that must move when it alone is left out.
@@ -128,8 +75,8 @@ GOVERNS = {
 @pytest.mark.parametrize("convention", sorted(GOVERNS))
 def test_each_convention_alone_moves_exactly_what_it_governs(world, convention, tmp_path):
     """Leaving one convention out moves the fields it governs away from the script's, and no other."""
-    found = differences(profiled(world, tmp_path, probes=f"published-minus-{convention}"), oracle())
-    assert {field for field, ok in within(found).items() if not ok} == GOVERNS[convention], found
+    moved, found = moved_by(world, "model", tmp_path, convention, oracle_records(FIXTURES / "oracle"), ORIG_TOLERANCE)
+    assert moved == GOVERNS[convention], found
 
 
 def test_our_letter_mass_is_the_exact_one(world, tmp_path):
@@ -143,7 +90,7 @@ def test_our_letter_mass_is_the_exact_one(world, tmp_path):
     from pidcore.probes.engine import letter_token_ids
     from pidcore.probes.qformer_positions import qformer_positions
 
-    ours = profiled(world, tmp_path)
+    ours = profiled(world, "model", tmp_path)
     vlm = load_vlm(str(world["model"]), "cpu", "float32")
     conventions = conventions_for("published", vlm.adapter.paper_conventions)
     for sample in load_dataset(f"paper:{world['data']}", limit=6).samples:

@@ -43,19 +43,13 @@ import json
 import numpy as np
 import pytest
 
-from pidcore.atoms import LETTER_MASS_FALLBACK, PASSES
-from pidcore.pipeline.profiling import probe_run
-from pidcore.pipeline.settings import ProfileSettings
-from pidcore.store import load_calibration, load_samples
 from tests.llama_world import FIXTURES, build_world, world_digests
+from tests.parity_common import differences, moved_by, oracle_records, outside, profiled
 
-TOLERANCE = 1e-4
 # The script's *_orig_prob (the vocabulary's probability of each letter) come from a float32 softmax over 128,256
 # logits: up to 4.2e-4 off the exact value on these records. Ours (a float32 log-sum-exp) is within 3e-6 of the
 # float64 value (test_our_letter_mass_is_the_exact_one).
 ORIG_TOLERANCE = 5e-4
-# Our pass names and the script's record fields: v is the image-only probe (text masked), l the text-only one.
-FIELDS = {"full": "vl", "image_only": "v", "text_only": "l"}
 
 
 @pytest.fixture(scope="module")
@@ -67,57 +61,12 @@ def world(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def published(world, tmp_path_factory) -> dict:
     """`profile --probes published` of the world, batches of 8."""
-    return profiled(world, tmp_path_factory.mktemp("llama-published"))
-
-
-def oracle() -> dict[str, dict]:
-    """The script's stage-2 records of both splits, by id."""
-    records = {}
-    for split in ("train", "val"):
-        saved = json.loads((FIXTURES / "oracle" / f"{split}.json").read_text())
-        records.update({record["id"]: record["conversations"][1] for record in saved["records"]})
-    return records
+    return profiled(world, "model", tmp_path_factory.mktemp("llama-published"))
 
 
 def oracle_stats() -> dict:
     """Stage 1's printed stds and the statistics stage 2 was given."""
     return json.loads((FIXTURES / "oracle" / "stats.json").read_text())
-
-
-def profiled(world: dict, folder, probes: str = "published", batch: int = 8) -> dict:
-    """Our probes of the records by id, in the script's fields (output layer), and the run's statistics."""
-    settings = ProfileSettings(model=str(world["model"]), dataset=f"paper:{world['data']}",
-                               db=str(folder / "r.duckdb"), device="cpu", dtype="float32", chunk=batch, probes=probes,
-                               progress=False)
-    _, run_id = probe_run(settings)
-    return {row.sample_id: _as_paper(row) for row in load_samples(settings.db, run_id)} | {
-        "stats": load_calibration(settings.db, run_id)}
-
-
-def _as_paper(row) -> dict:
-    """A stored sample's output-layer probes as the script writes them: after the 0.3 fallback, zero-padded to 4."""
-    written = {"v_feature": row.x1, "l_feature": row.x2}
-    for index, name in enumerate(PASSES):
-        probs, mass = row.probs[index, -1], row.letter_mass[index, -1]
-        kept = np.full_like(probs, 1 / len(probs)) if mass < LETTER_MASS_FALLBACK else probs
-        written[f"{FIELDS[name]}_prob"] = np.pad(kept, (0, 4 - len(probs)))
-        written[f"{FIELDS[name]}_orig_prob"] = probs * mass
-    return written
-
-
-def differences(ours: dict, paper: dict) -> dict[str, float]:
-    """Per field, the largest absolute difference over every record (orig probs over the valid options only)."""
-    largest: dict[str, float] = {}
-    for sample_id, record in paper.items():
-        for field, value in ours[sample_id].items():
-            expected = np.asarray(record[field])[: len(value)]
-            largest[field] = max(largest.get(field, 0.0), float(np.abs(value - expected).max()))
-    return largest
-
-
-def within(found: dict[str, float]) -> dict[str, bool]:
-    """Per field, whether its largest difference is within the field's tolerance."""
-    return {field: gap <= (ORIG_TOLERANCE if "orig" in field else TOLERANCE) for field, gap in found.items()}
 
 
 def test_world_is_the_one_the_oracle_read(world):
@@ -138,15 +87,15 @@ def test_statistics_are_stage_1s(published):
 
 def test_published_probes_are_the_scripts_on_every_record(published):
     """Every field of every record within tolerance (features, letter distributions, letter masses)."""
-    paper = oracle()
+    paper = oracle_records(FIXTURES / "oracle")
     assert published.keys() - {"stats"} == paper.keys() and len(paper) == 36
     found = differences(published, paper)
-    assert all(within(found).values()), found
+    assert not outside(found, ORIG_TOLERANCE), found
 
 
 def test_batch_of_one_changes_nothing(world, published, tmp_path):
     """Probed one sample at a time, every field is where the batched run put it."""
-    single = profiled(world, tmp_path, batch=1)
+    single = profiled(world, "model", tmp_path, batch=1)
     found = differences(single, {key: value for key, value in published.items() if key != "stats"})
     assert max(found.values()) < 1e-5, found
 
@@ -168,8 +117,8 @@ GOVERNS = {
 @pytest.mark.parametrize("convention", sorted(GOVERNS))
 def test_each_convention_alone_moves_exactly_what_it_governs(world, convention, tmp_path):
     """Leaving one convention out moves the fields it governs away from the script's, and no other."""
-    found = differences(profiled(world, tmp_path, probes=f"published-minus-{convention}"), oracle())
-    assert {field for field, ok in within(found).items() if not ok} == GOVERNS[convention], found
+    moved, found = moved_by(world, "model", tmp_path, convention, oracle_records(FIXTURES / "oracle"), ORIG_TOLERANCE)
+    assert moved == GOVERNS[convention], found
 
 
 def test_our_letter_mass_is_the_exact_one(world, published):

@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from pidcore.atoms import LETTER_MASS_FALLBACK, PASSES
-from pidcore.pipeline.profiling import probe_run
 from pidcore.pipeline.settings import ProfileSettings
-from pidcore.store import load_calibration, load_samples
 from tests.paper_probe_world import FIXTURES, build_world
+from tests.parity_common import TOLERANCE, differences, moved_by, oracle_records, outside, profiled, saved_statistics
 
-TOLERANCE = 1e-4
 # The paper's *_orig_prob (the vocabulary's probability of each letter) come from a float32 softmax over 151,936
 # logits: 4e-4 off the exact value on these records, and its rounding depends on the CPU's instruction set (about
 # 2e-4 between AVX2 and AVX-512 on one vector). Ours (a float32 log-sum-exp) is within 2e-6 of the float64 value
 # (test_our_letter_mass_is_the_exact_one); the letter distributions, which decide the atoms, match to 1e-4.
 ORIG_TOLERANCE = 1e-3
-# Our pass names and the paper's record fields: v is the image-only probe (text masked), l the text-only one.
-FIELDS = {"full": "vl", "image_only": "v", "text_only": "l"}
 FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 
 
@@ -31,59 +26,15 @@ def world(tmp_path_factory):
     return build_world(tmp_path_factory.mktemp("paper-world"))
 
 
-def oracle(family: str) -> dict[str, dict]:
-    """The paper's stage-2 records of both splits by id."""
-    records = {}
-    for split in ("train", "val"):
-        saved = json.loads((FIXTURES / "oracle" / family / f"{split}.json").read_text())
-        records.update({record["id"]: record["conversations"][1] for record in saved["records"]})
-    return records
-
-
-def profiled(world: dict, family: str, folder, probes: str = "published", batch: int = 8) -> dict:
-    """Our probes of the paper's records, by id, as the paper's stage 2 writes them (output layer)."""
-    settings = ProfileSettings(model=str(world[family]), dataset=f"paper:{world['data']}", db=str(folder / "r.duckdb"),
-                               device="cpu", dtype="float32", chunk=batch, probes=probes, progress=False)
-    _, run_id = probe_run(settings)
-    return {row.sample_id: _as_paper(row) for row in load_samples(settings.db, run_id)} | {
-        "stats": load_calibration(settings.db, run_id)}
-
-
-def _as_paper(row) -> dict:
-    """A stored sample's output-layer probes in the paper's fields: after the 0.3 fallback, zero-padded to 4."""
-    written = {"v_feature": row.x1, "l_feature": row.x2}
-    for index, name in enumerate(PASSES):
-        probs, mass = row.probs[index, -1], row.letter_mass[index, -1]
-        kept = np.full_like(probs, 1 / len(probs)) if mass < LETTER_MASS_FALLBACK else probs
-        written[f"{FIELDS[name]}_prob"] = np.pad(kept, (0, 4 - len(probs)))
-        written[f"{FIELDS[name]}_orig_prob"] = probs * mass
-    return written
-
-
-def differences(ours: dict, paper: dict) -> dict[str, float]:
-    """Per field, the largest absolute difference over every record (orig probs over the valid options only)."""
-    largest: dict[str, float] = {}
-    for sample_id, record in paper.items():
-        for field, value in ours[sample_id].items():
-            expected = np.asarray(record[field])[: len(value)]
-            largest[field] = max(largest.get(field, 0.0), float(np.abs(value - expected).max()))
-    return largest
-
-
-def within(found: dict[str, float]) -> dict[str, bool]:
-    return {field: gap <= (ORIG_TOLERANCE if "orig" in field else TOLERANCE) for field, gap in found.items()}
-
-
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_published_probes_are_the_papers_on_every_record(world, family, batch, tmp_path):
-    ours, paper = profiled(world, family, tmp_path, batch=batch), oracle(family)
+    ours = profiled(world, family, tmp_path, batch=batch)
+    paper = oracle_records(FIXTURES / "oracle" / family)
     assert ours.keys() - {"stats"} == paper.keys() and len(paper) == 36
     found = differences(ours, paper)
-    assert all(within(found).values()), found
-    saved = json.loads((FIXTURES / "oracle" / family / "stats.json").read_text())
-    expected = [saved[kind][moment] for kind in ("image", "text") for moment in ("mean", "std")]
-    assert np.abs(ours["stats"] - np.array(expected)).max() < 1e-5
+    assert not outside(found, ORIG_TOLERANCE), found
+    assert np.abs(ours["stats"] - saved_statistics(FIXTURES / "oracle" / family / "stats.json")).max() < 1e-5
 
 
 # What each convention governs: the paper's fields that must move when it alone is left out (the others must not).
@@ -99,10 +50,10 @@ GOVERNS = {
 
 @pytest.mark.parametrize("convention", sorted(GOVERNS))
 def test_each_convention_alone_moves_exactly_what_it_governs(world, convention, tmp_path):
-    paper = oracle("qwen2_vl")  # the model with a repetition penalty, so `scores` has something to do
-    found = differences(profiled(world, "qwen2_vl", tmp_path, probes=f"published-minus-{convention}"), paper)
-    matching = within(found)
-    assert {field for field, ok in matching.items() if not ok} == GOVERNS[convention], found
+    # the model with a repetition penalty, so `scores` has something to do
+    paper = oracle_records(FIXTURES / "oracle" / "qwen2_vl")
+    moved, found = moved_by(world, "qwen2_vl", tmp_path, convention, paper, ORIG_TOLERANCE)
+    assert moved == GOVERNS[convention], found
 
 
 def test_our_letter_mass_is_the_exact_one(world):
