@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pidcore.atoms import Atoms
 from pidcore.devices import resolve_device
+from pidcore.estimators.batched import BatchedPID
 from pidcore.estimators.discrete_dual import solve_dual
 from pidcore.estimators.information import entropy_nats, mutual_information_nats, to_bits, xlogy
 
@@ -30,25 +30,12 @@ _MARGINAL_TOLERANCE = 1e-12
 
 
 @dataclass
-class DiscretePID:
-    """Atoms and mutual informations in bits; tensors shaped like the input's batch dimensions."""
+class DiscretePID(BatchedPID):
+    """Atoms and mutual informations in bits, with the solver's duality gap and its optimal q, shaped like the input's
+    batch dimensions."""
 
-    r: torch.Tensor
-    u1: torch.Tensor
-    u2: torch.Tensor
-    s: torch.Tensor
-    i1: torch.Tensor
-    i2: torch.Tensor
-    i12: torch.Tensor
-    iq: torch.Tensor
     gap: torch.Tensor
     q: torch.Tensor
-
-    def atoms(self) -> Atoms:
-        """The atoms of a single distribution; for a stack, index the tensor fields."""
-        if self.r.ndim:
-            raise ValueError("atoms() is for a single distribution; index the fields for a stack")
-        return Atoms(float(self.r), float(self.u1), float(self.u2), float(self.s))
 
 
 def discrete_pid(P, device: str | torch.device = "auto") -> DiscretePID:
