@@ -6,8 +6,12 @@ over Gaussian couplings): I(X1,X2;Y) minimised over the Gaussian couplings that 
 marginals. Whitened, Xi = Hi M + Ni with M, N1, N2 standard and M independent of (N1, N2); a coupling is the noise
 cross-covariance C with largest singular value <= 1, and Iq(C) = 1/2 log det(Sigma_N + H H^T) / det Sigma_N is convex
 in C. For a scalar target the minimum is max(I(X1;Y), I(X2;Y)) (Barrett 2015), used in closed form; for a vector
-target it is found by projected gradient descent. Then R = I1 + I2 - Iq, U1 = Iq - I2, U2 = Iq - I1, S = I12 - Iq, in
-bits and never clipped.
+target it is found by projected gradient descent, on a problem of the target's size: by the determinant lemma
+Iq(C) = 1/2 log det(I + H^T Sigma_N^-1 H), and noise outside the column space of Hi coupled to the other source's
+can only add information (it would let that part of Xi, pure noise, cancel the other's), so with Hi = Qi Ri (thin
+QR) a minimiser is C = Q1 K Q2^T and the problem is the same one with gains R1, R2 of min(di, dy) rows (as
+Thin-PID; checked against the full problem to 2e-13 bits and against Tilde-PID's own code, tests/fixtures). Then
+R = I1 + I2 - Iq, U1 = Iq - I2, U2 = Iq - I1, S = I12 - Iq, in bits and never clipped.
 
 From samples, the plug-in log-determinants can be bias-corrected with the Wishart expectation: for the sample
 covariance S of d variables from n samples (n - 1 degrees of freedom),
@@ -32,7 +36,10 @@ from pidcore.estimators.intervals import percentile_interval
 CONFIDENCE = 0.95
 _MAX_SINGULAR = 1 - 1e-9  # couplings stay just inside the unit ball, where Sigma_N is invertible
 _MAX_STEPS = 10_000
-_TOLERANCE_NATS = 1e-14  # the descent stops when no entry's union information falls by more than this
+_TOLERANCE_NATS = 1e-10  # an entry's descent stops when a step lowers its union information by no more than this
+_RESTART_SHRINK = 0.9  # a restart starts from the solution times this, off the unit sphere
+_RESTART_GAIN_NATS = 1e-7  # restarts go on while they lower the union information by more than this
+_MAX_RESTARTS = 10
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 60
 _RESAMPLE_CHUNK = 32  # bootstrap resamples whose covariances are formed together
@@ -64,9 +71,14 @@ def gaussian_pid_from_covariance(cov, d1: int, d2: int, n_samples: int | None = 
 def union_information_bits(cov, d1: int, d2: int) -> torch.Tensor:
     """Iq in bits of covariances [..., D, D], minimised numerically over Gaussian couplings (any dy, no closed form)."""
     cov = _validated_covariance(cov, d1, d2)
-    h1, h2 = _whitened_gains(cov, d1, d2)
-    gains = torch.cat([h1, h2], dim=-2).reshape(-1, d1 + d2, cov.shape[-1] - d1 - d2)
-    return to_bits(_minimised_union_nats(gains, d1)).reshape(cov.shape[:-2])
+    h1, h2 = (_thin(gain) for gain in _whitened_gains(cov, d1, d2))
+    gains = torch.cat([h1, h2], dim=-2).reshape(-1, h1.shape[-2] + h2.shape[-2], cov.shape[-1] - d1 - d2)
+    return to_bits(_minimised_union_nats(gains, h1.shape[-2])).reshape(cov.shape[:-2])
+
+
+def _thin(gain: torch.Tensor) -> torch.Tensor:
+    """A source's gains [..., d, dy] as the equivalent [..., min(d, dy), dy] (module docstring): R of the thin QR."""
+    return gain if gain.shape[-2] <= gain.shape[-1] else torch.linalg.qr(gain, mode="reduced").R
 
 
 def gaussian_pid(x1, x2, y, *, bias_correction: bool = False, n_bootstrap: int = 0, seed: int = 0,
@@ -128,16 +140,25 @@ def _whitened_gains(cov: torch.Tensor, d1: int, d2: int) -> tuple[torch.Tensor, 
     return gains[0], gains[1]
 
 
-def _union_nats_and_gradient(coupling: torch.Tensor, gains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Iq(C) = 1/2 log det(Sigma_N + H H^T) / det Sigma_N in nats [B], and its gradient in C [B, d1, d2]."""
+def _union_nats_and_gradient(coupling: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iq(C) = 1/2 log det(Sigma_N + H H^T) / det Sigma_N in nats [B], and its gradient in C [B, d1, d2], given the
+    gains' Gram matrix H H^T [B, d1 + d2, d1 + d2]; from one Cholesky factor of each matrix (unchecked, so no
+    synchronisation: a failed one gives Iq = inf, never accepted)."""
     d1 = coupling.shape[-2]
-    noise = torch.eye(gains.shape[-2], dtype=gains.dtype, device=gains.device).repeat(len(gains), 1, 1)
+    noise = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device).repeat(len(gram), 1, 1)
     noise[:, :d1, d1:] = coupling
     noise[:, d1:, :d1] = coupling.transpose(-1, -2)
-    total = noise + gains @ gains.transpose(-1, -2)
-    value = 0.5 * (torch.logdet(total) - torch.logdet(noise))
-    gradient = torch.linalg.inv(total) - torch.linalg.inv(noise)
+    total_root, total_failed = torch.linalg.cholesky_ex(noise + gram)
+    noise_root, noise_failed = torch.linalg.cholesky_ex(noise)
+    value = _log_diagonal(total_root) - _log_diagonal(noise_root)
+    value = torch.where((total_failed != 0) | (noise_failed != 0), torch.inf, value)  # rounding off the ball: refused
+    gradient = torch.cholesky_inverse(total_root) - torch.cholesky_inverse(noise_root)
     return value, gradient[:, :d1, d1:]
+
+
+def _log_diagonal(root: torch.Tensor) -> torch.Tensor:
+    """1/2 log det of the matrix whose Cholesky factor is `root`."""
+    return root.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
 
 def _projected(coupling: torch.Tensor) -> torch.Tensor:
@@ -147,41 +168,77 @@ def _projected(coupling: torch.Tensor) -> torch.Tensor:
 
 
 def _minimised_union_nats(gains: torch.Tensor, d1: int) -> torch.Tensor:
-    """min over couplings C of Iq(C) [B] in nats: projected gradient descent, Barzilai-Borwein steps, Armijo."""
-    coupling = gains.new_zeros(len(gains), d1, gains.shape[-2] - d1)
-    value, gradient = _union_nats_and_gradient(coupling, gains)
-    step = torch.ones_like(value)
-    for _ in range(_MAX_STEPS):
-        candidate, new_value, new_gradient = _armijo_step(coupling, value, gradient, step, gains)
-        moved, turned = candidate - coupling, new_gradient - gradient
-        converged = bool(((value - new_value).abs() <= _TOLERANCE_NATS).all())
-        coupling, value, gradient = candidate, new_value, new_gradient
-        if converged:
-            return value
-        curvature = (moved * turned).sum((-2, -1))
-        step = torch.where(curvature > 0, (moved * moved).sum((-2, -1)) / curvature.clamp(min=1e-300), 1.0)
-    warnings.warn(f"the Gaussian union information did not converge in {_MAX_STEPS} steps", RuntimeWarning)
+    """min over couplings C of Iq(C) [B] in nats. Descends from the better of the independent coupling (C = 0) and
+    the projection of H1 H2^+ (under which X1's noise follows X2's as closely as the gains allow); then, since
+    near the unit sphere the objective is badly conditioned and a descent that reaches it can stall there, descends
+    again from the solution pulled inside (times _RESTART_SHRINK), keeping each entry's restart while it gains."""
+    gram = gains @ gains.transpose(-1, -2)
+    coupling, value = _descended(_starting_coupling(gains, gram, d1), gram)
+    active = torch.arange(len(gains), device=gains.device)
+    for _ in range(_MAX_RESTARTS):
+        restarted, restarted_value = _descended(coupling[active] * _RESTART_SHRINK, gram[active])
+        better = restarted_value < value[active] - _RESTART_GAIN_NATS
+        improved = active[better]
+        coupling[improved], value[improved] = restarted[better], restarted_value[better]
+        active = improved
+        if not len(active):
+            break
     return value
 
 
+def _descended(coupling: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected gradient descent from `coupling` [B, d1, d2]: Barzilai-Borwein steps (the short form, s.y / y.y,
+    which takes 40% fewer steps here than s.s / s.y) and an Armijo search, each entry on its own, leaving the batch
+    once a step gains no more than the tolerance. The final C and Iq [B]."""
+    coupling = coupling.clone()
+    value, gradient = _union_nats_and_gradient(coupling, gram)
+    step = torch.ones_like(value)
+    active = torch.arange(len(gram), device=gram.device)
+    for _ in range(_MAX_STEPS):
+        old, old_value, old_gradient = coupling[active], value[active], gradient[active]
+        new, new_value, new_gradient, accepted = _armijo_step(old, old_value, old_gradient, step[active],
+                                                              gram[active])
+        coupling[active], value[active], gradient[active] = new, new_value, new_gradient
+        moved, turned = new - old, new_gradient - old_gradient
+        curvature = (moved * turned).sum((-2, -1))
+        step[active] = torch.where(curvature > 0, curvature / (turned * turned).sum((-2, -1)).clamp(min=1e-300), 1.0)
+        active = active[accepted & (old_value - new_value > _TOLERANCE_NATS)]
+        if not len(active):
+            return coupling, value
+    warnings.warn(f"the Gaussian union information did not converge in {_MAX_STEPS} steps", RuntimeWarning)
+    return coupling, value
+
+
+def _starting_coupling(gains: torch.Tensor, gram: torch.Tensor, d1: int) -> torch.Tensor:
+    """Per entry, the better start [B, d1, d2] of C = 0 and C = P(H1 H2^+) (P: projected())."""
+    aligned = _projected(gains[:, :d1] @ torch.linalg.pinv(gains[:, d1:]))
+    zero = torch.zeros_like(aligned)
+    better = _union_nats_and_gradient(aligned, gram)[0] < _union_nats_and_gradient(zero, gram)[0]
+    return torch.where(better[:, None, None], aligned, zero)
+
+
 def _armijo_step(coupling: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, step: torch.Tensor,
-                 gains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One projected step per entry, its length halved until Iq falls enough (Armijo): new C, Iq and gradient."""
+                 gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One projected step per entry, its length halved until Iq falls enough (Armijo): new C, Iq, gradient, and
+    whether a step was accepted (an entry with none keeps its C). Only the entries still searching are evaluated."""
+    candidate, new_value, new_gradient = coupling.clone(), value.clone(), gradient.clone()
     accepted = torch.zeros_like(value, dtype=torch.bool)
-    candidate, new_value, new_gradient = coupling, value, gradient
+    pending = torch.arange(len(value), device=value.device)
     for _ in range(_MAX_HALVINGS):
-        trial = _projected(coupling - step[:, None, None] * gradient)
-        trial_value, trial_gradient = _union_nats_and_gradient(trial, gains)
-        enough = trial_value <= value - _ARMIJO * (gradient * (coupling - trial)).sum((-2, -1))
-        take = enough & ~accepted
-        candidate = torch.where(take[:, None, None], trial, candidate)
-        new_value = torch.where(take, trial_value, new_value)
-        new_gradient = torch.where(take[:, None, None], trial_gradient, new_gradient)
-        accepted |= enough
-        if accepted.all():
+        base, slope = coupling[pending], gradient[pending]
+        trial = _projected(base - step[pending, None, None] * slope)
+        trial_value, trial_gradient = _union_nats_and_gradient(trial, gram[pending])
+        enough = trial_value <= value[pending] - _ARMIJO * (slope * (base - trial)).sum((-2, -1))
+        taken = pending[enough]
+        candidate[taken], new_value[taken], new_gradient[taken] = trial[enough], trial_value[enough], \
+            trial_gradient[enough]
+        accepted[taken] = True
+        pending = pending[~enough]
+        if not len(pending):
             break
-        step = torch.where(accepted, step, step / 2)
-    return candidate, new_value, new_gradient
+        step = step.clone()
+        step[pending] = step[pending] / 2
+    return candidate, new_value, new_gradient, accepted
 
 
 def _validated_covariance(cov, d1: int, d2: int) -> torch.Tensor:
