@@ -25,6 +25,10 @@ PASS_LABELS = {"full": "full (image + question)", "image_only": "image only (que
 
 # The estimator name of published atoms read off the paper's figures (pidcore.pipeline.published).
 PAPER_ESTIMATOR = "paper-digitized"
+# The estimator name of the Gaussian PID on hidden states (the second study's family); its variants are named
+# GAUSSIAN_ESTIMATOR + "-VARIANT" (gaussian-pca16, gaussian-raw). pidcore.analysis.families tells the families apart.
+GAUSSIAN_ESTIMATOR = "gaussian"
+GAUSSIAN_COMPONENTS = 32  # the Gaussian PID's default PCA dimension per source (at most; pidcore.estimators.reduction)
 
 LETTERS = string.ascii_uppercase
 MIN_OPTIONS = 2
