@@ -1,6 +1,6 @@
 """Depth: the atoms layer by layer (logit lens) for one model, task and checkpoint, with the phases shaded and the
-samples behind the chosen layer, and any other curves (of this database, or the paper's) overlaid on raw or
-normalised depth."""
+samples behind the chosen layer, and any other curves (of this database, or the paper's, or of other estimators of
+the same run, a Gaussian PID on hidden states among them) overlaid on raw or normalised depth."""
 
 import pandas as pd
 import streamlit as st
@@ -10,6 +10,8 @@ from pidcore.atoms import ATOMS, LABELS, MENU
 from pidcore.dashboard.cautions import show_cautions
 from pidcore.dashboard.charts import as_shown, layer_curves, overlay_curves
 from pidcore.dashboard.drilldown import samples_panel
+from pidcore.dashboard.estimators import (agreement_sentences, estimator_label, families_note, other_estimators,
+                                          run_rows)
 from pidcore.dashboard.export import ChartInfo
 from pidcore.dashboard.rows import (curve_keys, curve_label, flag_rows, layer_curves_of, layer_spans, load_rows,
                                     paper_rows, partial_run_note, require)
@@ -56,8 +58,12 @@ others = curves[~((curves["model"] == model) & (curves["task"] == task) & (curve
 if settings.compare:
     others = pd.concat([others, layer_curves_of(paper_rows())], ignore_index=True)
 choices = {curve_label(key): key for key in curve_keys(others)}
+run = run_rows(settings.db, (model, task, checkpoint))
+estimators = other_estimators(run, settings.estimator)
+note = families_note(run, settings.estimator)
 findings = [] if phases is None else [f"Phases of {model} on {task} ({checkpoint}): {phases.describe()}. "
                                       f"Three-phase pattern: {'yes' if phases.three_phase else 'no'}."]
+findings += agreement_sentences(run, settings.estimator)
 
 
 @st.fragment
@@ -75,14 +81,23 @@ def layer_view() -> None:
                               list(choices), key="overlay", bind="query-params",
                               help="Each curve gets its colour and each atom its line style; normalised depth lines "
                                    "up models of different depth.")
-    this = curve_label((model, task, checkpoint))
-    if compared:
+    also = st.multiselect("Also show (other estimators of this run)", estimators, key="also",
+                          bind="query-params", help="The same run's curves by another estimator, each named with its "
+                                                    "estimator: a BATCH variant, or the Gaussian PID on hidden "
+                                                    "states.") if estimators else []
+    run_key = (model, task, checkpoint)
+    this = estimator_label(run_key, settings.estimator) if also else curve_label(run_key)
+    if compared or also:
         shown_atoms = st.multiselect("Atoms", MENU, default=MENU[:2], format_func=LABELS.get, key="overlay_atoms")
         series = {this: selected}
+        series.update({estimator_label(run_key, name): as_shown(run[run["estimator"] == name], settings.units,
+                                                                settings.clip) for name in also})
         series.update({label: as_shown(others[(others[SERIES_KEYS] == list(choices[label])).all(axis=1)],
                                        settings.units, settings.clip) for label in compared})
-        info = ChartInfo("Atoms layer by layer (logit lens), compared", " vs ".join(series), layer="all",
-                         estimator=settings.estimator, units=settings.unit_label)
+        what = "Atoms layer by layer, " + ("compared across estimators" if also else "(logit lens), compared")
+        info = ChartInfo(what, " vs ".join(series), layer="all",
+                         estimator=" vs ".join([str(settings.estimator), *also]) if also else settings.estimator,
+                         units=settings.unit_label)
         figure = overlay_curves(series, shown_atoms, settings.unit_label, normalised, phases)
         numbers = pd.concat([frame.assign(series=label) for label, frame in series.items()], ignore_index=True)
     else:
@@ -90,8 +105,10 @@ def layer_view() -> None:
                          settings.estimator, settings.unit_label)
         figure = layer_curves(selected, layer, phases, settings.unit_label, normalised)
         numbers = selected
-    shown_figure = chart(figure, settings, info, numbers[[c for c in ["series", *SERIES_KEYS, *REPORT_COLUMNS]
-                                                          if c in numbers]])
+    shown_figure = chart(figure, settings, info, numbers[[c for c in ["series", *SERIES_KEYS, "estimator",
+                                                                       *REPORT_COLUMNS] if c in numbers]])
+    if note is not None:
+        st.markdown(note)
     if phases is not None:
         st.markdown(f"**Phases found** ({markdown_text(model)} on {markdown_text(task)}): {phases.describe()}. "
                     f"Three-phase pattern: **{'yes' if phases.three_phase else 'no'}**.")

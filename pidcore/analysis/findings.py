@@ -9,6 +9,12 @@
   pidcore.analysis.cautions.CAUTION_RULES; `kind` is the rule's name (constant-input, uniform-probe, fallback,
   noise-floor), `layers` the layers where it fires (empty for a rule on the run's inputs, which holds at every
   layer), `detail` says it at the deepest of them
+- estimator_families (only where `findings` is given the rows of every estimator, `every`): [{model, task,
+  checkpoint, batch, gaussian, layers, output_layer, pearson: {s, u2}, pearson_why: {s, u2}, u2_share: {batch,
+  gaussian}, u2_share_why: {batch, gaussian}, text}]: how a BATCH and a Gaussian estimator of one run agree
+  (pidcore.analysis.families: Pearson's r of their S and U2 curves over the common layers, the language-unique share
+  at the output layer, None with the reason in *_why). Unlike the other keys it is not of one estimator's rows, and
+  it is not `families`, which are the model families' strategies.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from pidcore.analysis.cautions import CAUTION_RULES, Caution, as_records
+from pidcore.analysis.families import FAMILIES_RULE, agreements
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.analysis.regimes import REGIME_RULE, family_strategies, final_rows, is_output, task_regimes
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise, training_checkpoints
@@ -30,15 +37,26 @@ RULES = {"regimes and strategies": REGIME_RULE, "phases": PHASE_RULE, "stage-2 r
          "cautions": CAUTION_RULES}
 
 
-def findings(atoms: pd.DataFrame, cautions: list[Caution] | None = None) -> dict[str, Any]:
+def findings(atoms: pd.DataFrame, cautions: list[Caution] | None = None,
+             every: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every finding the rules give on rows of the `atoms` view of one estimator, with the cautions on them
-    (pidcore.analysis.cautions, judged on what the store holds of their runs; none given: none listed)."""
+    (pidcore.analysis.cautions, judged on what the store holds of their runs; none given: none listed), and, given
+    the rows of every estimator (`every`), how the estimator families agree on each run (estimator_families)."""
     final = final_rows(atoms)
     regimes = task_regimes(final)
-    return {"tasks": {task: asdict(regime) for task, regime in regimes.items()},
-            "families": {family: asdict(strategy) for family, strategy in family_strategies(final, regimes).items()},
-            "curves": curve_findings(atoms), "training": training_findings(atoms),
-            "cautions": as_records(cautions or [])}
+    found = {"tasks": {task: asdict(regime) for task, regime in regimes.items()},
+             "families": {family: asdict(strategy) for family, strategy in family_strategies(final, regimes).items()},
+             "curves": curve_findings(atoms), "training": training_findings(atoms),
+             "cautions": as_records(cautions or [])}
+    if every is not None:
+        found["estimator_families"] = families_findings(every)
+    return found
+
+
+def families_findings(every: pd.DataFrame) -> list[dict]:
+    """How a BATCH and a Gaussian estimator agree on each run that has both (pidcore.analysis.families), from rows
+    of the `atoms` view of every estimator."""
+    return [agreement.as_record() for agreement in agreements(every)]
 
 
 def curve_findings(atoms: pd.DataFrame) -> list[dict]:
@@ -142,6 +160,10 @@ def as_text(found: dict[str, Any]) -> str:
     lines += ["", "Cautions (where the measurement cannot say much)"]
     lines += [f"{row['kind']:<15} {row['model']} on {row['task']} ({row['checkpoint']}): {row['detail']}"
               for row in found["cautions"]] or ["none"]
+    if "estimator_families" in found:
+        lines += ["", "Estimator families (BATCH against the Gaussian PID on hidden states, per run)"]
+        lines += [row["text"] for row in found["estimator_families"]] or ["no run has rows of both families"]
+        lines.append(FAMILIES_RULE)
     lines += ["", "Rules:"] + [f"- {name}: {text}" for name, text in RULES.items()]
     return "\n".join(lines)
 

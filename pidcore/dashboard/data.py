@@ -124,6 +124,19 @@ def atoms(db: str) -> pd.DataFrame:
     return _atoms(path, version(path))
 
 
+@st.cache_resource(max_entries=4 * CACHE_ENTRIES, show_spinner=False)
+def _run_atoms(db: str, stamp: tuple, key: tuple[str, str, str]) -> pd.DataFrame:
+    atoms = _atoms(db, stamp)
+    return atoms[(atoms[["model", "task", "checkpoint"]] == list(key)).all(axis=1)]
+
+
+def run_atoms(db: str, key: tuple[str, str, str]) -> pd.DataFrame:
+    """Every estimator's rows of the `atoms` view for one (model, task, checkpoint), the run it shows: filtered from
+    the cached view once per run, for the depth page's other estimators of the chosen run."""
+    path = results_file(db)
+    return _run_atoms(path, version(path), key)
+
+
 def estimators(db: str) -> list[str]:
     """The estimators the database holds atoms for, the default (the published one) first."""
     path = results_file(db)
