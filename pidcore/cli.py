@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pidcore import __version__
-from pidcore.atoms import ATOMS, DEDUPE_POLICIES, SYMBOLS
+from pidcore.atoms import ATOMS, DEDUPE_POLICIES, GAUSSIAN_COMPONENTS, SYMBOLS
 from pidcore.probes.conventions import PROBE_MODES, PUBLISHED
 from pidcore.shipped import PAPER_CSV, PAPER_DB
 
@@ -48,7 +48,9 @@ def _profile(args: argparse.Namespace) -> int:
     settings = ProfileSettings(model=args.model, dataset=args.dataset, db=args.db, layers=args.layers,
                                dtype=args.dtype, limit=args.limit, trust_remote_code=args.trust_remote_code,
                                task=args.task, name=args.name, revision=args.revision, dedupe=args.dedupe,
-                               chunk=args.batch_size, probes=args.probes, image_dir=args.image_dir, **estimation)
+                               chunk=args.batch_size, probes=args.probes, image_dir=args.image_dir,
+                               hidden_states=args.hidden_states, components=args.components,
+                               gaussianise=args.gaussianise, **estimation)
     _print_atoms(profile(settings))
     return 0
 
@@ -166,14 +168,14 @@ def _findings(args: argparse.Namespace) -> int:
     from pidcore.store import read_atoms, read_diagnostics
     from pidcore.store.read import read_caution_inputs
 
-    atoms = read_atoms(args.db)
-    if atoms.empty:
+    every = read_atoms(args.db)
+    if every.empty:
         raise ValueError(f"{args.db} holds no results")
-    estimator = pick_estimator(sorted(atoms["estimator"].unique()), args.estimator)
-    atoms = atoms[atoms["estimator"] == estimator]
+    estimator = pick_estimator(sorted(every["estimator"].unique()), args.estimator)
+    atoms = every[every["estimator"] == estimator]
     rows = join_diagnostics(atoms, read_diagnostics(args.db))
     run_ids = sorted(rows["run_id"].dropna().unique())
-    found = findings(atoms, cautions(rows, *read_caution_inputs(args.db, run_ids, estimator)))
+    found = findings(atoms, cautions(rows, *read_caution_inputs(args.db, run_ids, estimator)), every=every)
     print(as_json(found) if args.json else f"{args.db}, estimator {estimator}\n\n{as_text(found)}")
     return 0
 
@@ -181,7 +183,7 @@ def _findings(args: argparse.Namespace) -> int:
 def _demo_build(args: argparse.Namespace) -> int:
     import logging
 
-    from pidcore.demo.build import build_demo
+    from pidcore.demo.build import build_demo, reprofile_finals
     from pidcore.demo.zoo import QUICK_SCHEDULE, QUICK_ZOO, ZOO, Schedule
     from pidcore.shipped import DATA
 
@@ -195,9 +197,13 @@ def _demo_build(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--only names no zoo model {sorted(unknown)}; the zoo: {[spec.name for spec in zoo]}")
         zoo = tuple(spec for spec in zoo if spec.name in names)
-    summary = build_demo(data_dir=args.out or DATA, zoo=zoo, schedule=QUICK_SCHEDULE if args.quick else Schedule(),
-                         eval_samples=32 if args.quick else args.eval_samples, seed=args.seed,
-                         keep_others=bool(args.only))
+    if args.finals_only:
+        summary = reprofile_finals(data_dir=args.out or DATA, zoo=zoo, eval_samples=args.eval_samples, seed=args.seed)
+    else:
+        summary = build_demo(data_dir=args.out or DATA, zoo=zoo,
+                             schedule=QUICK_SCHEDULE if args.quick else Schedule(),
+                             eval_samples=32 if args.quick else args.eval_samples, seed=args.seed,
+                             keep_others=bool(args.only))
     print(summary)
     return 0
 
@@ -327,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dedupe", default="error", choices=DEDUPE_POLICIES,
                      help="a sample id that appears twice: error (default: the run stops and names the ids) or "
                           "first (keep the first row of each id; the others are skipped and counted)")
+    run.add_argument("--hidden-states", action="store_true",
+                     help="also keep each sample's image- and question-token mean hidden states per layer (projected "
+                          "to 64 numbers each) and store the Gaussian PID on them per layer as estimator `gaussian` "
+                          "(the second study's measurement; see the README's 'Two estimator families')")
+    run.add_argument("--components", type=_positive_int, default=GAUSSIAN_COMPONENTS,
+                     help="Gaussian PID: PCA dimension per source, at most (default %(default)s)")
+    run.add_argument("--gaussianise", action=argparse.BooleanOptionalAction, default=True,
+                     help="Gaussian PID: map each reduced coordinate to normal quantiles by its rank on the fitting "
+                          "split first (default: on)")
     run.set_defaults(run=_profile)
     sweep = commands.add_parser("sweep", help="profile the models x checkpoints x datasets of a sweep file",
                                 description="Run every unit (model or checkpoint x dataset) of a TOML sweep file "
@@ -392,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="folder of atoms.csv, layers.csv and training.csv (default: the shipped copy)")
     paper_build.add_argument("--db", type=Path, default=PAPER_DB, help="database to write (default: the shipped one)")
     paper_build.set_defaults(run=_paper_build)
-    found = commands.add_parser("findings", help="task regimes, family strategies, layer phases and stage-2 rises")
+    found = commands.add_parser("findings", help="task regimes, family strategies, layer phases, stage-2 rises and "
+                                                  "how the two estimator families agree")
     found.add_argument("--db", required=True, help="results database (.duckdb)")
     found.add_argument("--estimator", default=None,
                        help="whose rows (default: batch-published where present, else the first by name)")
@@ -406,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--eval-samples", type=int, default=192, help="samples per task profiled per checkpoint")
     build.add_argument("--only", default=None, help="rebuild only these zoo models (comma list), keep the others")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--finals-only", action="store_true",
+                       help="no training: profile the shipped final models (data/models) again as their final "
+                            "checkpoints, replacing those runs (after a change of the probes or estimators)")
     build.set_defaults(run=_demo_build)
     summary = demo_commands.add_parser("summary", help="print the summary of a demo database")
     summary.add_argument("--db", default=None, help="results database (default: the shipped one)")

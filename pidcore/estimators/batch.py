@@ -115,11 +115,11 @@ def _splits(x1, x2, p1, p2, p12, held_out, config):
     if len(data) < MIN_SAMPLES:
         raise ValueError(f"need at least {MIN_SAMPLES} samples to split into fitting and held-out sets, got "
                          f"{len(data)}")
-    fit_index, held_index = _seeded_split(len(data), config.held_out_fraction, config.seed)
+    fit_index, held_index = seeded_split(len(data), config.held_out_fraction, config.seed)
     return data.subset(fit_index), data.subset(held_index), held_index
 
 
-def _seeded_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def seeded_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded split of n items: (the rest, a `fraction` of them, at least 2 in each part)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_part = min(max(MIN_HELD_OUT, round(n * fraction)), n - MIN_HELD_OUT)
@@ -159,7 +159,7 @@ def _train(fit: SampleSet, p_y: torch.Tensor, config: BatchConfig, device, progr
     """Adam on the fitting split: max_epochs exactly, or early stopping on a validation part of the fitting split."""
     training_part, validation = fit, None
     if config.early_stopping and len(fit) >= 8:
-        train_index, validation_index = _seeded_split(len(fit), config.validation_fraction, config.seed + 5)
+        train_index, validation_index = seeded_split(len(fit), config.validation_fraction, config.seed + 5)
         training_part, validation = fit.subset(train_index), fit.subset(validation_index)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)

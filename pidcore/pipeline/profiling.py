@@ -12,17 +12,19 @@ import torch
 from tqdm import tqdm
 
 from pidcore.analysis.cautions import run_cautions
-from pidcore.atoms import ATOMS, FIT
+from pidcore.atoms import ATOMS, FIT, SYMBOLS
 from pidcore.datasets import LoadedDataset, Sample, load_dataset
 from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import LoadedVLM, load_vlm
 from pidcore.pipeline.attach import gold_index, sample_text
+from pidcore.pipeline.gaussian_layers import estimate_gaussian_layers
 from pidcore.pipeline.layers import check_layers, check_sample_count, estimate_layers
 from pidcore.pipeline.settings import ProfileSettings, check_model_path
 from pidcore.probes.conventions import CLEAN, PAPER_NOISE_SEED, ProbeConventions, conventions_for, parse_mode
 from pidcore.probes.encoding import Encoded, ImageRefused, encode_sample
 from pidcore.probes.engine import ProbeResult, length_groups, run_probes, run_probes_batch
+from pidcore.probes.hidden import check_hidden_states
 from pidcore.probes.noise import Noise, NoiseStream, seeded_noise
 from pidcore.probes.statistics import EmbeddingStats, PaperStatistics, embedding_stats
 from pidcore.store import (
@@ -32,8 +34,10 @@ from pidcore.store import (
     load_calibration,
     read_runs,
     register_run,
+    stored_hidden_ids,
     stored_sample_ids,
     write_calibration,
+    write_hidden_states,
     write_samples,
 )
 from pidcore.store.read import read_caution_inputs
@@ -54,8 +58,17 @@ def profile(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> list[Lay
     `vlm`: the model, loaded already (a sweep reuses one across its datasets)."""
     settings, run_id = probe_run(settings, vlm)
     results = estimate_layers(settings, run_id)
+    if settings.hidden_states:
+        _print_gaussian(settings, estimate_gaussian_layers(settings, run_id))
     _print_cautions(settings, run_id, results)
     return results
+
+
+def _print_gaussian(settings: ProfileSettings, results: list[LayerResult]) -> None:
+    """One line with the Gaussian PID on hidden states at the output layer, beside BATCH's table."""
+    for result in results:
+        atoms = ", ".join(f"{SYMBOLS[name]} {result.atoms[name]:.4f}" for name in ATOMS)
+        print(f"{settings.gaussian_estimator} (hidden states) at layer {result.layer}: {atoms} bits")
 
 
 def _print_cautions(settings: ProfileSettings, run_id: str, results: list[LayerResult]) -> None:
@@ -84,6 +97,8 @@ def probe_run(settings: ProfileSettings, vlm: LoadedVLM | None = None) -> tuple[
     ensure_schema(settings.db)
     vlm = vlm or load_vlm(settings.model, settings.device, settings.dtype, settings.trust_remote_code,
                           settings.revision, spread=settings.spread)
+    if settings.hidden_states:
+        check_hidden_states(vlm)
     settings = resolved_identities(settings, dataset)
     run_id = settings.run_id()
     conventions = conventions_for(settings.probes, vlm.adapter.paper_conventions)
@@ -263,8 +278,11 @@ def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDat
     """Probe every sample not yet stored (reusing the encodings given by id): a window of samples is encoded and
     sorted by length, and each forward's `chunk` samples are written in one short write as soon as they are done.
     The paper's noise stream is walked past stored samples too, so a resumed run draws what a whole one would. A
-    sample whose image the processor refuses is skipped (`encoder` names it)."""
+    sample whose image the processor refuses is skipped (`encoder` names it). With `hidden_states`, a sample stored
+    without its hidden-state features is probed again for them; its stored probe outputs are kept as they are."""
     done = stored_sample_ids(settings.db, run_id)
+    if settings.hidden_states:  # a stored sample without its features is probed again for them
+        done &= stored_hidden_ids(settings.db, run_id)
     if len(done) == len(dataset.samples):
         return
     conventions = encoder.conventions
@@ -285,9 +303,13 @@ def _probe_samples(settings: ProfileSettings, vlm: LoadedVLM, dataset: LoadedDat
             for members in length_groups([encoded[i] for i in part], settings.chunk):
                 chosen = [part[i] for i in members]
                 batch_noise = [noises.noise(*walked[i], encoded[i]) for i in chosen]
-                results = run_probes_batch(vlm, [encoded[i] for i in chosen], batch_noise, conventions)
+                results = run_probes_batch(vlm, [encoded[i] for i in chosen], batch_noise, conventions,
+                                           settings.hidden_states)
                 write_samples(settings.db, [_sample_row(run_id, *walked[i], result)
                                             for i, result in zip(chosen, results)])
+                if settings.hidden_states:
+                    write_hidden_states(settings.db, run_id, {walked[i][1].id: result.hidden.numpy()
+                                                              for i, result in zip(chosen, results)})
                 bar.update(len(chosen))
 
 

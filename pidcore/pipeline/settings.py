@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pidcore.atoms import GAUSSIAN_COMPONENTS, GAUSSIAN_ESTIMATOR
 from pidcore.probes.conventions import CLEAN, PUBLISHED
 
 
@@ -20,6 +21,13 @@ def estimator_name(mode: str, fallback: bool) -> str:
 
 
 DEFAULT_ESTIMATOR = estimator_name("published", True)
+
+
+def gaussian_estimator_name(components: int, gaussianise: bool) -> str:
+    """The Gaussian PID's name in the store: `gaussian`, with what differs from the defaults (PCA to
+    GAUSSIAN_COMPONENTS per source, marginals Gaussianised): e.g. gaussian-pca16, gaussian-raw."""
+    parts = [GAUSSIAN_ESTIMATOR] + ([f"pca{components}"] if components != GAUSSIAN_COMPONENTS else [])
+    return "-".join(parts + ([] if gaussianise else ["raw"]))
 # The dataset spec of a run `import-paper` made from the paper pipeline's stage-2 files: IMPORTED_PREFIX + path.
 IMPORTED_PREFIX = "paper-stage2:"
 
@@ -140,6 +148,11 @@ class ProfileSettings:
     bootstrap: resamples behind each atom's 95% interval (None: the preset's, 100; 0: no interval).
     keep_fitted: store each layer's fitted estimator (about 50 kB), needed to score new samples later.
     progress: show tqdm bars (off when a caller shows its own).
+    hidden_states: also keep each sample's hidden-state features per layer (pidcore.probes.hidden) and estimate the
+      Gaussian PID on them per layer, stored as estimator `gaussian` beside BATCH's rows of the same run; adding
+      them to a stored run probes its samples again for them and changes none of its rows.
+    components: the PCA dimension per source of the Gaussian PID (at most; pidcore.estimators.reduction).
+    gaussianise: map each reduced coordinate to normal quantiles by its rank on the fitting split first.
     """
 
     model: str
@@ -173,6 +186,9 @@ class ProfileSettings:
     spread: bool = False
     probes: str = PUBLISHED
     image_dir: str | None = None
+    hidden_states: bool = False
+    components: int = GAUSSIAN_COMPONENTS
+    gaussianise: bool = True
 
     def check(self) -> None:
         """The checks that need neither the dataset nor the model, so a bad option fails in a second: the checkpoint
@@ -181,6 +197,8 @@ class ProfileSettings:
 
         check_step(self.step)
         resolve_device(self.device)
+        if self.components < 1:
+            raise ValueError(f"components must be at least 1, got {self.components}")
 
     def run_id(self) -> str:
         """A digest of everything that changes the run's rows; an unresolved model or dataset counts as spelt."""
@@ -200,6 +218,10 @@ class ProfileSettings:
     @property
     def estimator(self) -> str:
         return estimator_name(self.estimator_mode, self.fallback)
+
+    @property
+    def gaussian_estimator(self) -> str:
+        return gaussian_estimator_name(self.components, self.gaussianise)
 
     @property
     def task_name(self) -> str:

@@ -31,7 +31,7 @@ Each file is a JSON list of records, as the paper's stage-2 scripts write them (
 Splits: train is the fitting split, val the evaluation split. A run with a fixed split (the samples' `split`,
 "fit"/"evaluation") keeps it. Otherwise the samples the chosen layer and estimator were evaluated on (the pointwise
 rows) are val and the rest train; train is written in the order BATCH fitted them (its seeded permutation, see
-estimators/batch.py `_seeded_split`), so that importing the files fits on the same samples in the same order. The
+estimators/batch.py `seeded_split`), so that importing the files fits on the same samples in the same order. The
 round trip export -> import-paper then gives the same atoms when the import uses the run's estimator mode and seed,
 and every sample has the same number of options, equal to the padded width (import-paper reads numbers as float32,
 as profile stores them). Samples with another option count than the most common one are left out of our estimate
@@ -249,7 +249,7 @@ def _splits(db: str | Path, run_id: str, label: str, rows: list[SampleRow], laye
 
 
 def _fitting_order(kept: list[SampleRow], held: set[str], seed: int) -> tuple[list[SampleRow], bool]:
-    """The samples BATCH fitted on, in the order it took them: a seeded split (estimators/batch.py `_seeded_split`)
+    """The samples BATCH fitted on, in the order it took them: a seeded split (estimators/batch.py `seeded_split`)
     holds out the first part of torch.randperm(n, seed) and fits on the rest in permutation order. Whether the
     permutation reproduces the evaluated samples; if not, the fitting samples in dataset order."""
     order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed)).tolist()

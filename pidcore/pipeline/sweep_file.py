@@ -25,10 +25,12 @@ ESTIMATOR_MODES = ("published", "calibrated")
 SETTING_FIELDS = {"layers": "layers", "seed": "seed", "batch_size": "chunk", "bootstrap": "bootstrap",
                   "repeats": "repeats", "device": "device", "dtype": "dtype", "fallback": "letter_mass_fallback",
                   "calibration_samples": "calibration_samples", "keep_fitted": "keep_fitted", "dedupe": "dedupe",
-                  "trust_remote_code": "trust_remote_code", "probes": "probes"}
+                  "trust_remote_code": "trust_remote_code", "probes": "probes", "hidden_states": "hidden_states",
+                  "components": "components", "gaussianise": "gaussianise"}
 _SETTING_TYPES = {"layers": str, "seed": int, "batch_size": int, "bootstrap": int, "repeats": int, "device": str,
                   "dtype": str, "fallback": bool, "calibration_samples": int, "keep_fitted": bool, "dedupe": str,
-                  "trust_remote_code": bool, "probes": str}
+                  "trust_remote_code": bool, "probes": str, "hidden_states": bool, "components": int,
+                  "gaussianise": bool}
 _TOP_KEYS = {"db": str, "shards": str, "models": list, "datasets": list, "settings": dict}
 _MODEL_KEYS = {"path": str, "name": str, "family": str, "dtype": str, "gpus": int, "revision": str,
                "trust_remote_code": bool, "model_type": str, "checkpoints": list}
@@ -58,8 +60,10 @@ class Unit:
 
     @property
     def estimators(self) -> list[str]:
-        """The stored estimator names this unit fills."""
-        return [self.for_mode(mode).estimator for mode in self.modes]
+        """The stored estimator names this unit fills: a BATCH one per mode, and the Gaussian PID's with hidden
+        states."""
+        gaussian = [self.settings.gaussian_estimator] if self.settings.hidden_states else []
+        return [self.for_mode(mode).estimator for mode in self.modes] + gaussian
 
     def for_mode(self, mode: str) -> ProfileSettings:
         """The unit's settings with this estimator mode."""
@@ -142,7 +146,7 @@ def _base_settings(table: dict, db: Path, where: str) -> tuple[ProfileSettings, 
         raise SweepFileError(f"{where}: dedupe must be one of {', '.join(DEDUPE_POLICIES)}")
     if table.get("probes", PUBLISHED) not in PROBE_MODES:
         raise SweepFileError(f"{where}: probes must be one of {', '.join(PROBE_MODES)}, got {table['probes']!r}")
-    for key in ("batch_size", "repeats", "calibration_samples"):
+    for key in ("batch_size", "repeats", "calibration_samples", "components"):
         if table.get(key, 1) < 1:
             raise SweepFileError(f"{where}: {key} must be at least 1, got {table[key]}")
     if table.get("bootstrap", 0) < 0:

@@ -160,7 +160,8 @@ def _planned(unit: Unit, run_id: str, n_samples: int, merged: RunProgress | None
     if shard:
         fits = _fits_left(unit, shard, n_samples)
     else:
-        fits = None if n_layers is None else len(selected_layers(unit.settings.layers, n_layers)) * len(unit.modes)
+        layers = None if n_layers is None else len(selected_layers(unit.settings.layers, n_layers))
+        fits = None if layers is None else layers * len(unit.estimators)
     return PlannedUnit(unit, run_id, RESUME if shard else RUN, n_samples, shard.samples if shard else 0, n_layers,
                        fits)
 
@@ -180,7 +181,7 @@ def _fits_left(unit: Unit, progress: RunProgress, n_samples: int) -> int:
     """Layer fits (layer x estimator) a database still lacks for this unit; every one while samples are missing."""
     wanted = selected_layers(unit.settings.layers, progress.n_layers)
     if progress.samples < n_samples:
-        return len(wanted) * len(unit.modes)
+        return len(wanted) * len(unit.estimators)
     return sum(len(set(wanted) - progress.layers.get(estimator, set())) for estimator in unit.estimators)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers.utils.logging import disable_progress_bar
 
 from pidcore.models.loading import LoadedVLM, load_vlm
+from pidcore.pipeline.gaussian_layers import estimate_gaussian_layers
 from pidcore.pipeline.layers import estimate_layers
 from pidcore.pipeline.profiling import probe_run
 from pidcore.pipeline.settings import ProfileSettings
@@ -88,6 +89,8 @@ def run_unit(job: UnitJob, models: ModelCache | None = None) -> UnitOutcome:
                              f"planned {job.run_id}; plan the sweep again")
         for mode in job.modes:
             estimate_layers(replace(settings, estimator_mode=mode), run_id)
+        if settings.hidden_states:
+            estimate_gaussian_layers(settings, run_id)
     finally:
         job.marker.unlink(missing_ok=True)
     return UnitOutcome(job.run_id, socket.gethostname(), os.getpid(), time.time() - started)

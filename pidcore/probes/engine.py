@@ -12,7 +12,7 @@ lengths share a forward (pidcore.probes.batching pads them and encodes each imag
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +22,7 @@ from pidcore.models.loading import LoadedVLM
 from pidcore.probes.batching import probe_rows
 from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.encoding import Encoded
+from pidcore.probes.hidden import modality_means
 from pidcore.probes.hooks import decoder_input_hook
 from pidcore.probes.noise import Noise, seeded_noise
 from pidcore.probes.paper_forward import paper_positions, processed_scores, skipped_cross_attention
@@ -30,13 +31,15 @@ from pidcore.probes.statistics import EmbeddingStats
 
 @dataclass
 class ProbeResult:
-    """Features, letter distributions [pass, layer, k] (layer 0 = embeddings), and the probability the whole
-    vocabulary puts on the option letters [pass, layer], which decides the letter-mass fallback."""
+    """Features, letter distributions [pass, layer, k] (layer 0 = embeddings), the probability the whole
+    vocabulary puts on the option letters [pass, layer], which decides the letter-mass fallback, and where asked the
+    full pass's hidden-state features [source, layer, feature] (pidcore.probes.hidden)."""
 
     x1: torch.Tensor
     x2: torch.Tensor
     probs: torch.Tensor
     letter_mass: torch.Tensor
+    hidden: torch.Tensor | None = None
 
 
 def letter_token_ids(tokenizer, count: int) -> list[int]:
@@ -58,9 +61,11 @@ def run_probes(vlm: LoadedVLM, encoded: Encoded, stats: EmbeddingStats, seed: in
 
 @torch.no_grad()
 def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
-                     conventions: ProbeConventions = CLEAN_CONVENTIONS) -> list[ProbeResult]:
+                     conventions: ProbeConventions = CLEAN_CONVENTIONS,
+                     hidden_states: bool = False) -> list[ProbeResult]:
     """The probes of samples of any lengths in one forward of 3 x len(batch) rows (left-padded, images encoded
-    once), each sample's masked rows filled with its own (image, text) noise, so batching changes no result."""
+    once), each sample's masked rows filled with its own (image, text) noise, so batching changes no result; with
+    `hidden_states`, the full rows' hidden-state features from the same forward."""
     rows = probe_rows(vlm, batch)
     if conventions.positions and vlm.adapter.rope_positions:
         rows.inputs["position_ids"] = paper_positions(vlm, rows.inputs)
@@ -81,15 +86,17 @@ def run_probes_batch(vlm: LoadedVLM, batch: list[Encoded], noises: list[Noise],
     image_masked = torch.zeros_like(rows.image_masks).repeat_interleave(len(PASSES), 0)
     image_masked[len(PASSES) - 1:: len(PASSES)] = rows.image_masks
     dropped = _dropped_rows(vlm, batch, conventions)
+    means = modality_means(vlm, rows.image_masks, rows.text_masks) if hidden_states else nullcontext([])
     with (decoder_input_hook(vlm, mask, image_masked), skipped_cross_attention(vlm, dropped),
-          _last_position_states(vlm) as states):
+          _last_position_states(vlm) as states, means as hidden):
         vlm.model(**rows.inputs, use_cache=False, logits_to_keep=1)
     letter_ids = [letter_token_ids(vlm.processor.tokenizer, encoded.n_options) for encoded in batch]
     prompts = [encoded.inputs["input_ids"][0] for encoded in batch] if conventions.scores else None
     lenses = logit_lens(vlm, torch.stack(states, 1), letter_ids, prompts)
     images, texts = captured[0]
-    return [ProbeResult(images[i][rows.image_masks[i]].mean(0), texts[i][rows.text_masks[i]].mean(0), *lenses[i])
-            for i in range(len(batch))]
+    features = torch.stack(hidden, 2) if hidden else None  # [samples, source, layer, feature]
+    return [ProbeResult(images[i][rows.image_masks[i]].mean(0), texts[i][rows.text_masks[i]].mean(0), *lenses[i],
+                        hidden=None if features is None else features[i]) for i in range(len(batch))]
 
 
 def _dropped_rows(vlm: LoadedVLM, batch: list[Encoded], conventions: ProbeConventions) -> torch.Tensor | None:

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pidcore.store.read import connect_read_only
-from pidcore.store.schema import CALIBRATION, LAYER_ATOMS, POINTWISE_ATOMS, RUNS, SAMPLES, Table
+from pidcore.store.schema import CALIBRATION, HIDDEN_STATES, LAYER_ATOMS, POINTWISE_ATOMS, RUNS, SAMPLES, Table
 from pidcore.store.write import ensure_schema, insert_rows, write_unit
 
-MERGE_ORDER = (CALIBRATION, SAMPLES, POINTWISE_ATOMS, LAYER_ATOMS, RUNS)
+MERGE_ORDER = (CALIBRATION, SAMPLES, HIDDEN_STATES, POINTWISE_ATOMS, LAYER_ATOMS, RUNS)
 # Rows per transaction: a sample row carries its features and letter distributions (tens of kB for a 7B model).
-_BATCH_ROWS = {SAMPLES.name: 256}
+_BATCH_ROWS = {SAMPLES.name: 256, HIDDEN_STATES.name: 256}
 _DEFAULT_BATCH_ROWS = 20_000
 
 

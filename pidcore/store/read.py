@@ -19,8 +19,9 @@ import pandas as pd
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
 from pidcore.store.blobs import blob_to_array
-from pidcore.store.schema import (ATOM_COLUMN_TYPES, ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, LAYER_SQL, OBJECTS,
-                                  RUNS, SAMPLES, TABLES, TASK_PID, LayerResult, RunProgress, SampleRow, Table)
+from pidcore.store.schema import (ATOM_COLUMN_TYPES, ATOM_COLUMNS, ATOMS_VIEW, CURRENT_RUNS_SQL, HIDDEN_STATES,
+                                  LAYER_SQL, OBJECTS, RUNS, SAMPLES, TABLES, TASK_PID, LayerResult, RunProgress,
+                                  SampleRow, Table)
 
 T = TypeVar("T")
 _DIAGNOSTIC_KEYS = ["run_id", "model", "task", "checkpoint", "layer", "estimator", "n_samples"]
@@ -378,6 +379,21 @@ def stored_sample_ids(path: str | Path, run_id: str) -> set[str]:
     if not _is_file(path):
         return set()
     return {row[0] for row in query(path, "SELECT sample_id FROM samples WHERE run_id = ?", [run_id])}
+
+
+def stored_hidden_ids(path: str | Path, run_id: str) -> set[str]:
+    """Ids of the samples of a run whose hidden-state features are stored."""
+    if not _is_file(path) or HIDDEN_STATES.name not in _objects(path):
+        return set()
+    return {row[0] for row in query(path, "SELECT sample_id FROM hidden_states WHERE run_id = ?", [run_id])}
+
+
+def load_hidden_states(path: str | Path, run_id: str) -> dict[str, np.ndarray]:
+    """A run's stored hidden-state features by sample id ({} where none were kept, or the database predates them)."""
+    if not _is_file(path) or HIDDEN_STATES.name not in _objects(path):
+        return {}
+    rows = query(path, "SELECT sample_id, features FROM hidden_states WHERE run_id = ?", [run_id])
+    return {sample_id: blob_to_array(blob) for sample_id, blob in rows}
 
 
 def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:

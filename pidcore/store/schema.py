@@ -48,7 +48,11 @@ POINTWISE_ATOMS = Table("pointwise_atoms", (("run_id", "VARCHAR"), ("layer", "IN
                                             ("sample_id", "VARCHAR"), *ATOM_DOUBLES),
                         ("run_id", "layer", "estimator", "sample_id"))
 TASK_PID = Table("task_pid", (("task", "VARCHAR"), *ATOM_DOUBLES, ("planted", "VARCHAR")), ("task",))
-TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID)
+# A sample's hidden-state features, kept where `profile --hidden-states` asked for them: [source, stored layer,
+# feature] float32, source 0 the image tokens' mean and 1 the question tokens' (pidcore.probes.hidden).
+HIDDEN_STATES = Table("hidden_states", (("run_id", "VARCHAR"), ("sample_id", "VARCHAR"), ("features", "BLOB")),
+                      ("run_id", "sample_id"))
+TABLES = (RUNS, CALIBRATION, SAMPLES, LAYER_ATOMS, POINTWISE_ATOMS, TASK_PID, HIDDEN_STATES)
 
 # A published model's output row whose depth the source does not give is stored at this layer (the key cannot be
 # NULL) and shown as NULL layer and n_layers: "the output, depth unknown".

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from pidcore.atoms import ATOMS, BOUND_COLUMNS, Atoms
@@ -21,6 +22,7 @@ from pidcore.store.blobs import array_to_blob
 from pidcore.store.read import StoreError, is_locked, present_columns, present_select, query
 from pidcore.store.schema import (
     CALIBRATION,
+    HIDDEN_STATES,
     LAYER_ATOMS,
     POINTWISE_ATOMS,
     RUNS,
@@ -176,6 +178,14 @@ def write_samples(path: str | Path, samples: Sequence[SampleRow]) -> None:
         insert_rows(connection, SAMPLES, rows)
 
 
+def write_hidden_states(path: str | Path, run_id: str, features: Mapping[str, np.ndarray]) -> None:
+    """Samples' hidden-state features [source, stored layer, feature] in one short transaction; stored ones are kept."""
+    rows = [{"run_id": run_id, "sample_id": sample_id, "features": array_to_blob(array.astype(np.float32))}
+            for sample_id, array in features.items()]
+    with write_unit(path) as connection:
+        insert_rows(connection, HIDDEN_STATES, rows)
+
+
 def _options_json(options: Sequence[str] | None) -> str | None:
     """A sample's option strings as the JSON list the `options` column holds (None stays NULL)."""
     return None if options is None else json.dumps(list(options))
@@ -237,12 +247,12 @@ def write_task_pid(path: str | Path, exact: Mapping[str, tuple[Atoms, str]]) -> 
 
 
 # Which rows `compact` keeps: every table except the per-sample ones keeps the runs of models not excluded;
-# samples and pointwise atoms keep only each model's last checkpoint.
+# samples, their hidden-state features and pointwise atoms keep only each model's last checkpoint.
 _KEPT = "run_id IN (SELECT run_id FROM runs WHERE NOT list_contains(?, model))"
 _FINAL = (_KEPT + " AND run_id IN (SELECT run_id FROM runs r WHERE step = "
           "(SELECT max(step) FROM runs m WHERE m.model = r.model))")
 _COMPACT = {RUNS: _KEPT, CALIBRATION: _KEPT, TASK_PID: None, LAYER_ATOMS: _KEPT, SAMPLES: _FINAL,
-            POINTWISE_ATOMS: _FINAL}
+            POINTWISE_ATOMS: _FINAL, HIDDEN_STATES: _FINAL}
 
 
 def compact(source: str | Path, target: str | Path, exclude_models: set[str] = frozenset()) -> None:
