@@ -71,3 +71,28 @@ def test_final_models_load_and_the_shipped_data_is_small():
         assert vlm.model.config.get_text_config().num_hidden_layers == spec.layers
     size = sum(path.stat().st_size for path in Path(DATA).rglob("*") if path.is_file())
     assert size <= 40 * 2**20, size
+
+
+def test_the_gaussian_family_covers_the_last_checkpoints_beside_batch():
+    every = read_atoms(DEFAULT_DB)
+    key = ["model", "task", "checkpoint", "layer"]
+    last = every["step"] == every.groupby("model")["step"].transform("max")
+    gaussian = every[every["estimator"] == "gaussian"]
+    assert set(map(tuple, gaussian[key].to_numpy())) == set(map(tuple, every[last & (
+        every["estimator"] == DEFAULT_ESTIMATOR)][key].to_numpy()))
+    assert gaussian[list(ATOMS)].notna().all().all() and gaussian["u1_lo"].notna().all()
+
+
+@pytest.mark.parametrize("model", [spec.name for spec in ZOO])
+def test_the_planted_vision_only_input_reads_as_u1_in_both_families(model):
+    """On the vision task only the image decides the answer. The Gaussian PID reads it in the representations
+    before any token has seen another (layer 0: the question's embeddings cannot carry the image), BATCH in the
+    answers the lens reads at the output; in both U1 is the largest atom, by a margin."""
+    every = read_atoms(DEFAULT_DB)
+    run = every[(every["model"] == model) & (every["task"] == "vision")]
+    run = run[run["step"] == run["step"].max()].set_index(["estimator", "layer"])
+    depth = int(run["n_layers"].iloc[0])
+    for estimator, layer in (("gaussian", 0), (DEFAULT_ESTIMATOR, depth)):
+        row = run.loc[(estimator, layer), list(ATOMS)]
+        others = row.drop("u1")
+        assert row["u1"] > 0.2 and row["u1"] > 2 * others.max(), (estimator, layer, row.to_dict())

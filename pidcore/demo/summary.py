@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from pidcore.analysis.families import BATCH, GAUSSIAN, agreements, estimator_family
 from pidcore.analysis.flags import is_untrained
 from pidcore.analysis.phases import PHASE_RULE, detect_phases
 from pidcore.analysis.regimes import final_rows
 from pidcore.analysis.stages import STAGE2_RULE, is_stage2_rise, stage2_rise
-from pidcore.atoms import ATOMS, LETTER_MASS_FALLBACK
+from pidcore.atoms import ATOMS, GAUSSIAN_ESTIMATOR, LETTER_MASS_FALLBACK
 from pidcore.pipeline.settings import DEFAULT_ESTIMATOR, estimator_name, probe_label
 from pidcore.store import read_atoms, read_diagnostics, read_run_settings, read_task_pid
 
@@ -40,8 +41,23 @@ def summarise(db: str | Path) -> str:
               atoms[["model", "task"]].drop_duplicates().sort_values(["model", "task"]).itertuples(index=False)]
     lines += ["", "Per family:", ""] + _family_lines(atoms)
     lines += ["", _fallback_section(every)]
-    lines += ["", _untrained_line(db)]
+    lines += ["", _families_section(every), "", _untrained_line(db)]
     return "\n".join(lines) + "\n"
+
+
+def _families_section(every: pd.DataFrame) -> str:
+    """The two estimator families on the final checkpoints: the correlation of their S and U2 curves over the
+    layers, and the language-unique share U2 / I(X1,X2;Y) each reads at the output layer."""
+    rows = ["The two estimator families (final checkpoint; " + DEFAULT_ESTIMATOR + " against the Gaussian PID on "
+            "the hidden states, `" + GAUSSIAN_ESTIMATOR + "`): Pearson's r of their curves over the layers, and the "
+            "language-unique share each reads at the output layer.", "",
+            "| model | task | r(S) | r(U2) | U2 share, BATCH | U2 share, Gaussian |", "|---|---|---|---|---|---|"]
+    for found in agreements(every[every["estimator"].isin([DEFAULT_ESTIMATOR, GAUSSIAN_ESTIMATOR])]):
+        pearson = [f"{found.pearson[atom]:+.2f}" if found.pearson[atom] is not None else "n/a" for atom in ("s", "u2")]
+        shares = [f"{found.u2_share[family]:.0%}" if found.u2_share[family] is not None else "n/a"
+                  for family in (BATCH, GAUSSIAN)]
+        rows.append(f"| {found.model} | {found.task} | {' | '.join(pearson)} | {' | '.join(shares)} |")
+    return "\n".join(rows)
 
 
 def _fallback_section(every: pd.DataFrame) -> str:
@@ -72,8 +88,9 @@ def _fallback_section(every: pd.DataFrame) -> str:
 
 
 def _untrained_line(db: str | Path) -> str:
-    """How many stored rows the flag rule calls untrained, per estimator, and how much training moved at all."""
+    """How many stored rows the flag rule calls untrained, per BATCH estimator, and how much training moved at all."""
     diagnostics = read_diagnostics(db)
+    diagnostics = diagnostics[diagnostics["estimator"].map(estimator_family) == BATCH]
     diagnostics["untrained"] = [is_untrained(*values) for values in zip(
         diagnostics["initial_bits"], diagnostics["kept_bits"], diagnostics["floor_bits"])]
     diagnostics["gain"] = diagnostics["initial_bits"] - diagnostics["kept_bits"]
