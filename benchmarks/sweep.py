@@ -4,9 +4,11 @@ local cluster, in the same run.
 
   OMP_WAIT_POLICY=PASSIVE python benchmarks/sweep.py [--workers 2] [--json]
 
-Ray gets `--workers` CPUs (one unit each); the sequential sweep runs with torch's default threads. On a machine with
-GPUs, it also runs the sweep with one Ray worker per GPU (each unit asks for one). Both sweeps must store the same
-rows (their largest atom difference is printed); the ratio printed is the sequential wall time over Ray's (above 1: Ray is faster).
+Ray gets `--workers` CPUs (a model's actor asks for one per 2 GiB of weights, so one each here, and each fit task
+one), and the sequential sweep as many torch threads, so both sides use the same threads. On a machine with GPUs,
+it also runs the sweep with one model's actor per GPU (each asks for one). Both sweeps must store the same rows
+(their largest atom difference is printed); the ratio printed is the sequential wall time over Ray's (above 1: Ray
+is faster).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     root = build_world(Path(tempfile.mkdtemp(prefix="sweep-bench-")))
     figures = {"units": UNITS, "cpu_cores": os.cpu_count(), "ray_workers": args.workers}
+    torch.set_num_threads(args.workers)
     figures["sequential_s"] = timed_sweep(root, "sequential.duckdb", None)
     started = time.perf_counter()
     gpus = torch.cuda.device_count()

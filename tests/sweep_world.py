@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pidcore.models.tiny import build_tiny_model
+from pidcore.store import load_samples, read_atoms, read_runs, table_sizes
 
 CHECKPOINTS = [("1", 10), ("2", 20), ("2", 30)]
 UNITS = 2 * (2 + len(CHECKPOINTS))
@@ -44,10 +45,11 @@ stage = "{stage}"
 """
 
 
-def write_sweep(root: Path, db: str, extra_model: str = "") -> Path:
-    """A sweep file in the sweep folder writing `db` (a name in that folder)."""
+def write_sweep(root: Path, db: str, extra_model: str = "", checkpoints: bool = True) -> Path:
+    """A sweep file in the sweep folder writing `db` (a name in that folder); without `checkpoints`, the two models'
+    final weights only (4 units)."""
     path = root / f"{Path(db).stem}.toml"
-    checkpoints = "".join(CHECKPOINT.format(stage=stage, step=step) for stage, step in CHECKPOINTS)
+    checkpoints = "".join(CHECKPOINT.format(stage=stage, step=step) for stage, step in CHECKPOINTS if checkpoints)
     path.write_text(SWEEP.format(db=db, checkpoints=checkpoints, extra_model=extra_model))
     return path
 
@@ -59,3 +61,13 @@ def build_world(root: Path) -> Path:
     for seed, (stage, step) in enumerate(CHECKPOINTS, start=1):
         build_tiny_model("qwen2_vl", root / "checkpoints" / f"stage{stage}-step{step}", seed=seed)
     return root
+
+
+def rows(db: Path) -> tuple:
+    """Everything a sweep stores, comparable: the atoms view's rows, each sample's probe outputs and features,
+    and every table's row count (so a duplicate would show)."""
+    atoms = read_atoms(db)
+    ordered = atoms.sort_values(["model", "checkpoint", "task", "layer", "estimator"])
+    samples = sorted((run_id, row.sample_id, row.probs.tobytes(), row.x1.tobytes(), row.x2.tobytes())
+                     for run_id in read_runs(db)["run_id"] for row in load_samples(db, run_id))
+    return ordered.astype(str).values.tolist(), samples, table_sizes(db)

@@ -23,12 +23,12 @@ from pidcore.atoms import ATOMS
 from pidcore.models.tiny import build_tiny_model
 from pidcore.pipeline.sweep import run_sweep
 from pidcore.pipeline.sweep_file import read_sweep
+from pidcore.pipeline.sweep_identity import IDENTITY_FILE
 from pidcore.pipeline.sweep_plan import plan, shard_path
 from pidcore.pipeline.sweep_unit import UnitJob, run_unit
-from pidcore.store import StoreError, load_samples, read_atoms, read_runs, table_sizes
+from pidcore.store import StoreError, read_atoms, read_runs, table_sizes
 from pidcore.store.write import delete_runs
-from tests.sweep_world import UNITS, build_world, write_sweep
-
+from tests.sweep_world import UNITS, build_world, rows, write_sweep
 
 
 def _env() -> dict[str, str]:
@@ -43,16 +43,6 @@ def world(tmp_path_factory) -> Path:
 
 def sweep_command(path: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pidcore", "sweep", str(path), *extra]
-
-
-def rows(db: Path) -> tuple:
-    """Everything a sweep stores, comparable: the atoms view's rows, each sample's probe outputs and features,
-    and every table's row count (so a duplicate would show)."""
-    atoms = read_atoms(db)
-    ordered = atoms.sort_values(["model", "checkpoint", "task", "layer", "estimator"])
-    samples = sorted((run_id, row.sample_id, row.probs.tobytes(), row.x1.tobytes(), row.x2.tobytes())
-                     for run_id in read_runs(db)["run_id"] for row in load_samples(db, run_id))
-    return ordered.astype(str).values.tolist(), samples, table_sizes(db)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +71,8 @@ def test_the_sequential_sweep_stores_every_unit_with_checkpoints_in_stages(seque
     steps = qwen.drop_duplicates("checkpoint").set_index("checkpoint")
     assert steps.loc["stage2-step20", "step"] == 20 and steps.loc["stage2-step20", "stage"] == "2"
     assert atoms[list(ATOMS)].notna().all().all()
-    assert not list((sequential.parent / "sequential.duckdb.shards").glob("*")), "merged shards are deleted"
+    kept = [path.name for path in (sequential.parent / "sequential.duckdb.shards").glob("*")]
+    assert kept == [IDENTITY_FILE], "merged shards are deleted; the plan's identities are kept"
 
 
 def test_ray_tasks_store_the_same_rows_as_the_sequential_sweep(world, sequential, ray_cluster):
@@ -233,7 +224,8 @@ def test_a_unit_asking_for_more_gpus_than_a_node_has_fails_at_once(world, sequen
     asking = '\n[[models]]\npath = "models/gpu-llava"\nname = "needs-a-gpu"\ngpus = 1\n'
     result = run_sweep(read_sweep(write_sweep(world, db.name, asking)), "local", progress=False)
     assert sorted(result.failed) == ["needs-a-gpu / final / language", "needs-a-gpu / final / synergy"]
-    assert all("asks for 1 GPUs and the cluster's largest node has 0" in reason for reason in result.failed.values())
+    assert all("asks for 1 GPUs and the cluster's largest node (it has no autoscaler to start others) has 0"
+               in reason for reason in result.failed.values())
     assert len(result.done) == UNITS
 
 

@@ -1,10 +1,12 @@
 """A sweep's plan: each unit's run id, what the database and the unit's shard already hold, and the work left;
 for a dry run also which models can be profiled here.
 
-The plan resolves every model's and dataset's identity once, on the driver, before any model loads, so the run id
-of each unit (and so its shard's name, and whether the database holds it already) is known up front; workers check
-that they see the same files. A dry run also lists the units of a dataset that cannot be read (a run id needs the
-dataset's content), so one missing download does not hide the rest of the plan.
+The plan resolves every model's and dataset's identity once, before any model loads, so the run id of each unit
+(and so its shard's name, and whether the database holds it already) is known up front; workers check that they
+see the same files. The identities come from the shard folder's cache where the files are unchanged, else are
+computed `across` this process or a Ray cluster (pidcore.pipeline.sweep_identity). A dry run also lists the
+units of a dataset that cannot be read (a run id needs the dataset's content), so one missing download does not
+hide the rest of the plan.
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidcore.datasets import load_dataset
-from pidcore.datasets.fingerprint import dataset_fingerprint
 from pidcore.datasets.registry import parse_spec
 from pidcore.datasets.sample import DatasetError
 from pidcore.models.adapters import CONVERTED, adapter_for
-from pidcore.models.identity import identity_key, model_identity
 from pidcore.models.loading import declared_model_type
 from pidcore.pipeline.layers import selected_layers
 from pidcore.pipeline.sweep_file import Sweep, Unit
+from pidcore.pipeline.sweep_identity import (
+    DATASETS,
+    MODELS,
+    Across,
+    IdentityCache,
+    data_key,
+    dataset_stamp,
+    identify_dataset,
+    identify_model,
+    in_process,
+    model_stamp,
+)
 from pidcore.pipeline.sweep_unit import UnitJob
-from pidcore.probes.conventions import CLEAN
 from pidcore.store import RunProgress, read_progress
 
 logger = logging.getLogger(__name__)
@@ -75,13 +85,16 @@ def shard_path(shards: Path, run_id: str) -> Path:
     return shards / f"{run_id}.duckdb"
 
 
-def plan(sweep: Sweep, unreadable_ok: bool = False) -> list[PlannedUnit]:
+def plan(sweep: Sweep, unreadable_ok: bool = False, identities: IdentityCache | None = None,
+         across: Across = in_process) -> list[PlannedUnit]:
     """Every unit of the sweep with its run id and what it needs, from the database and the shards. A dataset that
     cannot be read is an error (a sweep never runs on half a plan), unless `unreadable_ok` (a dry run): then its
-    units are NO_DATASET, with the loader's message."""
-    datasets = _read_datasets(sweep.units, unreadable_ok)
-    identified = _identified([unit for unit in sweep.units if not isinstance(datasets[_data_key(unit)], str)],
-                             datasets)
+    units are NO_DATASET, with the loader's message. Identities come from `identities` (default: the shard folder's,
+    read only) where kept, else are computed `across` and added to it."""
+    identities = identities or IdentityCache(sweep.shards)
+    datasets = _read_datasets(sweep.units, unreadable_ok, identities, across)
+    identified = _identified([unit for unit in sweep.units if not isinstance(datasets[data_key(unit.settings)], str)],
+                             datasets, identities, across)
     run_ids = [unit.settings.run_id() for unit, _ in identified]
     _check_distinct_runs([unit for unit, _ in identified], run_ids)
     merged = read_progress(sweep.db, run_ids)
@@ -90,7 +103,7 @@ def plan(sweep: Sweep, unreadable_ok: bool = False) -> list[PlannedUnit]:
         shard = read_progress(shard_path(sweep.shards, run_id), [run_id]).get(run_id)
         planned[unit.label] = _planned(unit, run_id, n_samples, merged.get(run_id), shard)
     return [planned.get(unit.label) or PlannedUnit(unit, None, NO_DATASET, None, 0, None, None,
-                                                   dataset_error=datasets[_data_key(unit)])
+                                                   dataset_error=datasets[data_key(unit.settings)])
             for unit in sweep.units]
 
 
@@ -105,44 +118,49 @@ def _check_distinct_runs(units: list[Unit], run_ids: list[str]) -> None:
         first[run_id] = unit
 
 
-def _data_key(unit: Unit) -> tuple:
-    """What makes a unit's samples: the dataset spec, limit, duplicate policy, image folder and probe inputs."""
-    settings = unit.settings
-    return settings.dataset, settings.limit, settings.dedupe, settings.image_dir, settings.probes != CLEAN
-
-
-def _read_datasets(units: list[Unit], unreadable_ok: bool) -> dict[tuple, tuple[str, int] | str]:
-    """Each dataset of the units read once: its content fingerprint and sample count, or where it cannot be read
-    and `unreadable_ok`, the loader's message (else that error is raised)."""
+def _read_datasets(units: list[Unit], unreadable_ok: bool, identities: IdentityCache,
+                   across: Across) -> dict[tuple, tuple[str, int] | str]:
+    """Each dataset of the units: its content fingerprint and sample count (kept, else read once `across`), or
+    where it cannot be read and `unreadable_ok`, the loader's message (else a DatasetError with it)."""
     datasets: dict[tuple, tuple[str, int] | str] = {}
+    stamps = {}
     for unit in units:
-        key = _data_key(unit)
-        if key in datasets:
-            continue
-        spec, limit, dedupe, image_dir, paper_inputs = key
-        try:
-            dataset = load_dataset(spec, limit=limit, image_root=image_dir, dedupe=dedupe)
-        except DatasetError as error:
-            if not unreadable_ok:
-                raise
-            datasets[key] = str(error)
-            continue
-        datasets[key] = (dataset_fingerprint(dataset, paper_inputs=paper_inputs), len(dataset.samples))
+        key = data_key(unit.settings)
+        if key not in stamps:
+            stamps[key] = dataset_stamp(key)
+            datasets[key] = identities.get(DATASETS, stamps[key])
+    missing = [key for key, identity in datasets.items() if identity is None]
+    for key, identity in zip(missing, across(identify_dataset, [(key,) for key in missing])):
+        if isinstance(identity, str) and not unreadable_ok:
+            raise DatasetError(identity)
+        datasets[key] = identity
+        if not isinstance(identity, str):
+            identities.put(DATASETS, stamps[key], identity)
     return datasets
 
 
-def _identified(units: list[Unit], datasets: dict[tuple, tuple[str, int] | str]) -> list[tuple[Unit, int]]:
+def _identified(units: list[Unit], datasets: dict[tuple, tuple[str, int] | str], identities: IdentityCache,
+                across: Across) -> list[tuple[Unit, int]]:
     """Each unit with its model's and dataset's identities filled in, and its dataset's sample count; each model is
-    identified once."""
-    models: dict[tuple, str] = {}
+    identified once: a kept folder's from its stamp, a hub id's here (as `profile` would), the others `across`."""
+    models: dict[tuple, str | None] = {}
+    stamps = {}
+    for unit in units:
+        key = (unit.settings.model, unit.settings.revision)
+        if key not in stamps:
+            stamps[key] = model_stamp(*key)
+            models[key] = identities.get(MODELS, stamps[key])
+            if stamps[key] is None:
+                models[key] = identify_model(*key)
+    missing = [key for key, identity in models.items() if identity is None]
+    for key, identity in zip(missing, across(identify_model, missing)):
+        models[key] = identity
+        identities.put(MODELS, stamps[key], identity)
     found = []
     for unit in units:
-        settings = unit.settings
-        model_key = (settings.model, settings.revision)
-        if model_key not in models:
-            models[model_key] = identity_key(model_identity(*model_key))
-        content, n_samples = datasets[_data_key(unit)]
-        settings = replace(settings, model_identity=models[model_key], dataset_identity=content)
+        content, n_samples = datasets[data_key(unit.settings)]
+        settings = replace(unit.settings, model_identity=models[(unit.settings.model, unit.settings.revision)],
+                           dataset_identity=content)
         found.append((replace(unit, settings=settings), n_samples))
     return found
 
