@@ -128,3 +128,43 @@ def _phi(logits, g, log_rows, log_cols) -> torch.Tensor:
         rows = log_rows.exp()
         return ((rows * torch.logsumexp(logits + g[..., None, :, :], -2)).sum((-2, -1))
                 - (log_cols.exp() * g).sum((-2, -1)))
+
+
+@dataclass
+class WeightedScaling:
+    """Plain-domain scalings of one kernel for many weightings: q(a, b, y) = u[y, a, r] K[y, a, b] v[y, b, r] for
+    weighting r; rows exact, columns within `residual` (the largest over the weightings)."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    residual: float
+    iterations: int
+    converged: bool
+
+
+def sinkhorn_weighted(kernel: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weights: torch.Tensor,
+                      tol: float, max_iter: int, relaxation: float = 1.0,
+                      log_v: torch.Tensor | None = None) -> WeightedScaling:
+    """Scale one positive kernel [k, n, n] for R weightings of its samples at once (weights [n, R]: how often each
+    sample is drawn): rows to `rows` [k, n] and columns to `cols` [k, n, R] per drawn copy.
+
+    A sample drawn m times is m identical rows and columns whose scalings are equal at the solution, so the
+    kernel of a bootstrap resample never needs gathering: every step is one matrix product K @ [n, R] per label,
+    shared by all resamples. Over-relaxed (log v moves `relaxation` times the Sinkhorn step), from `log_v`
+    [k, n, R] when given. `residual` is the relative L1 error of the drawn copies' column sums; not meeting `tol`
+    within `max_iter` steps is warned about.
+    """
+    mass = (rows @ weights).sum(0)
+    log_v = torch.zeros_like(cols) if log_v is None else log_v
+    for iteration in range(max_iter + 1):
+        v = log_v.exp()
+        u = rows[..., None] / (kernel @ (weights * v))
+        col_sums = kernel.transpose(-1, -2) @ (weights * u)
+        residual = float((((v * col_sums - cols).abs() * weights).sum((0, 1)) / mass).max())
+        if residual <= tol:
+            return WeightedScaling(u, v, residual, iteration, True)
+        if iteration == max_iter:
+            break
+        log_v = log_v + relaxation * (torch.log(cols / col_sums) - log_v)
+    warnings.warn(f"weighted Sinkhorn stopped at {max_iter} steps with column residual {residual:.2e} > {tol:.0e}")
+    return WeightedScaling(u, v, residual, max_iter, False)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-from transformers import AutoConfig
 
 from pidcore.atoms import ATOMS, FIT, LETTER_MASS_FALLBACK, PASSES
 from pidcore.estimators import BatchPIDResult, batch_pid
@@ -101,6 +100,8 @@ def config_depth(model: str, revision: str | None = None, trust_remote_code: boo
     try:
         if not (Path(model).expanduser() / "config.json").is_file():
             return None
+        from transformers import AutoConfig  # here: a process that only fits stored probes never imports it
+
         config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
         depth = getattr(config.get_text_config(), "num_hidden_layers", None)
     except Exception:  # noqa: BLE001 - the model's own load reports a config that does not load
