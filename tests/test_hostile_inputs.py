@@ -970,3 +970,23 @@ def test_an_image_the_processor_refuses_skips_that_sample_named_and_the_run_goes
         run_id = read_runs(db)["run_id"].item()
         stored = load_samples(db, run_id)
         assert [row.sample_id for row in stored] == [f"q{i}" for i in range(10) if i != 3]
+
+
+def test_stored_arrays_read_back_exactly_and_an_object_array_is_refused():
+    """blob_to_array's fast path (each distinct .npy header parsed once) gives np.load's arrays, writable copies."""
+    import io
+
+    import numpy as np
+
+    from pidcore.store.blobs import array_to_blob, blob_to_array
+
+    arrays = [np.random.default_rng(0).random((3, 5, 4)).astype(np.float32), np.arange(7), np.zeros((0, 3)),
+              np.ones((2, 3), dtype=">f8"), np.array([True, False])]
+    for array in arrays:
+        read = blob_to_array(array_to_blob(array))
+        assert read.dtype == array.dtype and read.shape == array.shape and np.array_equal(read, array)
+        read[...] = 0  # a copy, not a view of the blob
+    crafted = io.BytesIO()  # a version-1.0 header naming an object dtype, as a crafted database could hold
+    np.lib.format.write_array_header_1_0(crafted, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    with pytest.raises(ValueError, match="would need pickle to read; refused"):
+        blob_to_array(crafted.getvalue() + b"\0" * 8)
