@@ -193,10 +193,10 @@ def _busy() -> None:
 
 def zoo_views(root: Path) -> list[tuple[str, str]]:
     """The (model, task) pairs of the checkout's shipped database, llava-m on synergy first."""
-    import duckdb
+    from pidcore.store import read_runs
 
-    with duckdb.connect(str(root / "data" / "results.duckdb"), read_only=True) as connection:
-        pairs = connection.execute("SELECT DISTINCT model, task FROM runs ORDER BY model, task").fetchall()
+    runs = read_runs(root / "data" / "results.duckdb")
+    pairs = sorted(set(zip(runs["model"], runs["task"])))
     return sorted(pairs, key=lambda pair: pair != ("llava-m", "synergy"))
 
 
