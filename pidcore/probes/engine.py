@@ -23,7 +23,7 @@ from pidcore.probes.batching import probe_rows
 from pidcore.probes.conventions import CLEAN_CONVENTIONS, ProbeConventions
 from pidcore.probes.encoding import Encoded
 from pidcore.probes.hidden import modality_means
-from pidcore.probes.hooks import decoder_input_hook
+from pidcore.probes.hooks import decoder_input_hook, layer_states
 from pidcore.probes.noise import Noise, seeded_noise
 from pidcore.probes.paper_forward import paper_positions, processed_scores, skipped_cross_attention
 from pidcore.probes.statistics import EmbeddingStats
@@ -127,32 +127,14 @@ def run_probes_by_length(vlm: LoadedVLM, encoded: list[Encoded], noises: list[No
 
 @contextmanager
 def _last_position_states(vlm: LoadedVLM):
-    """Collect the last position's residual stream [rows, d] entering the first decoder layer and leaving each layer.
-
-    Layers are read by module, not by index into an output tuple, so the list has one entry per layer module
-    plus the embeddings, and only the last position is kept (the lens needs nothing else), copied onto the device of
-    the output embedding (a model spread over GPUs has its layers on several); a copy, because a view of the last
-    position would keep every layer's whole hidden states alive until the forward ends.
-    """
-    layers = list(getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr))
+    """Collect the last position's residual stream [rows, d] entering the first decoder layer and leaving each layer
+    (pidcore.probes.hooks.layer_states), copied onto the device of the output embedding (a model spread over GPUs
+    has its layers on several); a copy, because a view of the last position would keep every layer's whole hidden
+    states alive until the forward ends."""
     head = vlm.model.get_output_embeddings().weight.device
     states: list[torch.Tensor] = []
-
-    def before_first(module, args, kwargs):
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        states.append(hidden[:, -1].detach().to(head, copy=True))
-
-    def after(module, args, output):
-        hidden = output[0] if isinstance(output, tuple) else output
-        states.append(hidden[:, -1].detach().to(head, copy=True))
-
-    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
-    handles += [layer.register_forward_hook(after) for layer in layers]
-    try:
+    with layer_states(vlm, lambda hidden, last: states.append(hidden[:, -1].detach().to(head, copy=True))):
         yield states
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _head_logits(vlm: LoadedVLM, states: torch.Tensor) -> torch.Tensor:

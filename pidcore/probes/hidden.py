@@ -18,6 +18,7 @@ import torch
 
 from pidcore.atoms import PASSES
 from pidcore.models.loading import LoadedVLM
+from pidcore.probes.hooks import layer_states
 
 FEATURES = 64
 PROJECTION_SEED = 20_260_215  # fixed forever: stored features of every run share the projection
@@ -58,28 +59,15 @@ def modality_means(vlm: LoadedVLM, image_masks: torch.Tensor, text_masks: torch.
     question positions ([samples, T] masks) entering the first decoder layer and leaving each layer, reduced: a list
     with one [samples, 2, features] tensor per layer (the embeddings first). The states are transformers' own
     `output_hidden_states`: the last layer's after the decoder's final norm, as the head reads them."""
-    decoder = vlm.model.get_decoder()
-    layers = list(getattr(decoder, vlm.adapter.layers_attr))
-    final_norm = getattr(decoder, vlm.adapter.final_norm_attr)
+    final_norm = getattr(vlm.model.get_decoder(), vlm.adapter.final_norm_attr)
     captured: list[torch.Tensor] = []
 
-    def read(hidden: torch.Tensor, last: bool = False) -> None:
+    def read(hidden: torch.Tensor, last: bool) -> None:
         full = hidden[:: len(PASSES)]
         full = (final_norm(full) if last else full).float()
         masks = torch.stack([image_masks, text_masks], 1).to(full.device, full.dtype)
         sums = masks @ full
         captured.append(reduced(sums / masks.sum(-1, keepdim=True).clamp(min=1)))
 
-    def before_first(module, args, kwargs):
-        read(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0])
-
-    def after(module, args, output):
-        read(output[0] if isinstance(output, tuple) else output, last=module is layers[-1])
-
-    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
-    handles += [layer.register_forward_hook(after) for layer in layers]
-    try:
+    with layer_states(vlm, read):
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()

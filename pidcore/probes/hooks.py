@@ -62,6 +62,28 @@ def cross_attention(kwargs: dict, edit: Edit, image_masked: torch.Tensor | None)
     kwargs["cross_attention_states"] = joined[:, length:].reshape(states.shape).to(states.dtype)
 
 
+@contextmanager
+def layer_states(vlm: LoadedVLM, read: Callable[[torch.Tensor, bool], None]) -> Iterator[None]:
+    """Call `read(hidden [rows, T, d], last)` on the residual stream entering the first decoder layer and leaving
+    each layer (`last` for the final one), found by module, not by index into an output tuple, so there is one call
+    per layer module plus the embeddings."""
+    layers = list(getattr(vlm.model.get_decoder(), vlm.adapter.layers_attr))
+
+    def before_first(module, args, kwargs):
+        read(kwargs["hidden_states"] if "hidden_states" in kwargs else args[0], False)
+
+    def after(module, args, output):
+        read(output[0] if isinstance(output, tuple) else output, module is layers[-1])
+
+    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+    handles += [layer.register_forward_hook(after) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 # The adapter's `masking` names one of these.
 MASKINGS: dict[str, Callable[[dict, Edit, torch.Tensor | None], None]] = {
     "merged_rows": merged_rows, "merged_rows_deepstack": merged_rows_deepstack, "cross_attention": cross_attention}
