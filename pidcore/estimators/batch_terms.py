@@ -38,9 +38,9 @@ def conditional_terms(
     log_rows, log_cols = balanced_log_targets(p1, p2)
     plan = sinkhorn_log(logits, log_rows, log_cols, tol=tol, max_iter=max_iter)
     log_q_b_given_ay = logits + plan.f[..., :, None, :] + plan.g[..., None, :, :] - log_rows[..., :, None, :]
-    log_joint = log_rows[..., :, None, :] + log_q_b_given_ay
-    log_q_b_given_a = torch.logsumexp(log_joint, -1, keepdim=True)
-    terms = log_joint.exp() * (log_q_b_given_ay - log_q_b_given_a)
+    pair = plan.plan.sum(-1, keepdim=True)
+    log_q_b_given_a = torch.log(pair.clamp(min=torch.finfo(pair.dtype).tiny))
+    terms = plan.plan * (log_q_b_given_ay - log_q_b_given_a)
     return terms.sum((-2, -1)), plan
 
 
