@@ -16,12 +16,15 @@ from pidcore.estimators.batch import MIN_HELD_OUT, MIN_SAMPLES
 from pidcore.pipeline.settings import ProfileSettings
 from pidcore.store import (
     LayerResult,
+    SampleRow,
     load_samples,
     read_layer_results,
     run_depth,
     stored_layers,
     write_layer,
 )
+from pidcore.store.blobs import stacked_blobs
+from pidcore.store.read import load_sample_columns
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,29 @@ class RunSamples:
 
 
 def load_run_samples(db: str, run_id: str) -> RunSamples:
-    """The run's stored samples; those with another option count than the most common one are left out, aloud."""
-    rows = load_samples(db, run_id)
+    """The run's stored samples; those with another option count than the most common one are left out, aloud.
+    A run whose arrays have one stored shape each (one option count) is decoded a column at a time, any other row
+    by row."""
+    columns = load_sample_columns(db, run_id)
+    arrays = {name: stacked_blobs(columns[name]) for name in _ARRAY_COLUMNS}
+    mass = arrays["letter_mass"]
+    if any(array is None for array in arrays.values()) or mass.shape[1:2] != (len(PASSES),) or mass.ndim not in (2, 3):
+        return _run_samples(run_id, load_samples(db, run_id))
+    probs = arrays["probs"].astype(np.float64)
+    if mass.ndim == 2:
+        by_layer = np.full((len(mass), len(PASSES), probs.shape[2]), np.nan)
+        by_layer[:, :, -1] = mass
+    else:
+        by_layer = mass.astype(np.float64)
+    return RunSamples(columns["sample_id"], np.array([-1 if gold is None else gold for gold in columns["gold"]]),
+                      arrays["x1"], arrays["x2"], probs, by_layer, columns["split"])
+
+
+_ARRAY_COLUMNS = ("x1", "x2", "probs", "letter_mass")
+
+
+def _run_samples(run_id: str, rows: list[SampleRow]) -> RunSamples:
+    """The run's samples decoded row by row, with the most common option count, the others left out aloud."""
     if not rows:
         raise ValueError(f"run {run_id} has no stored samples to estimate atoms from")
     k = Counter(row.n_options for row in rows).most_common(1)[0][0]

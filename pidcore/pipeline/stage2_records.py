@@ -126,15 +126,9 @@ def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Rec
     found = Stage2Records(model=str(meta.get("model") or path.stem),
                           task=str(meta.get("task") or meta.get("dataset") or "paper:" + path.stem),
                           family=str(meta.get("family") or "imported"), conversation_layout=conversations)
-    checked: list[tuple[str, tuple | str]] = []  # per record in file order: (id, its checked arrays or its reason)
-    for number, record in enumerate(records):
-        row_id = _record_id(record, number)
-        try:
-            if not isinstance(record, dict):
-                raise BadRecord("not a JSON object")
-            checked.append((row_id, _conversation(record, widen_uniform) if conversations else _flat(record)))
-        except BadRecord as reason:
-            checked.append((row_id, str(reason)))
+    # per record in file order: (id, its checked arrays or its reason)
+    checked = list(zip((_record_id(record, number) for number, record in enumerate(records)),
+                       _conversations(records, widen_uniform) if conversations else map(_checked_flat, records)))
     found.settle_shapes([(row_id, (arrays[0].shape, arrays[1].shape, arrays[2].shape[-1]))
                          for row_id, arrays in checked if not isinstance(arrays, str)])
     for row_id, arrays in checked:
@@ -170,6 +164,122 @@ def _load_json(path: Path) -> Any:
         raise PaperFileError(f"{path.name} is not valid JSON: {error}") from error
     except RecursionError as error:
         raise PaperFileError(f"{path.name} is nested too deeply to parse as JSON") from error
+
+
+def _checked_flat(record: Any) -> tuple | str:
+    """One flat-layout record's checked (x1, x2, probs, mass, gold), or the reason it is skipped."""
+    try:
+        if not isinstance(record, dict):
+            raise BadRecord("not a JSON object")
+        return _flat(record)
+    except BadRecord as reason:
+        return str(reason)
+
+
+def _checked_conversation(record: Any, widen_uniform: bool) -> tuple | str:
+    """One conversation-layout record's checked (x1, x2, probs, mass, gold), or the reason it is skipped."""
+    try:
+        if not isinstance(record, dict):
+            raise BadRecord("not a JSON object")
+        return _conversation(record, widen_uniform)
+    except BadRecord as reason:
+        return str(reason)
+
+
+def _conversations(records: list, widen_uniform: bool) -> list[tuple | str]:
+    """_checked_conversation of every record, the numeric checks run at once over the records whose lists share
+    their lengths; a record that fails one (or does not fit such a batch) is then checked alone, in file order, which
+    names its reason (and warns as before). Values are those _conversation gives: the same operations, row by row."""
+    found: list[tuple | str | None] = [None] * len(records)  # None: to check alone
+    batches: dict[tuple, tuple[list[int], list[dict]]] = {}  # by (num_options, list lengths): records, gpt turns
+    for index, record in enumerate(records):
+        turn, n = _gpt_turn(record)
+        values = [turn.get(name) for name in _BATCHED] if turn is not None else []
+        if values and all(type(value) is list for value in values[:_REQUIRED]) and all(
+                value is None or type(value) is list for value in values[_REQUIRED:]):
+            key = (n, *(-1 if value is None else len(value) for value in values))
+            if key not in batches:
+                batches[key] = ([], [])
+            batches[key][0].append(index)
+            batches[key][1].append(turn)
+    for (n, *lengths), (indices, turns) in batches.items():
+        with np.errstate(all="ignore"):  # a record failing a check warns when it is checked alone, as before
+            arrays = _batch_arrays(n, lengths, turns, widen_uniform)
+        for row, (index, turn) in enumerate(zip(indices, turns)):
+            if arrays is not None and arrays[0][row]:
+                try:
+                    found[index] = (*(array[row] for array in arrays[1:]), _letter(turn.get("label"), n))
+                except BadRecord as reason:
+                    found[index] = str(reason)
+    return [_checked_conversation(record, widen_uniform) if checked is None else checked
+            for record, checked in zip(records, found)]
+
+
+# The gpt turn's lists that _conversations checks at once: the two features and the three probes (required), and
+# the three letter probabilities (optional), in PASSES order.
+_BATCHED = ("v_feature", "l_feature", *(f"{CONVERSATION_PROBES[name]}_prob" for name in PASSES),
+            *(f"{CONVERSATION_PROBES[name]}_orig_prob" for name in PASSES))
+_REQUIRED = 2 + len(PASSES)
+
+
+def _gpt_turn(record: Any) -> tuple[dict | None, int]:
+    """A record's gpt turn and its num_options, when it is an object with both valid (else None, 0)."""
+    if not isinstance(record, dict):
+        return None, 0
+    conversation = record.get("conversations")
+    n = record.get("num_options")
+    if not isinstance(conversation, list) or not isinstance(n, int) or isinstance(n, bool) or not (
+            MIN_OPTIONS <= n <= len(LETTERS)):
+        return None, 0
+    for turn in conversation:
+        if isinstance(turn, dict) and turn.get("from") == "gpt":
+            return turn, n
+    return None, 0
+
+
+def _batch_arrays(n: int, lengths: list[int], turns: list[dict], widen_uniform: bool) -> tuple | None:
+    """_conversation's checks and arrays for gpt turns whose _BATCHED lists have these lengths (-1: absent): (whether
+    each record passes every numeric check, x1, x2, probs, mass), one row per turn; None when they cannot be batched."""
+    x1_size, x2_size, *probs_sizes = lengths[:_REQUIRED]
+    width = probs_sizes[0]
+    if (min(x1_size, x2_size) < 1 or len(set(probs_sizes)) > 1 or not MIN_OPTIONS <= width <= len(LETTERS)
+            or width < n or any(0 <= size < n for size in lengths[_REQUIRED:])):
+        return None
+    columns = []
+    for name, size in zip(_BATCHED, lengths):
+        if size < 0:
+            columns.append(None)
+            continue
+        try:
+            array = np.array([turn[name] for turn in turns], dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if array.shape != (len(turns), size):
+            return None
+        columns.append(array)
+    x1, x2, *probes = columns[:_REQUIRED]
+    good = np.isfinite(x1).all(axis=1) & np.isfinite(x2).all(axis=1)
+    distributions = []
+    for probe in probes:
+        good &= np.isfinite(probe).all(axis=1)
+        wide = probe.astype(np.float64)
+        sums = wide.sum(axis=1)
+        good &= ~(wide < 0).any(axis=1) & ~(np.abs(sums - 1) > SUM_TOLERANCE)
+        distribution = wide / sums[:, None]
+        good &= ~(distribution[:, n:] > PADDING_TOLERANCE).any(axis=1)
+        distributions.append(distribution)
+    probs = np.stack(distributions, axis=1)
+    if widen_uniform and n < width:
+        uniform = np.isclose(probs[:, :, :n], 1.0 / n).all(axis=2) & np.isclose(probs[:, :, n:], 0.0).all(axis=2)
+        probs[uniform] = 1.0 / width
+    mass = np.full((len(turns), len(PASSES)), float("nan"))
+    for index, letters in enumerate(columns[_REQUIRED:]):
+        if letters is not None:
+            good &= np.isfinite(letters).all(axis=1) & ~(letters < 0).any(axis=1)
+            sums = letters[:, :n].sum(axis=1)
+            good &= ~(sums > 1 + SUM_TOLERANCE)
+            mass[:, index] = sums
+    return good, x1, x2, probs, mass
 
 
 def _flat(record: dict) -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -12,9 +13,32 @@ from pidcore.store.schema import MAX_STORED_IMAGE_BYTES
 
 
 def array_to_blob(array: np.ndarray) -> bytes:
-    """A numpy array as .npy bytes."""
+    """A numpy array as .npy bytes, exactly what np.save writes. A plain numeric or boolean array takes its header
+    from a cache per (dtype, shape) and its bytes from tobytes(), instead of np.save's per-call header building."""
+    array = np.ascontiguousarray(array)
+    dtype = array.dtype
+    if dtype.kind in _CACHED_KINDS and dtype.metadata is None and getattr(type(dtype), "_legacy", False):
+        header = _npy_header(dtype.str, array.shape)
+        if header is not None:
+            return header + array.tobytes()
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# Kinds whose .npy header is their dtype's str alone: booleans, integers, floats, complex numbers.
+_CACHED_KINDS = frozenset("biufc")
+
+
+@lru_cache(maxsize=1024)
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes | None:
+    """The version-1.0 .npy header np.save writes for a C-order array of this dtype and shape; None where that
+    version cannot hold it (np.save would write a later one)."""
+    buffer = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    except ValueError:
+        return None
     return buffer.getvalue()
 
 
@@ -27,6 +51,26 @@ def blob_to_array(blob: bytes) -> np.ndarray:
     dtype, shape, fortran = _parsed_header(bytes(blob[:end]))
     values = np.frombuffer(blob, dtype, count=int(np.prod(shape)), offset=end)
     return values.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def stacked_blobs(blobs: Sequence[bytes]) -> np.ndarray | None:
+    """np.stack of the blobs' arrays (blob_to_array's), [blob, *shape] in native byte order as np.stack gives it,
+    read in one step when every blob holds the same version-1.0 header of a C-order array; None otherwise."""
+    first = blobs[0] if blobs else None
+    if not isinstance(first, bytes) or first[:_PREFIX] != _MAGIC_1_0:
+        return None
+    end = _PREFIX + 2 + int.from_bytes(first[_PREFIX:_PREFIX + 2], "little")
+    dtype, shape, fortran = _parsed_header(first[:end])
+    size = len(first)
+    if fortran or size == end or size - end != int(np.prod(shape)) * dtype.itemsize:
+        return None
+    if any(not isinstance(blob, bytes) or len(blob) != size for blob in blobs):
+        return None
+    table = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), size)
+    if not (table[:, :end] == table[0, :end]).all():
+        return None
+    values = table[:, end:].copy().view(dtype).reshape((len(blobs), *shape))
+    return values.astype(np.result_type(dtype), copy=False)
 
 
 _MAGIC_1_0 = np.lib.format.magic(1, 0)

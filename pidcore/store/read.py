@@ -408,6 +408,15 @@ def load_samples(path: str | Path, run_id: str) -> list[SampleRow]:
             for run, sample, position, gold, *blobs, split, question, options in rows]
 
 
+def load_sample_columns(path: str | Path, run_id: str) -> dict[str, list]:
+    """A run's stored samples in dataset order as columns, one list per SampleRow field but the texts and the image,
+    the arrays as stored (.npy bytes, for blob_to_array or stacked_blobs)."""
+    names = [field.name for field in fields(SampleRow) if field.name not in ("question", "options", "image")]
+    rows = query(path, f"SELECT {present_select(path, SAMPLES, names)} FROM samples WHERE run_id = ? "
+                       "ORDER BY position", [run_id])
+    return {name: list(column) for name, column in zip(names, zip(*rows))} if rows else {name: [] for name in names}
+
+
 def read_sample_table(path: str | Path, run_id: str) -> pd.DataFrame:
     """A run's stored samples in dataset order, for a table of them: SAMPLE_TABLE_COLUMNS, gold an integer or NA,
     options a list of strings or None, whether an image is stored (not the image itself, to stay light), and the
