@@ -192,7 +192,13 @@ def test_demo_run_round_trips_through_the_command_line(demo, model, task, estima
     assert imported.returncode == 0, imported.stderr
     back_run = read_runs(back).iloc[0]
     _assert_same_atoms(read_layer_results(back, back_run["run_id"], f"batch-{mode}", [4])[0].atoms.as_dict(),
-                       expected)
+                       expected, SHIPPED_SOLVER_TOLERANCE)
+
+
+# The shipped rows were estimated before the Sinkhorn solver moved to the plain kernel (commit cde3339). Both solve
+# the projection to a column residual of 1e-5; on llava-s's language run their atoms differ by 4.7e-6 bits. A wrong
+# split, fallback or probe in the export moves them by 1e-3 bits or more.
+SHIPPED_SOLVER_TOLERANCE = 2e-5
 
 
 def test_demo_records_hold_the_stored_sample(demo):
