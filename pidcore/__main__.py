@@ -2,6 +2,6 @@
 
 import sys
 
-from pidcore.cli import main
+from pidcore.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 import subprocess
@@ -469,6 +470,16 @@ def _estimation_settings(args: argparse.Namespace) -> dict:
     return {"device": args.device, "seed": args.seed, "estimator_mode": args.estimator_mode,
             "letter_mass_fallback": args.fallback, "repeats": args.repeats, "bootstrap": args.bootstrap,
             "checkpoint": args.checkpoint or "final", "step": args.checkpoint_step, "stage": args.stage}
+
+
+def run() -> int:
+    """The command line as a program (`pidcore`, `python -m pidcore`): main(), then gc.freeze(), so that the exiting
+    interpreter's last collection skips every object alive by then (torch's: 0.2-0.3 s of a 2.5 s import-paper).
+    Exit handlers, flushes and reference-counted clean-up run as before; only main() is for use in a process that
+    goes on."""
+    code = main()
+    gc.freeze()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
