@@ -21,9 +21,9 @@ pool is not set by these variables; neither side uses it.
 
 The module also keeps `published_batch_pid`, an in-process RE-IMPLEMENTATION of the published algorithm, not the
 paper's code (it trains 10 epochs where the script trains 8, and takes p(y) from the held-out split at evaluation
-where the script keeps the fitting split's): benchmarks/estimators.py times it only with --reimplementation. Ratios
-against it flatter ours (24.2x at 2 x 2,048, where the paper's script gives about 5x): quote the ratio against the
-script.
+where the script keeps the fitting split's): benchmarks/estimators.py times it only with --reimplementation. A
+ratio against it is not a ratio against the paper (it once gave 24.2x where the script gave about 5x): quote the
+ratio against the script.
 """
 
 from __future__ import annotations
