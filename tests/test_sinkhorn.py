@@ -1,12 +1,13 @@
 """The Sinkhorn scaling behind BATCH: the plan it returns against an independent numpy scaling, its Newton finish,
-stacked kernels, the logit range it refuses, and the gradient its tracked steps give."""
+stacked kernels, the logit range it refuses, the gradient its tracked steps give, and the bootstrap's weighted
+scaling."""
 
 import numpy as np
 import pytest
 import torch
 
 from pidcore.estimators.batch_terms import balanced_log_targets, conditional_terms
-from pidcore.estimators.sinkhorn import MAX_LOGIT_RANGE, sinkhorn_log
+from pidcore.estimators.sinkhorn import MAX_LOGIT_RANGE, sinkhorn_log, sinkhorn_weighted
 
 
 def _problem(n1=30, n2=40, k=3, scale=2.0, seed=0):
@@ -80,3 +81,22 @@ def test_tracked_steps_give_the_gradient_of_the_conditional_terms():
         numeric[index] = (values[0] - values[1]) / (2 * step)
     relative = float((tracked.grad - numeric).norm() / numeric.norm())
     assert relative < 0.01, f"tracked gradient {relative:.3f} off the finite differences (relative norm)"
+
+
+def test_each_weighting_leaves_at_its_own_tolerance_as_if_solved_alone():
+    generator = torch.Generator().manual_seed(3)
+    k, n, resamples = 2, 24, 6
+    kernel = (torch.randn(k, n, n, dtype=torch.float64, generator=generator) * 2).exp()
+    torch.manual_seed(3)
+    rows, cols = (torch.distributions.Dirichlet(torch.ones(k, dtype=torch.float64)).sample((n,)).T for _ in range(2))
+    counts = torch.stack([torch.bincount(torch.randint(n, (n,), generator=generator), minlength=n)
+                          for _ in range(resamples)]).double().T
+    cols = cols[..., None] * ((rows @ counts) / (cols @ counts))[:, None, :]  # each weighting's totals balanced
+    together = sinkhorn_weighted(kernel, rows, cols, counts, 1e-6, 10_000, 1.5)
+    alone = [sinkhorn_weighted(kernel, rows, cols[..., [r]], counts[:, [r]], 1e-6, 10_000, 1.5)
+             for r in range(resamples)]
+    assert together.converged and together.iterations == max(one.iterations for one in alone)
+    assert len({one.iterations for one in alone}) > 1, "the weightings should need different numbers of steps"
+    for r, one in enumerate(alone):
+        np.testing.assert_allclose(together.u[..., r], one.u[..., 0], rtol=1e-12)
+        np.testing.assert_allclose(together.v[..., r], one.v[..., 0], rtol=1e-12)
