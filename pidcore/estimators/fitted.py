@@ -18,6 +18,7 @@ from pidcore.estimators.calibration import Calibration, apply_log_weights
 from pidcore.estimators.information import kl_nats, to_bits
 from pidcore.estimators.intervals import percentile_interval
 from pidcore.estimators.sample_set import TENSOR_NAMES, SampleSet, even_chunks
+from pidcore.estimators.sinkhorn import RELAXATION
 from pidcore.estimators.validation import check_sample_set
 
 
@@ -25,16 +26,16 @@ from pidcore.estimators.validation import check_sample_set
 CLUSTER_BOOTSTRAP_FROM = 9
 # The bootstrap's re-projections (batch_terms.resampled_conditional_sums): relative column residual per resample,
 # over-relaxation, step cap. Measured on planted AND, 2 x 2,048 (8 scoring batches of 256, 100 resamples, one thread),
-# against the same projections run to 1e-7: each resample leaving the products at its own 1e-4, every resample's
-# atoms are within 4.7e-5 bits (published) and 4.9e-5 bits (calibrated), in 1.1 and 3.5 s; at 3e-4 within 1.4e-4
-# bits in 0.9 and 3.2 s; at 3e-5 within 1.3e-5 bits in 1.1 and 3.9 s. Before resamples left as they converged (all
-# iterated until the slowest met 1e-3: most converge within tens of steps, a few take hundreds), the same bounds
-# took 1.6 and 11.3 s for 6.2e-5 bits. Against the first design (each resampled batch gathered, Newton-finished to
-# 1e-6 from zero, 44.8 CPU seconds in published mode) the bounds moved by at most 2.0e-5 bits. Starting from the
-# batch's own scaling halves the error at equal tolerance; over-relaxing by 1.5 cut the steps from about 85 to 60.
-# The cap: one resample of a calibrated fit on 128 held-out AND samples took 3,761 steps to reach 1e-4.
+# published / calibrated, against the same projections run to 1e-7. Each resample leaving the products at its own
+# 1e-4, over-relaxed as the training solver is (1.8): every resample's atoms within 4.4e-5 / 2.8e-5 bits, in 0.86 /
+# 3.1 s; over-relaxed by 1.5: 4.6e-5 / 4.8e-5 bits in 1.0 / 3.6 s; by 1.9: 0.84 / 3.0 s. At 3e-4 (relaxation 1.5)
+# within 1.4e-4 bits, at 3e-5 within 1.3e-5 bits. When all resamples iterated until the slowest met 1e-3 (most
+# converge within tens of steps, a few take hundreds), the bounds took 1.6 / 11.3 s for 6.2e-5 bits; the first design
+# (each resampled batch gathered, Newton-finished to 1e-6 from zero) took 44.8 CPU seconds in published mode.
+# Starting from the batch's own scaling halves the error at equal tolerance. The cap: one resample of a calibrated
+# fit on 128 held-out AND samples took 3,761 steps to reach 1e-4.
 BOOTSTRAP_TOL = 1e-4
-BOOTSTRAP_RELAXATION = 1.5
+BOOTSTRAP_RELAXATION = RELAXATION
 BOOTSTRAP_MAX_ITER = 10_000
 
 
