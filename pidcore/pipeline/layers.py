@@ -53,13 +53,8 @@ def load_run_samples(db: str, run_id: str) -> RunSamples:
     if any(array is None for array in arrays.values()) or mass.shape[1:2] != (len(PASSES),) or mass.ndim not in (2, 3):
         return _run_samples(run_id, load_samples(db, run_id))
     probs = arrays["probs"].astype(np.float64)
-    if mass.ndim == 2:
-        by_layer = np.full((len(mass), len(PASSES), probs.shape[2]), np.nan)
-        by_layer[:, :, -1] = mass
-    else:
-        by_layer = mass.astype(np.float64)
-    return RunSamples(columns["sample_id"], np.array([-1 if gold is None else gold for gold in columns["gold"]]),
-                      arrays["x1"], arrays["x2"], probs, by_layer, columns["split"])
+    return RunSamples(columns["sample_id"], _gold_codes(columns["gold"]), arrays["x1"], arrays["x2"], probs,
+                      _mass_by_layer(mass, probs.shape[2]), columns["split"])
 
 
 _ARRAY_COLUMNS = ("x1", "x2", "probs", "letter_mass")
@@ -75,18 +70,24 @@ def _run_samples(run_id: str, rows: list[SampleRow]) -> RunSamples:
         logger.warning("estimating on the %d samples with %d options; %d others left out", len(kept), k,
                        len(rows) - len(kept))
     probs = np.stack([row.probs for row in kept]).astype(np.float64)
-    return RunSamples([row.sample_id for row in kept], np.array([-1 if row.gold is None else row.gold for row in kept]),
+    return RunSamples([row.sample_id for row in kept], _gold_codes([row.gold for row in kept]),
                       np.stack([row.x1 for row in kept]), np.stack([row.x2 for row in kept]), probs,
-                      np.stack([_mass_by_layer(row.letter_mass, probs.shape[2]) for row in kept]),
+                      np.concatenate([_mass_by_layer(row.letter_mass[None], probs.shape[2]) for row in kept]),
                       [row.split for row in kept])
 
 
+def _gold_codes(golds: list[int | None]) -> np.ndarray:
+    """Gold option indices, -1 where a sample has none."""
+    return np.array([-1 if gold is None else gold for gold in golds])
+
+
 def _mass_by_layer(mass: np.ndarray, stored_layers: int) -> np.ndarray:
-    """Letter mass [pass, stored layer]; databases written before per-layer mass hold the output layer's only."""
-    if mass.ndim == 2:
+    """Letter mass [sample, pass, stored layer]; databases written before per-layer mass hold the output layer's
+    only ([sample, pass]), the other layers NaN."""
+    if mass.ndim == 3:
         return mass.astype(np.float64)
-    by_layer = np.full((len(PASSES), stored_layers), np.nan)
-    by_layer[:, -1] = mass
+    by_layer = np.full((*mass.shape, stored_layers), np.nan)
+    by_layer[..., -1] = mass
     return by_layer
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,8 @@ def read_stage2_file(path: str | Path, widen_uniform: bool = False) -> Stage2Rec
                           family=str(meta.get("family") or "imported"), conversation_layout=conversations)
     # per record in file order: (id, its checked arrays or its reason)
     checked = list(zip((_record_id(record, number) for number, record in enumerate(records)),
-                       _conversations(records, widen_uniform) if conversations else map(_checked_flat, records)))
+                       _conversations(records, widen_uniform) if conversations
+                       else [_checked(record, _flat) for record in records]))
     found.settle_shapes([(row_id, (arrays[0].shape, arrays[1].shape, arrays[2].shape[-1]))
                          for row_id, arrays in checked if not isinstance(arrays, str)])
     for row_id, arrays in checked:
@@ -166,24 +169,20 @@ def _load_json(path: Path) -> Any:
         raise PaperFileError(f"{path.name} is nested too deeply to parse as JSON") from error
 
 
-def _checked_flat(record: Any) -> tuple | str:
-    """One flat-layout record's checked (x1, x2, probs, mass, gold), or the reason it is skipped."""
+def _checked(record: Any, check: Callable[[dict], tuple]) -> tuple | str:
+    """One record's checked (x1, x2, probs, mass, gold) by `check` (_flat or _conversation), or the reason it is
+    skipped."""
     try:
         if not isinstance(record, dict):
             raise BadRecord("not a JSON object")
-        return _flat(record)
+        return check(record)
     except BadRecord as reason:
         return str(reason)
 
 
 def _checked_conversation(record: Any, widen_uniform: bool) -> tuple | str:
-    """One conversation-layout record's checked (x1, x2, probs, mass, gold), or the reason it is skipped."""
-    try:
-        if not isinstance(record, dict):
-            raise BadRecord("not a JSON object")
-        return _conversation(record, widen_uniform)
-    except BadRecord as reason:
-        return str(reason)
+    """One conversation-layout record checked alone: its (x1, x2, probs, mass, gold), or the reason it is skipped."""
+    return _checked(record, partial(_conversation, widen_uniform=widen_uniform))
 
 
 def _conversations(records: list, widen_uniform: bool) -> list[tuple | str]:

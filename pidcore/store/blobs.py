@@ -47,7 +47,7 @@ def blob_to_array(blob: bytes) -> np.ndarray:
     parsed once (np.load parses it for every blob: half the time of reading 2 x 2,048 samples)."""
     if blob[:_PREFIX] != _MAGIC_1_0:
         return np.load(io.BytesIO(blob), allow_pickle=False)
-    end = _PREFIX + 2 + int.from_bytes(blob[_PREFIX:_PREFIX + 2], "little")
+    end = _header_end(blob)
     dtype, shape, fortran = _parsed_header(bytes(blob[:end]))
     values = np.frombuffer(blob, dtype, count=int(np.prod(shape)), offset=end)
     return values.reshape(shape, order="F" if fortran else "C").copy()
@@ -59,7 +59,7 @@ def stacked_blobs(blobs: Sequence[bytes]) -> np.ndarray | None:
     first = blobs[0] if blobs else None
     if not isinstance(first, bytes) or first[:_PREFIX] != _MAGIC_1_0:
         return None
-    end = _PREFIX + 2 + int.from_bytes(first[_PREFIX:_PREFIX + 2], "little")
+    end = _header_end(first)
     dtype, shape, fortran = _parsed_header(first[:end])
     size = len(first)
     if fortran or size == end or size - end != int(np.prod(shape)) * dtype.itemsize:
@@ -75,6 +75,11 @@ def stacked_blobs(blobs: Sequence[bytes]) -> np.ndarray | None:
 
 _MAGIC_1_0 = np.lib.format.magic(1, 0)
 _PREFIX = len(_MAGIC_1_0)
+
+
+def _header_end(blob: bytes) -> int:
+    """Where a version-1.0 .npy blob's header ends and its values begin."""
+    return _PREFIX + 2 + int.from_bytes(blob[_PREFIX:_PREFIX + 2], "little")
 
 
 @lru_cache(maxsize=1024)
